@@ -1,0 +1,61 @@
+/**
+ * The default Loop: Node's own libuv loop. Posted callbacks run in batches of
+ * up to `budget` per `setImmediate` turn; all timers share one host timeout
+ * armed for the earliest deadline, so scheduling and cancelling a timer costs a
+ * heap operation rather than a libuv timer.
+ *
+ * @example
+ * ```ts
+ * import { NodeLoop } from "tilth/adapters/node";
+ * const loop = new NodeLoop({ name: "main" });
+ * loop.timer(10, () => console.log("10 ms later"));
+ * ```
+ * @module
+ */
+import { performance } from "node:perf_hooks";
+import { LoopBase, type LoopOptions } from "../core/LoopBase.js";
+
+export class NodeLoop extends LoopBase {
+  #timeout: NodeJS.Timeout | undefined;
+  #immediate: NodeJS.Immediate | undefined;
+  readonly #runTurn = (): void => this.runTurn();
+  readonly #wake = (): void => {
+    this.#timeout = undefined;
+    this.#immediate = undefined;
+    this.wake();
+  };
+
+  constructor(options: LoopOptions = {}) {
+    super({ name: "node", ...options });
+  }
+
+  now(): number {
+    return performance.now();
+  }
+
+  protected requestTurn(): void {
+    setImmediate(this.#runTurn);
+  }
+
+  protected wakeAt(deadline: number | undefined, ref: boolean): void {
+    if (this.#timeout !== undefined) {
+      clearTimeout(this.#timeout);
+      this.#timeout = undefined;
+    }
+    if (this.#immediate !== undefined) {
+      clearImmediate(this.#immediate);
+      this.#immediate = undefined;
+    }
+    if (deadline === undefined) return;
+    // Node's timers have 1 ms resolution; round up so we never wake early
+    // and spin. A due deadline runs on the next check phase instead.
+    const ms = Math.ceil(deadline - this.now());
+    if (ms <= 0) {
+      this.#immediate = setImmediate(this.#wake);
+      if (!ref) this.#immediate.unref();
+      return;
+    }
+    this.#timeout = setTimeout(this.#wake, ms);
+    if (!ref) this.#timeout.unref();
+  }
+}

@@ -1,0 +1,185 @@
+/**
+ * The transport contract: what `loop.connect(url)` and `loop.listen(url)` give.
+ *
+ * The contract lives in core because the Loop owns the registry that resolves
+ * URL schemes; the implementations (tcp, ipc, tls, inproc, zmq) live in
+ * `transports/` and register themselves with a loop.
+ *
+ * A {@link Connection} carries whole messages. A message is one or more frames
+ * (byte arrays); the receiver gets exactly the frames the sender sent.
+ *
+ * @example
+ * ```ts
+ * const conn = await loop.connect("tcp://127.0.0.1:9990");
+ * conn.start({ message: (m) => console.log(m.length, "frames"), end: (e) => console.log("ended", e) });
+ * if (!conn.send([Buffer.from("hello")])) await conn.drain();
+ * await conn.close();
+ * ```
+ * @module
+ */
+import { TilthError } from "./errors.js";
+import type { Loop } from "./Loop.js";
+
+/** One frame of a message. */
+export type Frame = Uint8Array;
+/** A message: one or more frames, delivered together. */
+export type Message = Frame[];
+
+/** How a connection ended: who ended it, and the error if it was not a clean close. */
+export interface ConnectionEnd {
+  /** `local`: this side closed or destroyed it. `peer`: the other side did, or the network broke. */
+  readonly by: "local" | "peer";
+  /** Undefined for a clean close; otherwise why (a coded TilthError, e.g. ERR_BROKEN, ERR_MALFORMED_FRAME). */
+  readonly error?: Error;
+}
+
+/** Receives a connection's events. Calls are never synchronous with `start()`. */
+export interface ConnectionHandler {
+  /** A whole message arrived. The frames are the handler's to keep. */
+  message(msg: Message): void;
+  /** The connection ended; no more messages follow. Called exactly once. */
+  end(end: ConnectionEnd): void;
+}
+
+/** A message-oriented, bidirectional connection. */
+export interface Connection extends AsyncDisposable {
+  /** Scheme of the transport, e.g. `tcp`. */
+  readonly scheme: string;
+  /** The local end as a URL (e.g. `tcp://127.0.0.1:51234`). */
+  readonly localUrl: string;
+  /** The remote end as a URL. */
+  readonly remoteUrl: string;
+  /** Set once the connection has ended; the same object `closed` resolves with. */
+  readonly ended: ConnectionEnd | undefined;
+  /** Resolves (never rejects) when the connection has ended. */
+  readonly closed: Promise<ConnectionEnd>;
+
+  /**
+   * Begin delivering events to `handler`. Call once. Messages that arrived
+   * before are delivered first. Use either `start` or `messages()`, not both.
+   */
+  start(handler: ConnectionHandler): void;
+  /** Pull-style reading: an async iterable of messages that ends with the connection (throws if it broke). */
+  messages(): AsyncIterable<Message>;
+  /** Stop reading from the peer (receive-side backpressure). */
+  pause(): void;
+  /** Resume reading after `pause()`. */
+  resume(): void;
+
+  /**
+   * Queue one message. Returns `true` while the writer may go on, `false` when
+   * buffered bytes passed the high-water mark: wait for `drain()` before sending
+   * more. Throws ClosedError/BrokenError once ended, and MessageTooLargeError for
+   * a message above the connection's maximum.
+   */
+  send(msg: Message): boolean;
+  /** Bytes queued and not yet handed to the OS (or the peer, in memory). */
+  readonly bufferedAmount: number;
+  /** Resolves when buffered bytes fall below the low-water mark; rejects if the connection ends first. */
+  drain(): Promise<void>;
+
+  /** Graceful close: flush what was sent, then end. Idempotent. */
+  close(): Promise<void>;
+  /** Forceful close: drop buffers and end now, with `reason` reported as the end's error. Idempotent. */
+  destroy(reason?: Error): void;
+}
+
+/** A listening endpoint that yields incoming connections. */
+export interface Listener extends AsyncDisposable, AsyncIterable<Connection> {
+  readonly scheme: string;
+  /** The bound URL, with the real port when port 0 was asked. */
+  readonly url: string;
+  /** Deliver each incoming connection to `handler` instead of iterating. Call once. */
+  start(handler: (conn: Connection) => void): void;
+  /** Stop accepting. Connections already accepted stay open. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Options every transport understands; transports may accept more. */
+export interface ConnectOptions {
+  /** Aborts the connection attempt. */
+  signal?: AbortSignal;
+  /** Largest message accepted or sent, in bytes (all frames together). */
+  maxMessageSize?: number;
+  /** Bytes buffered before `send` returns false. */
+  highWaterMark?: number;
+  [option: string]: unknown;
+}
+
+/** Options for `listen`; transports may accept more (TLS keys, socket modes). */
+export interface ListenOptions extends ConnectOptions {
+  /** Pending connections the OS may queue. */
+  backlog?: number;
+}
+
+/** A transport: turns URLs of its schemes into connections and listeners. */
+export interface Transport {
+  /** URL schemes this transport serves, without the colon: `["tcp"]`. */
+  readonly schemes: readonly string[];
+  connect(loop: Loop, url: URL, options: ConnectOptions): Promise<Connection>;
+  listen(loop: Loop, url: URL, options: ListenOptions): Promise<Listener>;
+}
+
+/** Raised for a URL whose scheme no registered transport serves. */
+export class UnknownSchemeError extends TilthError {
+  constructor(scheme: string, known: readonly string[]) {
+    super(
+      "ERR_UNKNOWN_SCHEME",
+      `no transport for scheme "${scheme}:" (registered: ${known.length ? known.join(", ") : "none"})`,
+      { context: { scheme, known: [...known] } },
+    );
+  }
+}
+
+/** Raised for a URL that cannot be parsed or lacks a part the transport needs. */
+export class InvalidUrlError extends TilthError {
+  constructor(url: string, why: string) {
+    super("ERR_INVALID_URL", `invalid URL "${url}": ${why}`, { context: { url } });
+  }
+}
+
+/**
+ * The transports a loop knows, by scheme. Each Loop owns one; nothing is global,
+ * so two loops (or two simulated networks) never see each other's endpoints.
+ */
+export class TransportRegistry {
+  readonly #bySchema = new Map<string, Transport>();
+
+  /** Register a transport for its schemes; replaces an earlier one for the same scheme. */
+  register(transport: Transport): this {
+    for (const s of transport.schemes) this.#bySchema.set(s, transport);
+    return this;
+  }
+
+  /** Whether a transport serves `scheme`. */
+  has(scheme: string): boolean {
+    return this.#bySchema.has(scheme);
+  }
+
+  /** The transport for `scheme`, or an UnknownSchemeError. */
+  get(scheme: string): Transport {
+    const t = this.#bySchema.get(scheme);
+    if (t === undefined) throw new UnknownSchemeError(scheme, this.schemes());
+    return t;
+  }
+
+  /** Registered schemes, sorted. */
+  schemes(): string[] {
+    return [...this.#bySchema.keys()].sort();
+  }
+}
+
+/** Parse a transport URL, raising InvalidUrlError with the reason. */
+export function parseUrl(url: string | URL): URL {
+  if (url instanceof URL) return url;
+  try {
+    return new URL(url);
+  } catch (e) {
+    throw new InvalidUrlError(url, e instanceof Error ? e.message : String(e));
+  }
+}
+
+/** The scheme of a parsed URL, without its colon. */
+export function schemeOf(url: URL): string {
+  return url.protocol.slice(0, -1);
+}

@@ -1,0 +1,77 @@
+/**
+ * A growable FIFO ring buffer: O(1) push and shift, no `Array#shift` (which is
+ * O(n) on large arrays). Capacity doubles when full and never shrinks below
+ * what was reached; that keeps the hot path free of allocations.
+ * @internal
+ */
+export class Ring<T> {
+  #buf: (T | undefined)[];
+  #head = 0;
+  #len = 0;
+  #mask: number;
+
+  constructor(initialCapacity = 16) {
+    let cap = 1;
+    while (cap < initialCapacity) cap <<= 1;
+    this.#buf = new Array<T | undefined>(cap);
+    this.#mask = cap - 1;
+  }
+
+  get length(): number {
+    return this.#len;
+  }
+
+  push(v: T): void {
+    if (this.#len === this.#buf.length) this.#grow();
+    this.#buf[(this.#head + this.#len) & this.#mask] = v;
+    this.#len++;
+  }
+
+  /** Remove and return the oldest item; undefined when empty. */
+  shift(): T | undefined {
+    if (this.#len === 0) return undefined;
+    const v = this.#buf[this.#head];
+    this.#buf[this.#head] = undefined;
+    this.#head = (this.#head + 1) & this.#mask;
+    this.#len--;
+    return v;
+  }
+
+  /** The oldest item without removing it. */
+  peek(): T | undefined {
+    return this.#len === 0 ? undefined : this.#buf[this.#head];
+  }
+
+  /** Remove the first item for which `pred` holds; true if one was removed. O(n). */
+  removeFirst(pred: (v: T) => boolean): boolean {
+    for (let i = 0; i < this.#len; i++) {
+      const idx = (this.#head + i) & this.#mask;
+      if (pred(this.#buf[idx] as T)) {
+        for (let j = i; j < this.#len - 1; j++) {
+          this.#buf[(this.#head + j) & this.#mask] = this.#buf[(this.#head + j + 1) & this.#mask];
+        }
+        this.#buf[(this.#head + this.#len - 1) & this.#mask] = undefined;
+        this.#len--;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Remove and return every item, oldest first. */
+  drain(): T[] {
+    const out: T[] = [];
+    while (this.#len > 0) out.push(this.shift() as T);
+    return out;
+  }
+
+  #grow(): void {
+    const old = this.#buf;
+    const cap = old.length * 2;
+    const buf = new Array<T | undefined>(cap);
+    for (let i = 0; i < this.#len; i++) buf[i] = old[(this.#head + i) & this.#mask];
+    this.#buf = buf;
+    this.#head = 0;
+    this.#mask = cap - 1;
+  }
+}
