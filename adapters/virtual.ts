@@ -5,8 +5,8 @@
  * threshold of 0). Posted callbacks and due timers still run on their own, on
  * real macrotask turns, so promise continuations settle between firings.
  *
- * Errors thrown by callbacks are collected and rethrown by the next
- * `advance`/`run`. If timers wait while nobody advances time for a while of
+ * Errors thrown by callbacks go to `onError` when given; otherwise they are
+ * collected and rethrown by the next `advance`/`run`. If timers wait while nobody advances time for a while of
  * real time, a `TILTH_VIRTUAL_STALL` process warning says so: a test that
  * awaits a virtual sleep without advancing would otherwise hang silently.
  *
@@ -59,9 +59,11 @@ export class VirtualLoop extends LoopBase {
   readonly #stallMs: number;
   #watchdog: NodeJS.Timeout | undefined;
   readonly #runTurn = (): void => this.runTurn();
+  readonly #onError: ((error: unknown) => void) | undefined;
 
   constructor(options: VirtualLoopOptions = {}) {
     super({ name: "virtual", ...options });
+    this.#onError = options.onError;
     this.#now = options.start ?? 0;
     this.#stallMs = options.stallWarningMs ?? 2000;
   }
@@ -88,7 +90,8 @@ export class VirtualLoop extends LoopBase {
   }
 
   protected override reportError(error: unknown): void {
-    this.#errors.push(error);
+    if (this.#onError) this.#onError(error);
+    else this.#errors.push(error);
   }
 
   /** Errors thrown by callbacks since the last call, removed from the loop. */

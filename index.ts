@@ -1,0 +1,7 @@
+/**
+ * tilth: long-running services that talk over RPC, on one pluggable loop.
+ * @module
+ */
+export * from "./core/index.js";
+export { NodeLoop } from "./adapters/node.js";
+export { VirtualLoop, DeadlockError } from "./adapters/virtual.js";

@@ -1,0 +1,197 @@
+/**
+ * The Loop contract's conformance suite. Every Loop adapter runs it through
+ * `loopConformance(name, makeHarness)`; a new adapter is done when it passes.
+ */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import type { Loop } from "../../core/Loop.js";
+import { isTilthError } from "../../core/errors.js";
+
+export interface LoopHarness {
+  loop: Loop;
+  /** Run `body` on the loop until it settles (real time, or auto-advanced virtual time). */
+  drive<T>(body: () => Promise<T>): Promise<T>;
+  /** Errors the loop reported from throwing callbacks. */
+  reported(): unknown[];
+  /** Called at the end of each test: asserts nothing is left behind. */
+  teardown(): Promise<void>;
+}
+
+export type HarnessFactory = () => LoopHarness;
+
+function defer<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+export function loopConformance(name: string, make: HarnessFactory): void {
+  const it = (title: string, fn: (h: LoopHarness) => Promise<void>): void => {
+    test(title, async () => {
+      const h = make();
+      try {
+        await fn(h);
+      } finally {
+        await h.teardown();
+      }
+      assert.equal(h.loop.pendingTimers, 0, "a timer was left pending");
+    });
+  };
+
+  describe(`Loop conformance: ${name}`, () => {
+    it("now() is monotonic", async (h) => {
+      let last = h.loop.now();
+      for (let i = 0; i < 1000; i++) {
+        const t = h.loop.now();
+        assert.ok(t >= last);
+        last = t;
+      }
+      await h.drive(async () => {
+        const before = h.loop.now();
+        const fired = defer<number>();
+        const t = h.loop.timer(2, () => fired.resolve(h.loop.now()));
+        assert.ok(t.deadline >= before + 2);
+        assert.ok((await fired.promise) >= t.deadline);
+      });
+    });
+
+    it("post never runs synchronously and runs in FIFO order", async (h) => {
+      await h.drive(async () => {
+        const seen: number[] = [];
+        const done = defer();
+        for (let i = 0; i < 5000; i++) h.loop.post(() => seen.push(i));
+        h.loop.post(() => done.resolve());
+        assert.equal(seen.length, 0);
+        await done.promise;
+        assert.deepEqual(seen, Array.from({ length: 5000 }, (_, i) => i));
+      });
+    });
+
+    it("timers fire in deadline order, FIFO for equal deadlines", async (h) => {
+      await h.drive(async () => {
+        const seen: string[] = [];
+        const done = defer();
+        h.loop.timer(3, () => seen.push("c"));
+        for (let i = 0; i < 50; i++) h.loop.timer(1, () => seen.push(`a${i}`));
+        h.loop.timer(2, () => seen.push("b"));
+        h.loop.timer(4, () => done.resolve());
+        await done.promise;
+        assert.deepEqual(seen, [...Array.from({ length: 50 }, (_, i) => `a${i}`), "b", "c"]);
+      });
+    });
+
+    it("a cancelled timer never fires; cancel is idempotent and harmless after firing", async (h) => {
+      await h.drive(async () => {
+        let fired = 0;
+        const a = h.loop.timer(1, () => fired++);
+        assert.equal(a.pending, true);
+        a.cancel();
+        a.cancel();
+        assert.equal(a.pending, false);
+        const done = defer();
+        const b = h.loop.timer(2, () => done.resolve());
+        await done.promise;
+        assert.equal(b.pending, false);
+        b.cancel();
+        assert.equal(fired, 0);
+      });
+    });
+
+    it("a 0 ms timer set from a timer callback runs on a later turn", async (h) => {
+      await h.drive(async () => {
+        const seen: string[] = [];
+        const done = defer();
+        h.loop.timer(0, () => {
+          seen.push("first");
+          h.loop.timer(0, () => {
+            seen.push("second");
+            done.resolve();
+          });
+          h.loop.post(() => seen.push("post"));
+        });
+        await done.promise;
+        assert.deepEqual(seen, ["first", "post", "second"]);
+      });
+    });
+
+    it("a throwing callback is reported and the others still run", async (h) => {
+      await h.drive(async () => {
+        const seen: number[] = [];
+        const done = defer();
+        h.loop.post(() => seen.push(1));
+        h.loop.post(() => {
+          throw new Error("boom");
+        });
+        h.loop.post(() => seen.push(2));
+        h.loop.timer(0, () => {
+          throw new Error("tick");
+        });
+        h.loop.timer(1, () => done.resolve());
+        await done.promise;
+        assert.deepEqual(seen, [1, 2]);
+      });
+      const errs = h.reported().map((e) => (e as Error).message).sort();
+      assert.deepEqual(errs, ["boom", "tick"]);
+    });
+
+    it("a long chain of posts yields to other macrotasks (the budget)", async (h) => {
+      await h.drive(async () => {
+        const total = h.loop.budget * 20;
+        let steps = 0;
+        let stepsWhenOtherRan = -1;
+        let stepsWhenTimerRan = -1;
+        const done = defer();
+        const step = (): void => {
+          if (++steps < total) h.loop.post(step);
+          else done.resolve();
+        };
+        h.loop.post(step);
+        h.loop.timer(0, () => (stepsWhenTimerRan = steps));
+        setImmediate(() => (stepsWhenOtherRan = steps));
+        await done.promise;
+        assert.ok(stepsWhenOtherRan >= 0 && stepsWhenOtherRan < total, `host macrotask ran at step ${stepsWhenOtherRan}`);
+        assert.ok(stepsWhenTimerRan >= 0 && stepsWhenTimerRan < total, `due timer ran at step ${stepsWhenTimerRan}`);
+      });
+    });
+
+    it("cooperate() lets `budget` ready steps pass, then yields a turn", async (h) => {
+      await h.drive(async () => {
+        let n = 0;
+        let y: Promise<void> | undefined;
+        while ((y = h.loop.cooperate()) === undefined) n++;
+        assert.ok(n <= h.loop.budget && n > 0, `yielded after ${n} steps`);
+        let posted = false;
+        h.loop.post(() => (posted = true));
+        await y;
+        assert.equal(posted, true, "the yield waited for a loop turn");
+      });
+    });
+
+    it("unknown schemes and bad URLs fail with coded errors", async (h) => {
+      await assert.rejects(h.loop.connect("nope://x"), (e) => isTilthError(e, "ERR_UNKNOWN_SCHEME"));
+      await assert.rejects(h.loop.listen("not a url"), (e) => isTilthError(e, "ERR_INVALID_URL"));
+    });
+
+    it("many pending timers fire in order and leave the heap empty", async (h) => {
+      await h.drive(async () => {
+        const n = 20_000;
+        const fired: number[] = [];
+        const done = defer();
+        let left = n / 2;
+        const timers = [];
+        for (let i = 0; i < n; i++) {
+          const ms = (i * 7919) % 5; // 0..4 ms, interleaved
+          const t = h.loop.timer(ms, () => {
+            fired.push(t.deadline);
+            if (--left === 0) done.resolve();
+          });
+          timers.push(t);
+        }
+        for (let i = 0; i < n; i += 2) timers[i]!.cancel();
+        await done.promise;
+        assert.equal(fired.length, n / 2);
+        for (let i = 1; i < fired.length; i++) assert.ok(fired[i - 1]! <= fired[i]!, "fired out of deadline order");
+      });
+    });
+  });
+}
