@@ -27,18 +27,20 @@ test("scoped() waits for every child and returns the body's value", async () => 
   assert.equal(loop.pendingTimers, 0);
 });
 
-test("spawn never runs the task synchronously", async () => {
+test("spawn starts the task at once, like calling an async function: it runs to its first await", async () => {
   const loop = new VirtualLoop();
-  let ran = false;
+  const log: string[] = [];
   await loop.run(() =>
     scoped(loop, (s) => {
-      s.spawn(() => {
-        ran = true;
+      s.spawn(async () => {
+        log.push("task start");
+        await null;
+        log.push("task resumed");
       });
-      assert.equal(ran, false);
+      log.push("after spawn");
     }),
   );
-  assert.equal(ran, true);
+  assert.deepEqual(log, ["task start", "after spawn", "task resumed"]);
 });
 
 test("a failing child cancels its siblings with a reason and the error reaches the owner", async () => {
