@@ -1,0 +1,385 @@
+/**
+ * Length-prefixed framing of messages on a byte stream (tcp, ipc, tls).
+ *
+ * Wire format: a message is one or more frames; each frame is a 4-byte
+ * big-endian header followed by its payload.
+ *
+ * ```
+ *  bit 31     MORE: another frame of the same message follows
+ *  bit 30     reserved, must be 0 (a set bit is ERR_MALFORMED_FRAME)
+ *  bits 0-29  payload length in bytes (0 .. 2^30-1)
+ * ```
+ *
+ * A message of frames `[a, b, c]` is `hdr(MORE|len a) a hdr(MORE|len b) b hdr(len c) c`.
+ * A message has at least one frame (an "empty message" is one empty frame).
+ * The receiver enforces `maxMessageSize` (sum of the payload lengths, default
+ * {@link DEFAULT_MAX_MESSAGE_SIZE}) and `maxFrames` per message as soon as a
+ * header announces more, before buffering it.
+ *
+ * @example
+ * ```ts
+ * const dec = new FrameDecoder((msg) => console.log(msg.length, "frames"), (err) => console.error(err.code));
+ * dec.push(encodeMessage([Buffer.from("hi"), Buffer.from("there")]));
+ * ```
+ * @module
+ */
+import type { Frame, Message } from "../core/Transport.js";
+import { InvalidMessageError, MalformedFrameError, MessageTooLargeError } from "./errors.js";
+
+/** Bytes of a frame header. */
+export const HEADER_SIZE = 4;
+/** Header bit: more frames of this message follow. */
+export const MORE_FLAG = 0x8000_0000;
+/** Header bit reserved for a future version; a peer that sets it is malformed. */
+export const RESERVED_FLAG = 0x4000_0000;
+/** Largest payload one frame can carry (2^30 - 1). */
+export const MAX_FRAME_LENGTH = 0x3fff_ffff;
+/** Default maximum message size: 64 MiB of payload, all frames together. */
+export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024;
+/** Default maximum number of frames in one message. */
+export const DEFAULT_MAX_FRAMES = 65_536;
+
+/** Limits of a framed connection. */
+export interface FramingOptions {
+  /** Largest message, in payload bytes of all frames together. Default 64 MiB. */
+  maxMessageSize?: number;
+  /** Most frames one message may have. Default 65536. */
+  maxFrames?: number;
+}
+
+/** Resolved limits. */
+export interface FramingLimits {
+  readonly maxMessageSize: number;
+  readonly maxFrames: number;
+}
+
+export function framingLimits(options: FramingOptions = {}): FramingLimits {
+  const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+  const maxFrames = options.maxFrames ?? DEFAULT_MAX_FRAMES;
+  if (!(maxMessageSize >= 0) || !Number.isSafeInteger(maxMessageSize)) {
+    throw new RangeError(`maxMessageSize must be a non-negative integer, got ${maxMessageSize}`);
+  }
+  if (!(maxFrames >= 1) || !Number.isSafeInteger(maxFrames)) {
+    throw new RangeError(`maxFrames must be a positive integer, got ${maxFrames}`);
+  }
+  return { maxMessageSize, maxFrames };
+}
+
+/**
+ * Validate an outgoing message against `limits` and return its payload size.
+ * Throws InvalidMessageError (no frames, a frame not a Uint8Array) or
+ * MessageTooLargeError.
+ */
+export function checkMessage(msg: Message, limits: FramingLimits): number {
+  const n = msg.length;
+  if (n === 0) throw new InvalidMessageError("a message needs at least one frame (send [new Uint8Array(0)] for an empty one)");
+  if (n > limits.maxFrames) throw new MessageTooLargeError(n, limits.maxFrames, "frames");
+  let size = 0;
+  for (let i = 0; i < n; i++) {
+    const f = msg[i];
+    if (!(f instanceof Uint8Array)) throw new InvalidMessageError(`frame ${i} is not a Uint8Array`);
+    const len = f.byteLength;
+    if (len > MAX_FRAME_LENGTH) throw new MessageTooLargeError(len, MAX_FRAME_LENGTH, "bytes in one frame");
+    size += len;
+  }
+  if (size > limits.maxMessageSize) throw new MessageTooLargeError(size, limits.maxMessageSize);
+  return size;
+}
+
+/** Bytes a message takes on the wire, given its payload size and frame count. */
+export function wireSize(payload: number, frames: number): number {
+  return payload + HEADER_SIZE * frames;
+}
+
+/** Encode one message into a single buffer (for tools and tests; connections use {@link FrameEncoder}). */
+export function encodeMessage(msg: Message): Buffer {
+  let total = 0;
+  for (const f of msg) total += HEADER_SIZE + f.byteLength;
+  const out = Buffer.allocUnsafe(total);
+  let pos = 0;
+  for (let i = 0; i < msg.length; i++) {
+    const f = msg[i]!;
+    out.writeUInt32BE((f.byteLength | (i < msg.length - 1 ? MORE_FLAG : 0)) >>> 0, pos);
+    out.set(f, pos + HEADER_SIZE);
+    pos += HEADER_SIZE + f.byteLength;
+  }
+  return out;
+}
+
+/** Frames up to this size are copied into the batch slab; larger ones are written as they are (no copy). */
+const COPY_MAX = 8 * 1024;
+const SLAB_SIZE = 64 * 1024;
+
+/**
+ * Collects encoded messages for one write batch. Small frames (and every
+ * header) are copied into a shared slab, so a batch of a thousand 16-byte
+ * messages becomes one buffer; large frames are referenced, not copied, so a
+ * batch is a short list of chunks for one `writev`.
+ *
+ * A frame larger than 8 KiB is written from the caller's memory when the
+ * batch flushes: the caller must not modify it after `push` (as with
+ * `socket.write`).
+ */
+export class FrameEncoder {
+  #slab: Buffer = Buffer.allocUnsafeSlow(SLAB_SIZE);
+  #pos = 0;
+  /** Start of the slab bytes not yet cut into a chunk. */
+  #runStart = 0;
+  #chunks: Uint8Array[] = [];
+  #pending = 0;
+
+  /** Bytes pushed and not yet taken. */
+  get pending(): number {
+    return this.#pending;
+  }
+
+  /** Append one validated message. */
+  push(msg: Message): void {
+    const n = msg.length;
+    const last = n - 1;
+    for (let i = 0; i < n; i++) {
+      const f = msg[i]!;
+      const len = f.byteLength;
+      const word = i < last ? (len | MORE_FLAG) >>> 0 : len;
+      if (len <= COPY_MAX) {
+        this.#reserve(HEADER_SIZE + len);
+        const slab = this.#slab;
+        let p = this.#pos;
+        slab[p] = word >>> 24;
+        slab[p + 1] = word >>> 16;
+        slab[p + 2] = word >>> 8;
+        slab[p + 3] = word;
+        p += HEADER_SIZE;
+        if (len === 1) slab[p] = f[0]!;
+        else if (len > 0) slab.set(f, p);
+        this.#pos = p + len;
+      } else {
+        this.#reserve(HEADER_SIZE);
+        this.#slab.writeUInt32BE(word, this.#pos);
+        this.#pos += HEADER_SIZE;
+        this.#cut();
+        this.#chunks.push(f);
+      }
+      this.#pending += HEADER_SIZE + len;
+    }
+  }
+
+  /** Take the batch as chunks to write in order (empty when nothing is pending). */
+  take(): Uint8Array[] {
+    this.#cut();
+    const c = this.#chunks;
+    if (c.length === 0) return c;
+    this.#chunks = [];
+    this.#pending = 0;
+    return c;
+  }
+
+  /** Forget everything pending. */
+  clear(): void {
+    this.#chunks = [];
+    this.#runStart = this.#pos;
+    this.#pending = 0;
+  }
+
+  #reserve(n: number): void {
+    if (this.#slab.length - this.#pos >= n) return;
+    this.#cut();
+    // The old slab's cut chunks stay alive until written; the new slab is ours.
+    this.#slab = Buffer.allocUnsafeSlow(Math.max(SLAB_SIZE, n));
+    this.#pos = 0;
+    this.#runStart = 0;
+  }
+
+  #cut(): void {
+    if (this.#pos > this.#runStart) {
+      this.#chunks.push(this.#slab.subarray(this.#runStart, this.#pos));
+      this.#runStart = this.#pos;
+    }
+  }
+}
+
+/**
+ * Incremental decoder: feed it the chunks of a byte stream with `push`; it
+ * calls `onMessage` for every complete message, in order, and `onError` once
+ * (then ignores further input) for malformed or oversized input.
+ *
+ * A frame wholly contained in one chunk is delivered as a view of that chunk
+ * (no copy); a frame split across chunks is copied once into a buffer of its
+ * exact size, allocated when its header arrives.
+ *
+ * `halt()` (typically called from `onMessage`) stops delivery after the
+ * current message and keeps the rest of the input; `resume()` delivers it.
+ */
+export class FrameDecoder {
+  readonly #onMessage: (msg: Message) => void;
+  readonly #onError: (err: Error) => void;
+  readonly #max: number;
+  readonly #maxFrames: number;
+
+  readonly #hdr = Buffer.alloc(HEADER_SIZE);
+  #hdrLen = 0;
+  /** Frames of the message being assembled. */
+  #frames: Frame[] = [];
+  #size = 0;
+  /** A frame being filled across chunks, and whether its MORE bit was set. */
+  #partial: Buffer | undefined = undefined;
+  #partialPos = 0;
+  #more = false;
+  /** Input kept while halted: the chunk in progress and its offset, then later chunks. */
+  #held: Buffer[] = [];
+  #heldOffset = 0;
+  #halted = false;
+  #failed = false;
+
+  constructor(onMessage: (msg: Message) => void, onError: (err: Error) => void, limits: FramingLimits = framingLimits()) {
+    this.#onMessage = onMessage;
+    this.#onError = onError;
+    this.#max = limits.maxMessageSize;
+    this.#maxFrames = limits.maxFrames;
+  }
+
+  /** True while part of a message has been received (a stream ending now is truncated). */
+  get midMessage(): boolean {
+    return this.#hdrLen > 0 || this.#partial !== undefined || this.#frames.length > 0;
+  }
+
+  /** Whether input is held back by `halt()`. */
+  get holding(): boolean {
+    return this.#held.length > 0;
+  }
+
+  /** Whether the decoder has met bad input. */
+  get failed(): boolean {
+    return this.#failed;
+  }
+
+  /** Whether `halt()` holds input back. */
+  get halted(): boolean {
+    return this.#halted;
+  }
+
+  /** Feed the next chunk of the stream. */
+  push(chunk: Buffer): void {
+    if (this.#failed) return;
+    if (this.#halted || this.#held.length > 0) {
+      this.#held.push(chunk);
+      return;
+    }
+    this.#decode(chunk, 0);
+  }
+
+  /** Stop delivering after the current message; input is kept. */
+  halt(): void {
+    this.#halted = true;
+  }
+
+  /** Deliver kept input, until it is used up or `halt()` is called again. */
+  resume(): void {
+    this.#halted = false;
+    while (this.#held.length > 0 && !this.#halted && !this.#failed) {
+      const chunk = this.#held[0]!;
+      const off = this.#heldOffset;
+      this.#held.shift();
+      this.#heldOffset = 0;
+      if (this.#held.length > 0) {
+        // #decode saves a halted remainder at the front; keep later chunks behind it.
+        const later = this.#held;
+        this.#held = [];
+        this.#decode(chunk, off);
+        for (const c of later) this.#held.push(c);
+      } else {
+        this.#decode(chunk, off);
+      }
+    }
+  }
+
+  /** Drop all state and input (the connection is going away). */
+  discard(): void {
+    this.#failed = true;
+    this.#held = [];
+    this.#frames = [];
+    this.#partial = undefined;
+  }
+
+  #fail(err: Error): void {
+    this.discard();
+    this.#onError(err);
+  }
+
+  #decode(chunk: Buffer, off: number): void {
+    const end = chunk.length;
+    while (off < end) {
+      let frame: Buffer;
+      let more: boolean;
+      if (this.#partial !== undefined) {
+        const partial = this.#partial;
+        const take = Math.min(partial.length - this.#partialPos, end - off);
+        chunk.copy(partial, this.#partialPos, off, off + take);
+        off += take;
+        this.#partialPos += take;
+        if (this.#partialPos < partial.length) return;
+        frame = partial;
+        more = this.#more;
+        this.#partial = undefined;
+      } else {
+        let word: number;
+        if (this.#hdrLen === 0 && end - off >= HEADER_SIZE) {
+          word = chunk.readUInt32BE(off);
+          off += HEADER_SIZE;
+        } else {
+          const hdr = this.#hdr;
+          while (this.#hdrLen < HEADER_SIZE && off < end) hdr[this.#hdrLen++] = chunk[off++]!;
+          if (this.#hdrLen < HEADER_SIZE) return;
+          this.#hdrLen = 0;
+          word = hdr.readUInt32BE(0);
+        }
+        if ((word & RESERVED_FLAG) !== 0) {
+          this.#fail(new MalformedFrameError(`reserved header bit set (header 0x${word.toString(16).padStart(8, "0")})`));
+          return;
+        }
+        const len = word & MAX_FRAME_LENGTH;
+        more = (word & MORE_FLAG) !== 0;
+        if (this.#size + len > this.#max) {
+          this.#fail(new MessageTooLargeError(this.#size + len, this.#max, "bytes (announced by a frame header)"));
+          return;
+        }
+        if (this.#frames.length + 1 > this.#maxFrames) {
+          this.#fail(new MessageTooLargeError(this.#frames.length + 1, this.#maxFrames, "frames"));
+          return;
+        }
+        if (end - off >= len) {
+          frame = chunk.subarray(off, off + len);
+          off += len;
+        } else {
+          // Split across chunks: one buffer of the exact size, filled as bytes come.
+          this.#partial = len > 4096 ? Buffer.allocUnsafeSlow(len) : Buffer.allocUnsafe(len);
+          this.#partialPos = 0;
+          this.#more = more;
+          continue;
+        }
+      }
+      // A frame is complete.
+      if (more) {
+        this.#frames.push(frame);
+        this.#size += frame.length;
+        continue;
+      }
+      let msg: Message;
+      if (this.#frames.length === 0) msg = [frame];
+      else {
+        msg = this.#frames;
+        msg.push(frame);
+        this.#frames = [];
+        this.#size = 0;
+      }
+      this.#onMessage(msg);
+      if (this.#halted || this.#failed) {
+        if (!this.#failed && off < end) {
+          this.#held.unshift(chunk);
+          this.#heldOffset = off;
+        }
+        return;
+      }
+    }
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * tilth transports: message connections by URL scheme.
+ *
+ * | scheme | module | carried by |
+ * |---|---|---|
+ * | `tcp://host:port` | {@link NetTransport} | node:net |
+ * | `ipc:///path/to.sock` | {@link NetTransport} | node:net (unix socket) |
+ * | `tls://host:port` | {@link TlsTransport} | node:tls |
+ * | `inproc://name` | {@link InprocTransport} | memory, one loop |
+ *
+ * Call {@link registerTransports} once per loop (it is idempotent), then use
+ * `loop.connect(url)` and `loop.listen(url)`. See docs/transports.md.
+ *
+ * @example
+ * ```ts
+ * import { NodeLoop } from "tilth/adapters/node";
+ * import { registerTransports } from "tilth/transports";
+ * const loop = registerTransports(new NodeLoop());
+ * const listener = await loop.listen("tcp://127.0.0.1:0");
+ * listener.start((conn) => conn.start({ message: (m) => conn.send(m), end() {} }));
+ * const conn = await loop.connect(listener.url);
+ * conn.start({ message: (m) => console.log(String(m[0])), end() {} });
+ * conn.send([Buffer.from("hello")]);
+ * ```
+ * @module
+ */
+import type { Loop } from "../core/Loop.js";
+import { InprocTransport } from "./inproc.js";
+import { netTransport } from "./net.js";
+import { tlsTransport } from "./tls.js";
+
+export * from "./errors.js";
+export * from "./framing.js";
+export { StreamConnection } from "./StreamConnection.js";
+export { NetTransport, netTransport } from "./net.js";
+export { TlsTransport, tlsTransport, type TlsConnectOptions, type TlsListenOptions } from "./tls.js";
+export { InprocTransport, InprocConnection, InprocListener, inprocName } from "./inproc.js";
+export { DEFAULT_HIGH_WATER_MARK } from "./internal/ConnectionBase.js";
+export { DEFAULT_BACKLOG } from "./internal/ListenerBase.js";
+
+/**
+ * Register tcp, ipc, tls and inproc on `loop.transports`, leaving any scheme
+ * already registered alone (so calling it again, or after registering your
+ * own tcp, changes nothing). Each loop gets its own inproc namespace.
+ * Returns the loop.
+ */
+export function registerTransports<L extends Loop>(loop: L): L {
+  const r = loop.transports;
+  if (!r.has("tcp") && !r.has("ipc")) r.register(netTransport);
+  else {
+    if (!r.has("tcp")) r.register({ schemes: ["tcp"], connect: netTransport.connect.bind(netTransport), listen: netTransport.listen.bind(netTransport) });
+    if (!r.has("ipc")) r.register({ schemes: ["ipc"], connect: netTransport.connect.bind(netTransport), listen: netTransport.listen.bind(netTransport) });
+  }
+  if (!r.has("tls")) r.register(tlsTransport);
+  if (!r.has("inproc")) r.register(new InprocTransport());
+  return loop;
+}
