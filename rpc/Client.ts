@@ -1,0 +1,289 @@
+/**
+ * RPC clients: `connect<T>(url)` gives a typed proxy of a remote API.
+ *
+ * One connection is shared by all calls. A call's time limit (default 30 s)
+ * runs until its answer: the result, the error, or a stream's first item; a
+ * stream that has started runs until it ends or is cancelled.
+ * It is opened on demand, and opened
+ * again after it is lost, with exponential backoff between failed attempts
+ * (100 ms doubling to 5 s, reset by a success). Calls made while the
+ * connection is down wait for it, within their own time limit.
+ *
+ * @example
+ * ```ts
+ * interface PingAPI { ping(): Promise<string>; count(n: number): AsyncGenerator<number> }
+ * const ping = await connect<PingAPI>("drpc+tcp://127.0.0.1:9990", { loop });
+ * console.log(await ping.ping());                          // "pong"
+ * for await (const n of ping.count(3)) console.log(n);     // 0 1 2
+ * await withOptions(ping, { timeout: 100 }).ping();        // per-call options, same types
+ * await close(ping);
+ * ```
+ * @module
+ */
+import type { Loop } from "../core/Loop.js";
+import type { ConnectOptions } from "../core/Transport.js";
+import { ClosedError, TilthError } from "../core/errors.js";
+import { sleep } from "../core/time.js";
+import type { MethodInfo } from "./api.js";
+import type { Middleware } from "./context.js";
+import { ClientSession, type CallOptions, type PendingCall } from "./drpc/ClientSession.js";
+import type { PeerOptions } from "./drpc/Peer.js";
+import { parseRpcUrl } from "./url.js";
+
+export type { CallOptions, PendingCall } from "./drpc/ClientSession.js";
+
+/** A remote call's result: a promise of the value (also cancellable). */
+export type RemoteCall<R> = PromiseLike<R> & Pick<Promise<R>, "catch" | "finally"> & { cancel(reason?: unknown): void };
+/** A remote stream: iterate it; breaking out of the loop cancels it on the server. */
+export type RemoteStream<T> = AsyncIterable<T> & PromiseLike<AsyncIterable<T>> & { cancel(reason?: unknown): void };
+
+type RemoteMethod<F> = F extends (...args: infer A) => infer R
+  ? R extends AsyncIterable<infer I>
+    ? (...args: A) => RemoteStream<I>
+    : (...args: A) => RemoteCall<Awaited<R>>
+  : never;
+
+/** The client-side type of an API: each method returns a promise, each async generator an async iterable. */
+export type Remote<T> = {
+  [K in keyof T as T[K] extends (...args: any[]) => any ? (K extends `_${string}` ? never : K) : never]: RemoteMethod<T[K]>;
+};
+
+export interface ClientOptions extends PeerOptions {
+  loop: Loop;
+  /** Default time limit of a call until its answer (a stream's first item), ms. Default 30 000. */
+  timeout?: number;
+  /** Backoff between failed connection attempts: first and largest, ms. Default 100 and 5000. */
+  backoffMs?: number;
+  maxBackoffMs?: number;
+  /** Hooks around every call. */
+  middleware?: Middleware[];
+  /** Passed to the transport (TLS options, ...). */
+  transport?: ConnectOptions;
+}
+
+export const DEFAULT_TIMEOUT_MS = 30_000;
+
+/** A client of one RPC URL. Proxies from `connect()` sit on top of one of these. */
+export class RpcClient implements AsyncDisposable {
+  readonly url: string;
+  readonly loop: Loop;
+  readonly timeout: number;
+  readonly #transportUrl: string;
+  readonly #options: ClientOptions;
+  readonly #middleware: Middleware[];
+  #session: ClientSession | undefined;
+  #connecting: Promise<ClientSession> | undefined;
+  #closed = false;
+  #failures = 0;
+  #nextAttemptAt = 0;
+  readonly #sessions = new Set<ClientSession>();
+
+  constructor(url: string, options: ClientOptions) {
+    const u = parseRpcUrl(url);
+    if (u.protocol !== "drpc") throw new TilthError("ERR_UNKNOWN_PROTOCOL", `no RPC client for protocol "${u.protocol}" in ${url}`);
+    this.url = url;
+    this.#transportUrl = u.transport;
+    this.loop = options.loop;
+    this.timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
+    this.#options = options;
+    this.#middleware = [...(options.middleware ?? [])];
+  }
+
+  /** Add a middleware for every later call. */
+  use(mw: Middleware): this {
+    this.#middleware.push(mw);
+    return this;
+  }
+
+  /** Open the connection now (calls open it on demand anyway). */
+  async connect(): Promise<void> {
+    await this.#ready(undefined);
+  }
+
+  /**
+   * Call `method`. The result is awaitable for plain results and iterable for
+   * streamed ones. `timeout` defaults to the client's; `signal` cancels.
+   */
+  call<R = unknown>(method: string, args: readonly unknown[] = [], options?: CallOptions): PendingCall<R> {
+    const s = this.#session;
+    const timeout = options?.timeout ?? this.timeout;
+    if (s !== undefined && s.usable) return s.call<R>(method, args, timeout, options);
+    return this.#callLater<R>(method, args, timeout, options);
+  }
+
+  /** The server's methods, with parameters and docs. */
+  async inspect(): Promise<{ methods: MethodInfo[] }> {
+    return (await this.call(".inspect", [])) as { methods: MethodInfo[] };
+  }
+
+  /** Graceful: stop new calls, let calls in flight end, close the connection. Idempotent. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all([...this.#sessions].map((s) => s.close()));
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /**
+   * The connection is not up: wait for it (within the call's time limit),
+   * then make the call. Returns a PendingCall-shaped object right away.
+   */
+  #callLater<R>(method: string, args: readonly unknown[], timeout: number | undefined, options: CallOptions | undefined): PendingCall<R> {
+    const deadline = timeout === undefined ? undefined : this.loop.now() + timeout;
+    // Boxed: a PendingCall is thenable, and a promise would adopt it.
+    const started = this.#ready(deadline, options?.signal).then((s) => {
+      const left = deadline === undefined ? undefined : Math.max(0, deadline - this.loop.now());
+      return { call: s.call<R>(method, args, left, options) as PendingCall<unknown> };
+    });
+    return deferredCall(started) as unknown as PendingCall<R>;
+  }
+
+  #ready(deadline: number | undefined, signal?: AbortSignal): Promise<ClientSession> {
+    if (this.#closed) return Promise.reject(new ClosedError(`client of ${this.url} is closed`));
+    const s = this.#session;
+    if (s !== undefined && s.usable) return Promise.resolve(s);
+    this.#connecting ??= this.#open().finally(() => (this.#connecting = undefined));
+    if (deadline === undefined && signal === undefined) return this.#connecting;
+    const limit = deadline === undefined ? Infinity : Math.max(0, deadline - this.loop.now());
+    return new Promise<ClientSession>((resolve, reject) => {
+      const t =
+        limit === Infinity
+          ? undefined
+          : this.loop.timer(limit, () => reject(new TilthError("ERR_TIMEOUT", `could not connect to ${this.url} within ${limit} ms`, { retryable: true, context: { limitMs: limit } })));
+      const onAbort = (): void => reject(signal!.reason);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#connecting!.then(resolve, reject).finally(() => {
+        t?.cancel();
+        signal?.removeEventListener("abort", onAbort);
+      });
+    });
+  }
+
+  async #open(): Promise<ClientSession> {
+    const wait = this.#nextAttemptAt - this.loop.now();
+    if (wait > 0) await sleep(this.loop, wait);
+    if (this.#closed) throw new ClosedError(`client of ${this.url} is closed`);
+    try {
+      const o = this.#options;
+      const conn = await this.loop.connect(this.#transportUrl, {
+        ...o.transport,
+        ...(o.maxMessageSize === undefined ? {} : { maxMessageSize: o.maxMessageSize }),
+      });
+      const session = new ClientSession(this.loop, conn, {
+        ...o,
+        middleware: this.#middleware,
+        onGoaway: (s) => {
+          if (this.#session === s) this.#session = undefined;
+        },
+        onEnded: (s) => {
+          this.#sessions.delete(s);
+          if (this.#session === s) this.#session = undefined;
+        },
+      });
+      this.#failures = 0;
+      this.#nextAttemptAt = 0;
+      this.#sessions.add(session);
+      this.#session = session;
+      if (this.#closed) void session.close();
+      return session;
+    } catch (e) {
+      const base = this.#options.backoffMs ?? 100;
+      const max = this.#options.maxBackoffMs ?? 5000;
+      const backoff = Math.min(max, base * 2 ** this.#failures++);
+      this.#nextAttemptAt = this.loop.now() + backoff;
+      throw e;
+    }
+  }
+}
+
+/** A PendingCall stand-in for a call that waits for the connection first. */
+function deferredCall(started: Promise<{ call: PendingCall<unknown> }>): object {
+  let cancelled: unknown;
+  const box = started.then((b) => {
+    if (cancelled !== undefined) b.call.cancel(cancelled);
+    return b;
+  });
+  const value = box.then((b) => b.call); // adopts the call: its value or error
+  value.catch(() => {});
+  const cancel = (reason: unknown): void => {
+    cancelled = reason;
+    void box.then(
+      (b) => b.call.cancel(reason),
+      () => {},
+    );
+  };
+  return {
+    then: (a?: (v: unknown) => unknown, b?: (e: unknown) => unknown) => value.then(a, b),
+    catch: (b?: (e: unknown) => unknown) => value.catch(b),
+    finally: (f?: () => void) => value.finally(f),
+    cancel: (reason: unknown = "cancelled") => cancel(reason),
+    [Symbol.asyncIterator]() {
+      let it: AsyncIterator<unknown> | undefined;
+      const get = async (): Promise<AsyncIterator<unknown>> => (it ??= (await box).call[Symbol.asyncIterator]());
+      return {
+        next: async () => (await get()).next(),
+        return: async () => {
+          if (it) return it.return!();
+          cancel("stream abandoned by the consumer");
+          return { value: undefined, done: true as const };
+        },
+      };
+    },
+  };
+}
+
+const CLIENT = Symbol("tilth.rpc.client");
+const OPTIONS = Symbol("tilth.rpc.options");
+
+/** Never forwarded as remote method names: promise machinery and inspection probes. */
+const NOT_METHODS = new Set(["then", "catch", "finally", "toJSON", "constructor", "inspect", "valueOf", "toString"]);
+
+function makeProxy<T>(client: RpcClient, callOptions: CallOptions | undefined): Remote<T> {
+  const cache = new Map<string, (...args: unknown[]) => unknown>();
+  return new Proxy(Object.create(null) as object, {
+    get(_t, prop) {
+      if (prop === CLIENT) return client;
+      if (prop === OPTIONS) return callOptions;
+      if (typeof prop !== "string" || NOT_METHODS.has(prop)) return undefined;
+      let f = cache.get(prop);
+      if (f === undefined) {
+        f = callOptions === undefined ? (...args: unknown[]) => client.call(prop, args) : (...args: unknown[]) => client.call(prop, args, callOptions);
+        cache.set(prop, f);
+      }
+      return f;
+    },
+    has: () => false,
+    set: () => false,
+  }) as Remote<T>;
+}
+
+/**
+ * Connect to an RPC URL and return a typed proxy. The connection is opened
+ * before this resolves, so a wrong address fails here.
+ */
+export async function connect<T>(url: string, options: ClientOptions): Promise<Remote<T>> {
+  const client = new RpcClient(url, options);
+  await client.connect();
+  return makeProxy<T>(client, undefined);
+}
+
+/** The same proxy with per-call options (timeout, signal, kwargs) for every call made through it. */
+export function withOptions<P extends object>(proxy: P, options: CallOptions): P {
+  const client = clientOf(proxy);
+  const base = (proxy as Record<symbol, CallOptions | undefined>)[OPTIONS];
+  return makeProxy<unknown>(client, { ...base, ...options }) as P;
+}
+
+/** The RpcClient behind a proxy. */
+export function clientOf(proxy: object): RpcClient {
+  const c = (proxy as Record<symbol, RpcClient | undefined>)[CLIENT];
+  if (c === undefined) throw new TypeError("not an RPC proxy");
+  return c;
+}
+
+/** Close the client behind a proxy. */
+export function close(proxy: object): Promise<void> {
+  return clientOf(proxy).close();
+}

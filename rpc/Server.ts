@@ -1,0 +1,146 @@
+/**
+ * RPC servers: expose an API object's methods on one or more URLs.
+ *
+ * @example
+ * ```ts
+ * const server = await serve({ ping: async () => "pong" }, ["drpc+tcp://127.0.0.1:9990", "drpc+inproc://ping"], { loop });
+ * console.log(server.urls); // the bound URLs (port 0 resolved)
+ * await server.close({ graceMs: 5_000 }); // let calls finish, then cancel them
+ * ```
+ * @module
+ */
+import type { Loop } from "../core/Loop.js";
+import type { Listener, ListenOptions } from "../core/Transport.js";
+import { TilthError } from "../core/errors.js";
+import { sleep } from "../core/time.js";
+import { exposedMethods, type ExposeOptions, type ExposedMethod, type MethodInfo } from "./api.js";
+import type { Middleware } from "./context.js";
+import type { PeerOptions } from "./drpc/Peer.js";
+import { ServerSession, type ServerCore } from "./drpc/ServerSession.js";
+import { formatRpcUrl, parseRpcUrl } from "./url.js";
+
+export interface ServerOptions extends PeerOptions, ExposeOptions {
+  loop: Loop;
+  /** Calls in flight per connection before new ones are refused with ERR_BUSY. Default 1024. */
+  maxConcurrentCalls?: number;
+  /** Send handlers' stack traces to callers. Default false. */
+  exposeStack?: boolean;
+  middleware?: Middleware[];
+  /** Passed to the transport's listen (TLS keys, socket mode, backlog). */
+  transport?: ListenOptions;
+}
+
+export interface CloseOptions {
+  /** How long calls in flight may go on before they are cancelled, ms. Default 5000. */
+  graceMs?: number;
+}
+
+export class RpcServer implements ServerCore, AsyncDisposable {
+  readonly loop: Loop;
+  readonly methods: Map<string, ExposedMethod>;
+  readonly middleware: Middleware[];
+  readonly maxConcurrentCalls: number;
+  readonly exposeStack: boolean;
+  readonly #options: ServerOptions;
+  readonly #listeners: { listener: Listener; url: string }[] = [];
+  readonly #sessions = new Set<ServerSession>();
+  #closing: Promise<void> | undefined;
+
+  constructor(api: object, options: ServerOptions) {
+    this.loop = options.loop;
+    this.#options = options;
+    this.methods = exposedMethods(api, options);
+    this.middleware = [...(options.middleware ?? [])];
+    this.maxConcurrentCalls = options.maxConcurrentCalls ?? 1024;
+    this.exposeStack = options.exposeStack ?? false;
+    const listing = (): MethodInfo[] => [...this.methods.values()].filter((m) => !m.name.startsWith(".")).map(({ fn: _fn, contextual: _c, ...info }) => info);
+    this.#builtin(".inspect", "The methods of this server, with parameters and docs.", () => ({ methods: listing() }));
+    this.#builtin(".ping", "Answers \"pong\".", () => "pong");
+  }
+
+  #builtin(name: string, doc: string, fn: () => unknown): void {
+    this.methods.set(name, { name, params: [], rest: false, required: 0, stream: false, doc, fn, contextual: false });
+  }
+
+  /** The bound URLs, with their protocol (port 0 resolved to the real port). */
+  get urls(): string[] {
+    return this.#listeners.map((l) => l.url);
+  }
+
+  /** Connections open now. */
+  get connections(): number {
+    return this.#sessions.size;
+  }
+
+  use(mw: Middleware): this {
+    this.middleware.push(mw);
+    return this;
+  }
+
+  /** Listen on one more URL with the same handlers; returns the bound URL. */
+  async listen(url: string): Promise<string> {
+    if (this.#closing) throw new TilthError("ERR_CLOSED", "server is closed");
+    const u = parseRpcUrl(url);
+    if (u.protocol !== "drpc") throw new TilthError("ERR_UNKNOWN_PROTOCOL", `no RPC server for protocol "${u.protocol}" in ${url}`);
+    const o = this.#options;
+    const listener = await this.loop.listen(u.transport, {
+      ...o.transport,
+      ...(o.maxMessageSize === undefined ? {} : { maxMessageSize: o.maxMessageSize }),
+    });
+    const bound = formatRpcUrl(u.protocol, listener.url);
+    this.#listeners.push({ listener, url: bound });
+    listener.start((conn) => {
+      if (this.#closing) {
+        conn.destroy();
+        return;
+      }
+      const s = new ServerSession(this, conn, this.loop, o);
+      this.#sessions.add(s);
+    });
+    return bound;
+  }
+
+  /** @internal */
+  sessionEnded(s: ServerSession): void {
+    this.#sessions.delete(s);
+  }
+
+  /**
+   * Graceful close: stop accepting, tell clients to go elsewhere, let calls in
+   * flight finish for up to `graceMs`, then cancel the rest (callers get
+   * ERR_UNAVAILABLE, handlers' signals abort) and close every connection.
+   * Idempotent.
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    return (this.#closing ??= this.#close(options.graceMs ?? 5000));
+  }
+
+  async #close(graceMs: number): Promise<void> {
+    await Promise.all(this.#listeners.map((l) => l.listener.close()));
+    const sessions = [...this.#sessions];
+    for (const s of sessions) s.goaway("server closing");
+    const stopGrace = new AbortController();
+    await Promise.race([
+      Promise.all(sessions.map((s) => s.idle())),
+      sleep(this.loop, graceMs, { signal: stopGrace.signal }).catch(() => {}),
+    ]);
+    stopGrace.abort(); // the calls ended first: drop the grace timer
+    await Promise.all(sessions.map((s) => s.shutdown("server closed before the call finished")));
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** Create a server for `api` and listen on every URL given. */
+export async function serve(api: object, urls: string | string[], options: ServerOptions): Promise<RpcServer> {
+  const server = new RpcServer(api, options);
+  try {
+    for (const url of Array.isArray(urls) ? urls : [urls]) await server.listen(url);
+  } catch (e) {
+    await server.close({ graceMs: 0 });
+    throw e;
+  }
+  return server;
+}

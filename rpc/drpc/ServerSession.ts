@@ -1,0 +1,322 @@
+/**
+ * The server end of one drpc connection: dispatch, deadlines, streams with
+ * credit, cancellation, and graceful drain.
+ * @internal
+ */
+import type { Timer } from "../../core/Loop.js";
+import type { Connection } from "../../core/Transport.js";
+import { BusyError, CancelledError, TimeoutError, TilthError, describe } from "../../core/errors.js";
+import { bindArguments, type ExposedMethod } from "../api.js";
+import type { CallContext, Middleware } from "../context.js";
+import { ProtocolError, type RemoteErrorInfo } from "../errors.js";
+import { T, type Msg } from "./codec.js";
+import { Peer, type PeerOptions } from "./Peer.js";
+
+/** What a session needs from its server. */
+export interface ServerCore {
+  readonly methods: ReadonlyMap<string, ExposedMethod>;
+  readonly middleware: readonly Middleware[];
+  readonly maxConcurrentCalls: number;
+  readonly exposeStack: boolean;
+  sessionEnded(s: ServerSession): void;
+}
+
+const NO_ARGS: readonly unknown[] = [];
+
+class ServerCall implements CallContext {
+  readonly id: number;
+  readonly method: string;
+  readonly args: readonly unknown[];
+  readonly peer: string;
+  deadline: number | undefined = undefined;
+  #meta: Record<string, unknown> | undefined;
+  #ac: AbortController | undefined;
+  #reason: unknown;
+  done = false;
+  timer: Timer | undefined = undefined;
+  credit = 0;
+  creditWaiter: (() => void) | undefined = undefined;
+
+  constructor(id: number, method: string, args: readonly unknown[], peer: string) {
+    this.id = id;
+    this.method = method;
+    this.args = args;
+    this.peer = peer;
+  }
+
+  get meta(): Record<string, unknown> {
+    return (this.#meta ??= {});
+  }
+
+  get signal(): AbortSignal {
+    if (this.#ac === undefined) {
+      this.#ac = new AbortController();
+      if (this.done && this.#reason !== undefined) this.#ac.abort(this.#reason);
+    }
+    return this.#ac.signal;
+  }
+
+  /** Mark finished (result sent, or given up); abort the signal when `reason` is given. */
+  finish(reason?: unknown): void {
+    if (this.done) return;
+    this.done = true;
+    this.timer?.cancel();
+    this.timer = undefined;
+    if (reason !== undefined) {
+      this.#reason = reason;
+      this.#ac?.abort(reason);
+    }
+    const w = this.creditWaiter;
+    if (w) {
+      this.creditWaiter = undefined;
+      w();
+    }
+  }
+
+  grant(n: number): void {
+    this.credit += n;
+    const w = this.creditWaiter;
+    if (w) {
+      this.creditWaiter = undefined;
+      w();
+    }
+  }
+}
+
+export function errorInfo(e: unknown, exposeStack: boolean): RemoteErrorInfo {
+  if (e instanceof Error) {
+    const x = e as Error & { code?: unknown; data?: unknown; retryable?: unknown };
+    const info: RemoteErrorInfo = {
+      name: e.name,
+      message: e.message,
+      code: typeof x.code === "string" ? x.code : "ERR_REMOTE",
+    };
+    if (x.data !== undefined) info.data = x.data;
+    if (x.retryable === true) info.retryable = true;
+    if (exposeStack && e.stack) info.stack = e.stack;
+    return info;
+  }
+  return { name: "NonError", message: describe(e), code: "ERR_NON_ERROR" };
+}
+
+function isAsyncIterable(v: unknown): v is AsyncIterable<unknown> {
+  return typeof v === "object" && v !== null && typeof (v as AsyncIterable<unknown>)[Symbol.asyncIterator] === "function";
+}
+
+export class ServerSession extends Peer {
+  readonly #server: ServerCore;
+  readonly #calls = new Map<number, ServerCall>();
+  #helloed = false;
+  #draining = false;
+  #idle: (() => void) | undefined;
+
+  constructor(server: ServerCore, conn: Connection, loop: import("../../core/Loop.js").Loop, options: PeerOptions) {
+    super(loop, conn, options);
+    this.#server = server;
+    this.startPeer();
+  }
+
+  /** Calls in flight. */
+  get active(): number {
+    return this.#calls.size;
+  }
+
+  /** Stop taking calls: tell the client to go elsewhere for new ones. */
+  goaway(reason: string): void {
+    if (this.#draining) return;
+    this.#draining = true;
+    if (this.#helloed) this.trySend([T.GOAWAY, reason]);
+  }
+
+  /** Resolves when no call is in flight. */
+  idle(): Promise<void> {
+    if (this.#calls.size === 0) return Promise.resolve();
+    return new Promise((resolve) => (this.#idle = resolve));
+  }
+
+  /** Cancel what is still running (answering each with ERR_UNAVAILABLE), then close. */
+  async shutdown(reason: string): Promise<void> {
+    const err = new CancelledError(reason);
+    for (const call of [...this.#calls.values()]) {
+      this.sendError(call.id, { name: "UnavailableError", message: reason, code: "ERR_UNAVAILABLE", retryable: true });
+      this.#drop(call, err);
+    }
+    await this.conn.close();
+  }
+
+  protected onMsg(m: Msg): void {
+    if (!this.#helloed) {
+      if (!this.acceptHello(m)) return;
+      this.#helloed = true;
+      this.sendHello();
+      if (this.#draining) this.trySend([T.GOAWAY, "server closing"]);
+      return;
+    }
+    switch (m[0]) {
+      case T.CALL:
+        this.#onCall(m[1], m[2], m[3], m[4], m[5]);
+        return;
+      case T.CANCEL: {
+        const call = this.#calls.get(m[1]);
+        if (call) this.#drop(call, new CancelledError(`cancelled by the client: ${m[2]}`));
+        return;
+      }
+      case T.CREDIT:
+        this.#calls.get(m[1])?.grant(m[2]);
+        return;
+      default:
+        this.fail(new ProtocolError(`unexpected message type ${m[0]} from a client`));
+    }
+  }
+
+  protected onEnded(error: Error): void {
+    for (const call of [...this.#calls.values()]) this.#drop(call, error);
+    this.#server.sessionEnded(this);
+  }
+
+  #onCall(id: number, method: string, args: unknown[], kwargs: Record<string, unknown> | null, opts: { t?: number; c?: number } | null): void {
+    if (this.#calls.has(id)) {
+      this.fail(new ProtocolError(`call id ${id} reused while in flight`));
+      return;
+    }
+    if (this.#draining) {
+      this.sendError(id, { name: "UnavailableError", message: "server is closing; call again elsewhere", code: "ERR_UNAVAILABLE", retryable: true });
+      return;
+    }
+    const server = this.#server;
+    if (this.#calls.size >= server.maxConcurrentCalls) {
+      const e = new BusyError(`too many concurrent calls on this connection (limit ${server.maxConcurrentCalls})`);
+      this.sendError(id, { name: e.name, message: e.message, code: e.code, retryable: true });
+      return;
+    }
+    const m = server.methods.get(method);
+    if (m === undefined) {
+      this.sendError(id, { name: "UnknownMethodError", message: `unknown method "${method}"`, code: "ERR_UNKNOWN_METHOD" });
+      return;
+    }
+    const bound = bindArguments(m, args, kwargs);
+    if (typeof bound === "string") {
+      this.sendError(id, { name: "BadArgumentsError", message: bound, code: "ERR_BAD_ARGUMENTS" });
+      return;
+    }
+    const call = new ServerCall(id, method, bound.length ? bound : NO_ARGS, this.conn.remoteUrl);
+    this.#calls.set(id, call);
+    if (opts !== null) {
+      if (typeof opts.t === "number") this.#armDeadline(call, Math.max(0, opts.t));
+      if (typeof opts.c === "number" && opts.c > 0) call.credit = opts.c;
+    }
+    const mw = server.middleware;
+    let r: unknown;
+    try {
+      for (let i = 0; i < mw.length; i++) mw[i]!.before?.(call);
+      r = m.contextual ? m.fn(call, ...bound) : m.fn(...bound);
+    } catch (e) {
+      this.#fail(call, e);
+      return;
+    }
+    if (r instanceof Promise) {
+      r.then(
+        (v) => this.#result(call, v),
+        (e: unknown) => this.#fail(call, e),
+      );
+    } else this.#result(call, r);
+  }
+
+  #armDeadline(call: ServerCall, ms: number): void {
+    call.deadline = this.loop.now() + ms;
+    call.timer = this.loop.timer(ms, () => {
+      if (call.done) return;
+      const e = new TimeoutError(ms, `call ${call.method}`);
+      this.#fail(call, e);
+    });
+  }
+
+  #result(call: ServerCall, v: unknown): void {
+    if (call.done) return;
+    if (isAsyncIterable(v)) {
+      void this.#pump(call, v);
+      return;
+    }
+    this.#finishCall(call);
+    const mw = this.#server.middleware;
+    for (let i = 0; i < mw.length; i++) mw[i]!.after?.(call, v);
+    try {
+      this.send([T.RESULT, call.id, v]);
+    } catch (e) {
+      // Unsendable result (too large, not encodable): answer with the error instead.
+      if (!this.ended) this.sendError(call.id, errorInfo(e, this.#server.exposeStack));
+    }
+  }
+
+  #fail(call: ServerCall, e: unknown): void {
+    if (call.done) return;
+    this.#finishCall(call, e instanceof TilthError && e.code === "ERR_TIMEOUT" ? e : undefined);
+    const mw = this.#server.middleware;
+    for (let i = 0; i < mw.length; i++) mw[i]!.error?.(call, e);
+    const info = errorInfo(e, this.#server.exposeStack);
+    try {
+      this.send([T.ERROR, call.id, info]);
+    } catch {
+      // data that cannot be encoded: send the error without it
+      delete info.data;
+      this.sendError(call.id, info);
+    }
+  }
+
+  async #pump(call: ServerCall, iterable: AsyncIterable<unknown>): Promise<void> {
+    const it = iterable[Symbol.asyncIterator]();
+    let complete = false;
+    try {
+      for (;;) {
+        if (call.done) return;
+        if (call.credit <= 0) {
+          await new Promise<void>((resolve) => (call.creditWaiter = resolve));
+          continue;
+        }
+        const r = await it.next();
+        if (call.done) return;
+        if (r.done) {
+          complete = true;
+          this.#finishCall(call);
+          const mw = this.#server.middleware;
+          for (let i = 0; i < mw.length; i++) mw[i]!.after?.(call, undefined);
+          this.trySend([T.END, call.id]);
+          return;
+        }
+        call.credit--;
+        if (call.timer !== undefined) {
+          // The first item answers the call: the deadline is met.
+          call.timer.cancel();
+          call.timer = undefined;
+        }
+        if (!this.send([T.ITEM, call.id, r.value])) await this.conn.drain();
+      }
+    } catch (e) {
+      complete = true; // the iterator threw: it has already finished
+      this.#fail(call, e);
+    } finally {
+      if (!complete) {
+        // Abandoned (cancelled, deadline, peer lost): let the generator's finally run.
+        try {
+          await it.return?.();
+        } catch {
+          // its cleanup failed; the caller is gone, nothing to tell
+        }
+      }
+    }
+  }
+
+  #finishCall(call: ServerCall, reason?: unknown): void {
+    call.finish(reason);
+    this.#calls.delete(call.id);
+    if (this.#calls.size === 0 && this.#idle) {
+      const idle = this.#idle;
+      this.#idle = undefined;
+      idle();
+    }
+  }
+
+  #drop(call: ServerCall, reason: unknown): void {
+    this.#finishCall(call, reason);
+  }
+}

@@ -1,0 +1,12 @@
+/**
+ * tilth RPC: servers that expose an API object, typed client proxies, the
+ * drpc protocol. See docs/drpc.md.
+ * @module
+ */
+export * from "./errors.js";
+export * from "./url.js";
+export { doc, streaming, exposedMethods, type MethodInfo, type ExposeOptions } from "./api.js";
+export { contextual, type CallContext, type Middleware } from "./context.js";
+export { RpcServer, serve, type ServerOptions, type CloseOptions } from "./Server.js";
+export { RpcClient, connect, withOptions, clientOf, close, DEFAULT_TIMEOUT_MS, type Remote, type RemoteCall, type RemoteStream, type ClientOptions, type CallOptions, type PendingCall } from "./Client.js";
+export { VERSION as DRPC_VERSION } from "./drpc/codec.js";
