@@ -157,7 +157,9 @@ export class InprocConnection extends ConnectionBase {
 
   #credit(bytes: number): void {
     this.#outstanding -= bytes;
-    if (this.draining) this.checkDrain();
+    // Bytes dropped because the connection is going away do not satisfy drain():
+    // it rejects when the end comes.
+    if (this.draining && !this.#gone) this.checkDrain();
   }
 
   #schedule(): void {

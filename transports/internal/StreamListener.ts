@@ -46,10 +46,10 @@ export class StreamListener extends ListenerBase {
   protected stopAccepting(): Promise<void> {
     // server.close() closes the listening handle now (an ipc socket file is
     // unlinked with it) but calls back only when every accepted socket is gone;
-    // accepted connections are not ours to wait for. The handle's close
-    // completes in libuv's close phase, which follows the check phase where a
-    // post runs: two posts in a row settle after it.
+    // accepted connections are not ours to wait for. The handle is released
+    // two host turns later (uv_close completes in a later close phase); two
+    // chained 0 ms timers span two turns (posts would all run in one).
     this.#server.close();
-    return new Promise<void>((resolve) => this.loop.post(() => this.loop.post(resolve)));
+    return new Promise<void>((resolve) => this.loop.timer(0, () => this.loop.timer(0, resolve)));
   }
 }

@@ -1,0 +1,5 @@
+import { transportConformance } from "./conformance.js";
+import { cases } from "./util.js";
+
+transportConformance(cases.inprocNode);
+transportConformance(cases.inprocVirtual);

@@ -1,0 +1,4 @@
+import { transportConformance } from "./conformance.js";
+import { cases } from "./util.js";
+
+transportConformance(cases.ipc);
