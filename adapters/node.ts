@@ -18,10 +18,12 @@ import { LoopBase, type LoopOptions } from "../core/LoopBase.js";
 export class NodeLoop extends LoopBase {
   #timeout: NodeJS.Timeout | undefined;
   #immediate: NodeJS.Immediate | undefined;
+  #deadline: number | undefined;
   readonly #runTurn = (): void => this.runTurn();
   readonly #wake = (): void => {
     this.#timeout = undefined;
     this.#immediate = undefined;
+    this.#deadline = undefined;
     this.wake();
   };
 
@@ -38,6 +40,16 @@ export class NodeLoop extends LoopBase {
   }
 
   protected wakeAt(deadline: number | undefined, ref: boolean): void {
+    if (deadline !== undefined && deadline === this.#deadline) {
+      // Same wake-up, only its hold on the process changes: no new libuv timer.
+      const h = this.#timeout ?? this.#immediate;
+      if (h !== undefined) {
+        if (ref) h.ref();
+        else h.unref();
+        return;
+      }
+    }
+    this.#deadline = deadline;
     if (this.#timeout !== undefined) {
       clearTimeout(this.#timeout);
       this.#timeout = undefined;

@@ -79,6 +79,8 @@ class LoopTimer implements Timer, HeapEntry {
   }
 }
 
+const RESOLVED = Promise.resolve();
+
 const INERT_TIMER: Timer = Object.freeze({
   deadline: Infinity,
   pending: false,
@@ -123,7 +125,9 @@ export abstract class LoopBase implements Loop {
   /**
    * Ask the host to call `wake()` at loop time `deadline` (replacing any
    * earlier request), or to forget the wake-up when `deadline` is undefined.
-   * `ref` says whether the wake-up should keep the host process alive.
+   * `ref` says whether the wake-up should keep the host process alive. The
+   * same deadline again with another `ref` only changes the ref: make that
+   * cheap.
    */
   protected abstract wakeAt(deadline: number | undefined, ref: boolean): void;
 
@@ -257,22 +261,43 @@ export abstract class LoopBase implements Loop {
     if (this.#syncQueued) return;
     this.#syncQueued = true;
     // One resync per synchronous batch: a million schedule+cancel pairs cost
-    // one host call, not a million.
-    queueMicrotask(() => {
-      this.#syncQueued = false;
-      this.#sync();
-    });
+    // one host call, not a million. (A promise reaction, not queueMicrotask:
+    // Node 20 wraps each queueMicrotask callback in an AsyncResource.)
+    RESOLVED.then(this.#syncNow);
   }
 
-  /** Bring the host wake-up in line with the heap. */
+  readonly #syncNow = (): void => {
+    this.#syncQueued = false;
+    this.#sync();
+  };
+
+  /**
+   * Bring the host wake-up in line with the heap. A wake-up that comes no later
+   * than the earliest timer is kept (a spurious wake-up is cheaper than a host
+   * timer re-armed on every call); when no ref'd timer is left it is only
+   * unref'd, so it never holds the process open, and fires once for nothing.
+   */
   #sync(): void {
     const next = this.#heap.peek();
-    const deadline = next?.deadline;
     const ref = this.#refed > 0;
-    if (deadline === this.#armed && ref === this.#armedRef) return;
-    this.#armed = deadline;
+    const armed = this.#armed;
+    if (next === undefined) {
+      if (armed !== undefined && this.#armedRef) {
+        this.#armedRef = false;
+        this.wakeAt(armed, false);
+      }
+      return;
+    }
+    if (armed !== undefined && armed <= next.deadline) {
+      if (ref !== this.#armedRef) {
+        this.#armedRef = ref;
+        this.wakeAt(armed, ref);
+      }
+      return;
+    }
+    this.#armed = next.deadline;
     this.#armedRef = ref;
-    this.wakeAt(deadline, ref);
+    this.wakeAt(next.deadline, ref);
   }
 
   async connect(url: string | URL, options: ConnectOptions = {}): Promise<Connection> {
