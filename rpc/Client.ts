@@ -32,15 +32,17 @@ import { parseRpcUrl } from "./url.js";
 
 export type { CallOptions, PendingCall } from "./drpc/ClientSession.js";
 
-/** A remote call's result: a promise of the value (also cancellable). */
-export type RemoteCall<R> = PromiseLike<R> & Pick<Promise<R>, "catch" | "finally"> & { cancel(reason?: unknown): void };
+/** A remote call's result: a promise of the value, that can also be cancelled. */
+export type RemoteCall<R> = Promise<R> & { cancel(reason?: unknown): void };
 /** A remote stream: iterate it; breaking out of the loop cancels it on the server. */
 export type RemoteStream<T> = AsyncIterable<T> & PromiseLike<AsyncIterable<T>> & { cancel(reason?: unknown): void };
 
 type RemoteMethod<F> = F extends (...args: infer A) => infer R
-  ? R extends AsyncIterable<infer I>
-    ? (...args: A) => RemoteStream<I>
-    : (...args: A) => RemoteCall<Awaited<R>>
+  ? [R] extends [never]
+    ? (...args: A) => RemoteCall<never>
+    : [R] extends [AsyncIterable<infer I>]
+      ? (...args: A) => RemoteStream<I>
+      : (...args: A) => RemoteCall<Awaited<R>>
   : never;
 
 /** The client-side type of an API: each method returns a promise, each async generator an async iterable. */
