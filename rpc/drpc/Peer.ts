@@ -82,12 +82,11 @@ export abstract class Peer {
     }
     const [, proto, version, info] = m;
     if (proto !== PROTOCOL || Math.trunc(version) !== VERSION) {
-      const err = new IncompatiblePeerError(
-        `peer speaks ${proto} version ${version}; this side speaks ${PROTOCOL} version ${VERSION}`,
-        { context: { peerProtocol: proto, peerVersion: version, version: VERSION } },
+      this.fail(
+        new IncompatiblePeerError(`peer speaks ${proto} version ${version}; this side speaks ${PROTOCOL} version ${VERSION}`, {
+          context: { peerProtocol: proto, peerVersion: version, version: VERSION },
+        }),
       );
-      this.sendError(0, { name: err.name, message: err.message, code: err.code });
-      this.fail(err);
       return false;
     }
     this.peerHello = {
@@ -118,11 +117,18 @@ export abstract class Peer {
     this.trySend([T.ERROR, id, info]);
   }
 
-  /** End the connection for `error` (a protocol error, a lost peer): forceful. */
+  /**
+   * End the connection for `error`. A lost peer is dropped at once; a peer that
+   * broke the protocol is first told why (an ERROR with call id 0 carrying the
+   * code), then the connection closes after flushing.
+   */
   fail(error: Error): void {
-    if (this.#ended) return;
+    if (this.#ended || this.endError !== undefined) return;
     this.endError = error;
-    this.conn.destroy(error);
+    if (error instanceof ProtocolError || error instanceof IncompatiblePeerError) {
+      this.sendError(0, { name: error.name, message: error.message, code: error.code });
+      void this.conn.close();
+    } else this.conn.destroy(error);
   }
 
   /** A decoded message arrived (after the HELLO exchange is the subclass's business). */
