@@ -43,7 +43,6 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
   readonly id: number;
   readonly method: string;
   readonly args: readonly unknown[];
-  readonly deadline: number | undefined;
   #session: ClientSession | undefined;
   #promise: Promise<R> | undefined;
   #resolve: ((v: R) => void) | undefined;
@@ -62,13 +61,17 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
   #isStream = false;
 
   /** @internal */
-  constructor(session: ClientSession, id: number, method: string, args: readonly unknown[], deadline: number | undefined, signal: AbortSignal | undefined) {
+  constructor(session: ClientSession, id: number, method: string, args: readonly unknown[], signal: AbortSignal | undefined) {
     this.#session = session;
     this.id = id;
     this.method = method;
     this.args = args;
-    this.deadline = deadline;
     this.#signal = signal;
+  }
+
+  /** Loop time of the call's deadline (while its timer runs). */
+  get deadline(): number | undefined {
+    return this.timer?.deadline;
   }
 
   get signal(): AbortSignal {
@@ -286,8 +289,7 @@ export class ClientSession extends Peer {
     const id = this.#nextId++;
     if (this.#nextId > 0x7fffffff) this.#nextId = 1;
     const signal = options?.signal;
-    const deadline = timeoutMs === undefined ? undefined : this.loop.now() + timeoutMs;
-    const call = new PendingCall<R>(this, id, method, args, deadline, signal);
+    const call = new PendingCall<R>(this, id, method, args, signal);
     const mw = this.#opts.middleware;
     try {
       for (let i = 0; i < mw.length; i++) mw[i]!.before?.(call);

@@ -28,7 +28,6 @@ class ServerCall implements CallContext {
   readonly method: string;
   readonly args: readonly unknown[];
   readonly peer: string;
-  deadline: number | undefined = undefined;
   #meta: Record<string, unknown> | undefined;
   #ac: AbortController | undefined;
   #reason: unknown;
@@ -46,6 +45,11 @@ class ServerCall implements CallContext {
 
   get meta(): Record<string, unknown> {
     return (this.#meta ??= {});
+  }
+
+  /** Loop time of the deadline, while it is pending. */
+  get deadline(): number | undefined {
+    return this.timer?.deadline;
   }
 
   get signal(): AbortSignal {
@@ -223,7 +227,6 @@ export class ServerSession extends Peer {
   }
 
   #armDeadline(call: ServerCall, ms: number): void {
-    call.deadline = this.loop.now() + ms;
     call.timer = this.loop.timer(ms, () => {
       if (call.done) return;
       const e = new TimeoutError(ms, `call ${call.method}`);
