@@ -5,3 +5,5 @@
 export * from "./core/index.js";
 export { NodeLoop } from "./adapters/node.js";
 export { VirtualLoop, DeadlockError } from "./adapters/virtual.js";
+export * from "./transports/index.js";
+export * from "./rpc/index.js";
