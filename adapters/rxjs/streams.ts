@@ -2,7 +2,7 @@
  * Channels and async iterables to Observables and back.
  * @internal Public surface: adapters/rxjs.ts; semantics in docs/rxjs.md.
  */
-import { Observable, type Subscription } from "rxjs";
+import { Observable, Subscription, type Observer } from "rxjs";
 import { Channel } from "../../core/Channel.js";
 import type { Loop } from "../../core/Loop.js";
 import { TilthError, abortReason, toError } from "../../core/errors.js";
@@ -155,17 +155,16 @@ export class ObservableChannel<T> extends Channel<T> {
       this.close(abortReason(signal));
       return;
     }
-    const sub = observable.subscribe({
-      next: (v) => this.#push(v),
-      error: (e: unknown) => this.#end(toError(e)),
-      complete: () => this.#end(undefined),
-    });
-    // The Observable may have ended (or overflowed) while subscribing.
-    if (this.#ended) sub.unsubscribe();
-    else {
-      this.#sub = sub;
-      if (signal !== undefined) this.#offAbort = onAbort(signal, () => this.close(abortReason(signal)));
-    }
+    // The sink is its own subscription, so an item that overflows can stop a
+    // source that is still emitting synchronously inside subscribe() (range,
+    // from(array)): RxJS sources check their subscriber's `closed`.
+    const sink = (this.#sub = new Sink<T>(
+      (v) => this.#push(v),
+      (e) => this.#end(toError(e)),
+      () => this.#end(undefined),
+    ));
+    if (signal !== undefined) this.#offAbort = onAbort(signal, () => this.close(abortReason(signal)));
+    observable.subscribe(sink);
   }
 
   /** Items dropped by the `"drop-newest"`/`"drop-oldest"` policies so far. */
@@ -239,6 +238,21 @@ export class ObservableChannel<T> extends Channel<T> {
  */
 export function fromObservable<T>(loop: Loop, observable: Observable<T>, options: FromObservableOptions = {}): ObservableChannel<T> {
   return new ObservableChannel(loop, observable, options);
+}
+
+/**
+ * An observer that is also a Subscription: RxJS then uses it as the
+ * subscriber itself instead of wrapping it, so unsubscribing it is seen at
+ * once by the source.
+ */
+class Sink<T> extends Subscription implements Observer<T> {
+  constructor(
+    readonly next: (value: T) => void,
+    readonly error: (error: unknown) => void,
+    readonly complete: () => void,
+  ) {
+    super();
+  }
 }
 
 function noop(): void {}
