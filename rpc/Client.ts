@@ -26,11 +26,13 @@ import { ClosedError, TilthError } from "../core/errors.js";
 import { sleep } from "../core/time.js";
 import type { MethodInfo } from "./api.js";
 import type { Middleware } from "./context.js";
-import { ClientSession, type CallOptions, type PendingCall } from "./drpc/ClientSession.js";
+import type { CallOptions, PendingCall } from "./PendingCall.js";
 import type { PeerOptions } from "./drpc/Peer.js";
+import { drpc } from "./drpc/index.js";
+import type { ClientSessionLike, RpcProtocol } from "./protocol.js";
 import { parseRpcUrl } from "./url.js";
 
-export type { CallOptions, PendingCall } from "./drpc/ClientSession.js";
+export type { CallOptions, PendingCall } from "./PendingCall.js";
 
 /** A remote call's result: a promise of the value, that can also be cancelled. */
 export type RemoteCall<R> = Promise<R> & { cancel(reason?: unknown): void };
@@ -61,6 +63,8 @@ export interface ClientOptions extends PeerOptions {
   middleware?: Middleware[];
   /** Passed to the transport (TLS options, ...). */
   transport?: ConnectOptions;
+  /** Wire protocols this client can speak, by URL prefix. Default: drpc. */
+  protocols?: readonly RpcProtocol[];
 }
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
@@ -73,16 +77,21 @@ export class RpcClient implements AsyncDisposable {
   readonly #transportUrl: string;
   readonly #options: ClientOptions;
   readonly #middleware: Middleware[];
-  #session: ClientSession | undefined;
-  #connecting: Promise<ClientSession> | undefined;
+  readonly #protocol: RpcProtocol;
+  #session: ClientSessionLike | undefined;
+  #connecting: Promise<ClientSessionLike> | undefined;
   #closed = false;
   #failures = 0;
   #nextAttemptAt = 0;
-  readonly #sessions = new Set<ClientSession>();
+  readonly #sessions = new Set<ClientSessionLike>();
 
   constructor(url: string, options: ClientOptions) {
     const u = parseRpcUrl(url);
-    if (u.protocol !== "drpc") throw new TilthError("ERR_UNKNOWN_PROTOCOL", `no RPC client for protocol "${u.protocol}" in ${url}`);
+    const protocols = options.protocols ?? [drpc];
+    const protocol = protocols.find((p) => p.name === u.protocol);
+    if (protocol === undefined)
+      throw new TilthError("ERR_UNKNOWN_PROTOCOL", `no RPC protocol "${u.protocol}" for ${url} (known: ${protocols.map((p) => p.name).join(", ")})`);
+    this.#protocol = protocol;
     this.url = url;
     this.#transportUrl = u.transport;
     this.loop = options.loop;
@@ -142,14 +151,14 @@ export class RpcClient implements AsyncDisposable {
     return deferredCall(started) as unknown as PendingCall<R>;
   }
 
-  #ready(deadline: number | undefined, signal?: AbortSignal): Promise<ClientSession> {
+  #ready(deadline: number | undefined, signal?: AbortSignal): Promise<ClientSessionLike> {
     if (this.#closed) return Promise.reject(new ClosedError(`client of ${this.url} is closed`));
     const s = this.#session;
     if (s !== undefined && s.usable) return Promise.resolve(s);
     this.#connecting ??= this.#open().finally(() => (this.#connecting = undefined));
     if (deadline === undefined && signal === undefined) return this.#connecting;
     const limit = deadline === undefined ? Infinity : Math.max(0, deadline - this.loop.now());
-    return new Promise<ClientSession>((resolve, reject) => {
+    return new Promise<ClientSessionLike>((resolve, reject) => {
       const t =
         limit === Infinity
           ? undefined
@@ -163,7 +172,7 @@ export class RpcClient implements AsyncDisposable {
     });
   }
 
-  async #open(): Promise<ClientSession> {
+  async #open(): Promise<ClientSessionLike> {
     const wait = this.#nextAttemptAt - this.loop.now();
     if (wait > 0) await sleep(this.loop, wait);
     if (this.#closed) throw new ClosedError(`client of ${this.url} is closed`);
@@ -173,7 +182,7 @@ export class RpcClient implements AsyncDisposable {
         ...o.transport,
         ...(o.maxMessageSize === undefined ? {} : { maxMessageSize: o.maxMessageSize }),
       });
-      const session = new ClientSession(this.loop, conn, {
+      const session = this.#protocol.open(this.loop, conn, {
         ...o,
         middleware: this.#middleware,
         onGoaway: (s) => {

@@ -16,7 +16,8 @@ import { sleep } from "../core/time.js";
 import { exposedMethods, type ExposeOptions, type ExposedMethod, type MethodInfo } from "./api.js";
 import type { Middleware } from "./context.js";
 import type { PeerOptions } from "./drpc/Peer.js";
-import { ServerSession, type ServerCore } from "./drpc/ServerSession.js";
+import { drpc } from "./drpc/index.js";
+import type { RpcProtocol, ServerCore, ServerSessionLike } from "./protocol.js";
 import { formatRpcUrl, parseRpcUrl } from "./url.js";
 
 export interface ServerOptions extends PeerOptions, ExposeOptions {
@@ -28,6 +29,8 @@ export interface ServerOptions extends PeerOptions, ExposeOptions {
   middleware?: Middleware[];
   /** Passed to the transport's listen (TLS keys, socket mode, backlog). */
   transport?: ListenOptions;
+  /** Wire protocols this server can speak, by URL prefix. Default: drpc. */
+  protocols?: readonly RpcProtocol[];
 }
 
 export interface CloseOptions {
@@ -43,7 +46,8 @@ export class RpcServer implements ServerCore, AsyncDisposable {
   readonly exposeStack: boolean;
   readonly #options: ServerOptions;
   readonly #listeners: { listener: Listener; url: string }[] = [];
-  readonly #sessions = new Set<ServerSession>();
+  readonly #sessions = new Set<ServerSessionLike>();
+  readonly #protocols: ReadonlyMap<string, RpcProtocol>;
   #closing: Promise<void> | undefined;
 
   constructor(api: object, options: ServerOptions) {
@@ -53,6 +57,7 @@ export class RpcServer implements ServerCore, AsyncDisposable {
     this.middleware = [...(options.middleware ?? [])];
     this.maxConcurrentCalls = options.maxConcurrentCalls ?? 1024;
     this.exposeStack = options.exposeStack ?? false;
+    this.#protocols = new Map((options.protocols ?? [drpc]).map((p) => [p.name, p]));
     const listing = (): MethodInfo[] => [...this.methods.values()].filter((m) => !m.name.startsWith(".")).map(({ fn: _fn, contextual: _c, ...info }) => info);
     this.#builtin(".inspect", "The methods of this server, with parameters and docs.", () => ({ methods: listing() }));
     this.#builtin(".ping", "Answers \"pong\".", () => "pong");
@@ -81,7 +86,9 @@ export class RpcServer implements ServerCore, AsyncDisposable {
   async listen(url: string): Promise<string> {
     if (this.#closing) throw new TilthError("ERR_CLOSED", "server is closed");
     const u = parseRpcUrl(url);
-    if (u.protocol !== "drpc") throw new TilthError("ERR_UNKNOWN_PROTOCOL", `no RPC server for protocol "${u.protocol}" in ${url}`);
+    const protocol = this.#protocols.get(u.protocol);
+    if (protocol === undefined)
+      throw new TilthError("ERR_UNKNOWN_PROTOCOL", `no RPC protocol "${u.protocol}" for ${url} (known: ${[...this.#protocols.keys()].join(", ")})`);
     const o = this.#options;
     const listener = await this.loop.listen(u.transport, {
       ...o.transport,
@@ -94,14 +101,13 @@ export class RpcServer implements ServerCore, AsyncDisposable {
         conn.destroy();
         return;
       }
-      const s = new ServerSession(this, conn, this.loop, o);
-      this.#sessions.add(s);
+      this.#sessions.add(protocol.accept(this, conn, o));
     });
     return bound;
   }
 
   /** @internal */
-  sessionEnded(s: ServerSession): void {
+  sessionEnded(s: ServerSessionLike): void {
     this.#sessions.delete(s);
   }
 

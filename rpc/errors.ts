@@ -4,7 +4,7 @@
  * of the RPC machinery itself have their own classes and codes.
  * @module
  */
-import { TilthError, type TilthErrorOptions } from "../core/errors.js";
+import { TilthError, describe, type TilthErrorOptions } from "../core/errors.js";
 
 /** The peer is gone: reset, closed, or silent past the heartbeat limit. */
 export class ConnectionLostError extends TilthError {
@@ -71,4 +71,21 @@ export class RpcError extends TilthError {
     super(code, message, options);
     this.data = options.data;
   }
+}
+
+/** The wire form of any thrown value: code from `e.code` (else ERR_REMOTE), stack only when asked. */
+export function errorInfo(e: unknown, exposeStack: boolean): RemoteErrorInfo {
+  if (e instanceof Error) {
+    const x = e as Error & { code?: unknown; data?: unknown; retryable?: unknown };
+    const info: RemoteErrorInfo = {
+      name: e.name,
+      message: e.message,
+      code: typeof x.code === "string" ? x.code : "ERR_REMOTE",
+    };
+    if (x.data !== undefined) info.data = x.data;
+    if (x.retryable === true) info.retryable = true;
+    if (exposeStack && e.stack) info.stack = e.stack;
+    return info;
+  }
+  return { name: "NonError", message: describe(e), code: "ERR_NON_ERROR" };
 }

@@ -5,21 +5,14 @@
  */
 import type { Timer } from "../../core/Loop.js";
 import type { Connection } from "../../core/Transport.js";
-import { BusyError, CancelledError, TimeoutError, TilthError, describe } from "../../core/errors.js";
-import { bindArguments, type ExposedMethod } from "../api.js";
-import type { CallContext, Middleware } from "../context.js";
-import { ProtocolError, type RemoteErrorInfo } from "../errors.js";
+import { BusyError, CancelledError, TimeoutError, TilthError } from "../../core/errors.js";
+import { bindArguments } from "../api.js";
+import type { CallContext } from "../context.js";
+import { ProtocolError, errorInfo } from "../errors.js";
+import type { ServerCore, ServerSessionLike } from "../protocol.js";
 import { T, type Msg } from "./codec.js";
 import { Peer, type PeerOptions } from "./Peer.js";
 
-/** What a session needs from its server. */
-export interface ServerCore {
-  readonly methods: ReadonlyMap<string, ExposedMethod>;
-  readonly middleware: readonly Middleware[];
-  readonly maxConcurrentCalls: number;
-  readonly exposeStack: boolean;
-  sessionEnded(s: ServerSession): void;
-}
 
 const NO_ARGS: readonly unknown[] = [];
 
@@ -87,27 +80,11 @@ class ServerCall implements CallContext {
   }
 }
 
-export function errorInfo(e: unknown, exposeStack: boolean): RemoteErrorInfo {
-  if (e instanceof Error) {
-    const x = e as Error & { code?: unknown; data?: unknown; retryable?: unknown };
-    const info: RemoteErrorInfo = {
-      name: e.name,
-      message: e.message,
-      code: typeof x.code === "string" ? x.code : "ERR_REMOTE",
-    };
-    if (x.data !== undefined) info.data = x.data;
-    if (x.retryable === true) info.retryable = true;
-    if (exposeStack && e.stack) info.stack = e.stack;
-    return info;
-  }
-  return { name: "NonError", message: describe(e), code: "ERR_NON_ERROR" };
-}
-
 function isAsyncIterable(v: unknown): v is AsyncIterable<unknown> {
   return typeof v === "object" && v !== null && typeof (v as AsyncIterable<unknown>)[Symbol.asyncIterator] === "function";
 }
 
-export class ServerSession extends Peer {
+export class ServerSession extends Peer implements ServerSessionLike {
   readonly #server: ServerCore;
   readonly #calls = new Map<number, ServerCall>();
   #helloed = false;

@@ -1,0 +1,268 @@
+/**
+ * A call in flight on the client side, for every protocol: it is both a
+ * promise-like (plain results) and an async iterable (streamed results); which
+ * one the server answers with decides the rest. The protocol session that owns
+ * it is told when the consumer takes items (to grant credit) and when the call
+ * is cancelled.
+ * @module
+ */
+import type { Timer } from "../core/Loop.js";
+import { ClosedError, abortReason } from "../core/errors.js";
+import { Ring } from "../core/internal/Ring.js";
+import type { CallContext } from "./context.js";
+import { ProtocolError } from "./errors.js";
+
+/** What a PendingCall needs from the protocol session that owns it. */
+export interface CallOwner {
+  /** The consumer took `n` more items of a stream: grant the server credit for them. */
+  grantCredit(call: PendingCall<any>, n: number): void;
+  /** The caller gave up: tell the server (if the protocol can) and forget the call. */
+  cancelCall(call: PendingCall<any>, reason: Error): void;
+  /** The remote end, as a URL. */
+  readonly peerUrl: string;
+}
+
+/** Per-call options. */
+export interface CallOptions {
+  /**
+   * Time limit in ms until the answer (a result, an error, or a stream's first
+   * item), carried to the server as the call's deadline. Default: the client's.
+   */
+  timeout?: number;
+  /** Aborting it cancels the call (the server's handler signal aborts with the reason). */
+  signal?: AbortSignal;
+  /** Named arguments, bound to the handler's parameters by name. */
+  kwargs?: Record<string, unknown>;
+}
+
+/** Stream credit: items the server may send ahead of the consumer. */
+export const STREAM_WINDOW = 64;
+
+const enum Mode {
+  Unset,
+  Promise,
+  Stream,
+}
+
+/**
+ * One call in flight. It is both a promise-like (for plain results) and an
+ * async iterable (for streamed results): which one the server answers with
+ * decides the rest.
+ */
+export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<unknown>, CallContext {
+  readonly id: number;
+  readonly method: string;
+  readonly args: readonly unknown[];
+  #session: CallOwner | undefined;
+  #promise: Promise<R> | undefined;
+  #resolve: ((v: R) => void) | undefined;
+  #reject: ((e: unknown) => void) | undefined;
+  #settled: { ok: boolean; v: unknown } | undefined;
+  #mode = Mode.Unset;
+  timer: Timer | undefined;
+  #offAbort: (() => void) | undefined;
+  #signal: AbortSignal | undefined;
+  #meta: Record<string, unknown> | undefined;
+  // stream state
+  #items: Ring<unknown> | undefined;
+  #streamEnd: { error?: unknown } | undefined;
+  #wake: (() => void) | undefined;
+  #consumedSinceGrant = 0;
+  #isStream = false;
+
+  /** @internal */
+  constructor(session: CallOwner, id: number, method: string, args: readonly unknown[], signal: AbortSignal | undefined) {
+    this.#session = session;
+    this.id = id;
+    this.method = method;
+    this.args = args;
+    this.#signal = signal;
+  }
+
+  /** Loop time of the call's deadline (while its timer runs). */
+  get deadline(): number | undefined {
+    return this.timer?.deadline;
+  }
+
+  get signal(): AbortSignal {
+    return (this.#signal ??= new AbortController().signal);
+  }
+  get peer(): string {
+    return this.#session?.peerUrl ?? "";
+  }
+  get meta(): Record<string, unknown> {
+    return (this.#meta ??= {});
+  }
+
+  // ---- promise side ----
+
+  then<A = R, B = never>(onF?: ((v: R) => A | PromiseLike<A>) | null, onR?: ((e: unknown) => B | PromiseLike<B>) | null): Promise<A | B> {
+    return this.#getPromise().then(onF, onR);
+  }
+  catch<B = never>(onR?: ((e: unknown) => B | PromiseLike<B>) | null): Promise<R | B> {
+    return this.#getPromise().catch(onR);
+  }
+  finally(f?: (() => void) | null): Promise<R> {
+    return this.#getPromise().finally(f);
+  }
+  get [Symbol.toStringTag](): string {
+    return "PendingCall";
+  }
+
+  #getPromise(): Promise<R> {
+    if (this.#promise) return this.#promise;
+    if (this.#mode === Mode.Unset) this.#mode = Mode.Promise;
+    const s = this.#settled;
+    if (s !== undefined) this.#promise = s.ok ? Promise.resolve(s.v as R) : Promise.reject(s.v);
+    else
+      this.#promise = new Promise<R>((resolve, reject) => {
+        this.#resolve = resolve;
+        this.#reject = reject;
+      });
+    return this.#promise;
+  }
+
+  // ---- stream side ----
+
+  [Symbol.asyncIterator](): AsyncIterator<unknown> {
+    if (this.#mode === Mode.Promise && !this.#isStream) throw new ClosedError(`the result of ${this.method}() is already being awaited`);
+    this.#mode = Mode.Stream;
+    return {
+      next: () => this.#next(),
+      return: async () => {
+        this.cancel("stream abandoned by the consumer");
+        return { value: undefined, done: true };
+      },
+    };
+  }
+
+  async #next(): Promise<IteratorResult<unknown>> {
+    for (;;) {
+      const items = this.#items;
+      if (items !== undefined && items.length > 0) {
+        const value = items.shift();
+        this.#consumed();
+        return { value, done: false };
+      }
+      const end = this.#streamEnd;
+      if (end !== undefined) {
+        if ("error" in end) throw end.error;
+        return { value: undefined, done: true };
+      }
+      const s = this.#settled;
+      if (s !== undefined) {
+        // A plain result (or an error before any item).
+        if (!s.ok) throw s.v;
+        throw new ProtocolError(`${this.method}() returned a single result, not a stream; await it instead`);
+      }
+      await new Promise<void>((resolve) => (this.#wake = resolve));
+    }
+  }
+
+  #consumed(): void {
+    const half = STREAM_WINDOW >> 1;
+    if (++this.#consumedSinceGrant >= half && this.#streamEnd === undefined) {
+      this.#consumedSinceGrant = 0;
+      this.#session?.grantCredit(this, half);
+    }
+  }
+
+  #wakeUp(): void {
+    const w = this.#wake;
+    if (w) {
+      this.#wake = undefined;
+      w();
+    }
+  }
+
+  /** The stream as a plain async iterable (what awaiting a streamed call gives). */
+  #asIterable(): AsyncIterable<unknown> {
+    this.#mode = Mode.Stream;
+    return { [Symbol.asyncIterator]: () => this[Symbol.asyncIterator]() };
+  }
+
+  // ---- driven by the session ----
+
+  /** @internal */
+  _item(v: unknown): void {
+    if (!this.#isStream) {
+      // The stream has answered: its time limit is over.
+      this.timer?.cancel();
+      this.timer = undefined;
+      this.#becomeStream();
+    }
+    (this.#items ??= new Ring(16)).push(v);
+    this.#wakeUp();
+  }
+
+  /** @internal */
+  _end(error?: unknown): void {
+    if (!this.#isStream) this.#becomeStream();
+    this.#streamEnd = error === undefined ? {} : { error };
+    this.#cleanup();
+    this.#wakeUp();
+  }
+
+  #becomeStream(): void {
+    this.#isStream = true;
+    // Someone awaiting the call gets the stream to iterate.
+    if (this.#mode !== Mode.Stream) this.#settle(true, this.#asIterable(), false);
+  }
+
+  /** @internal settle a plain result or an error */
+  _settle(ok: boolean, v: unknown): void {
+    if (this.#isStream) {
+      this._end(ok ? undefined : v);
+      return;
+    }
+    this.#cleanup();
+    this.#settle(ok, v, true);
+    this.#wakeUp();
+  }
+
+  #settle(ok: boolean, v: unknown, final: boolean): void {
+    if (this.#settled !== undefined) return;
+    this.#settled = { ok, v };
+    if (this.#resolve !== undefined) {
+      if (ok) this.#resolve(v as R);
+      else this.#reject!(v);
+      this.#resolve = this.#reject = undefined;
+    } else if (!ok && final && this.#mode === Mode.Unset) {
+      // Nobody has looked at this call yet; keep the failure from being an
+      // unhandled rejection until they do.
+      this.#promise = Promise.reject(v);
+      this.#promise.catch(() => {});
+    }
+  }
+
+  /** @internal */
+  _watchSignal(signal: AbortSignal): void {
+    const listener = (): void => this.cancel(abortReason(signal));
+    signal.addEventListener("abort", listener, { once: true });
+    this.#offAbort = () => signal.removeEventListener("abort", listener);
+  }
+
+  /** Cancel the call: the server's handler signal aborts; this call rejects with `reason`. */
+  cancel(reason: unknown = "cancelled"): void {
+    const s = this.#session;
+    if (s === undefined) return;
+    const error = reason instanceof Error ? reason : abortReasonOf(reason);
+    s.cancelCall(this, error);
+    this._settle(false, error);
+  }
+
+  #cleanup(): void {
+    this.timer?.cancel();
+    this.timer = undefined;
+    this.#offAbort?.();
+    this.#offAbort = undefined;
+    this.#session = undefined;
+  }
+}
+
+function abortReasonOf(reason: unknown): Error {
+  const ac = new AbortController();
+  ac.abort(reason);
+  return abortReason(ac.signal);
+}
+

@@ -1,0 +1,64 @@
+/**
+ * The seam between the RPC machinery (servers, clients, proxies) and a wire
+ * protocol. A protocol turns a transport connection into a server session or
+ * a client session; `drpc` is built in, others (zrpc) plug in the same way.
+ * @module
+ */
+import type { Loop } from "../core/Loop.js";
+import type { Connection } from "../core/Transport.js";
+import type { ExposedMethod } from "./api.js";
+import type { ClientOptions } from "./Client.js";
+import type { Middleware } from "./context.js";
+import type { CallOptions, PendingCall } from "./PendingCall.js";
+import type { ServerOptions } from "./Server.js";
+
+/** What a protocol's server session needs from its server. */
+export interface ServerCore {
+  readonly loop: Loop;
+  readonly methods: ReadonlyMap<string, ExposedMethod>;
+  readonly middleware: readonly Middleware[];
+  readonly maxConcurrentCalls: number;
+  readonly exposeStack: boolean;
+  /** The session's connection ended. */
+  sessionEnded(s: ServerSessionLike): void;
+}
+
+/** The server end of one connection. */
+export interface ServerSessionLike {
+  /** Calls in flight. */
+  readonly active: number;
+  /** Take no new calls; tell the client (if the protocol can). */
+  goaway(reason: string): void;
+  /** Resolves when no call is in flight. */
+  idle(): Promise<void>;
+  /** Cancel calls still in flight (answering them as unavailable), then close. */
+  shutdown(reason: string): Promise<void>;
+}
+
+/** The client end of one connection. */
+export interface ClientSessionLike {
+  /** Whether new calls may go on this connection. */
+  readonly usable: boolean;
+  readonly inFlight: number;
+  call<R>(method: string, args: readonly unknown[], timeoutMs: number | undefined, options: CallOptions | undefined): PendingCall<R>;
+  /** Graceful close. */
+  close(): Promise<void>;
+}
+
+/** Callbacks a client gives each session it opens. */
+export interface ClientSessionHooks {
+  middleware: readonly Middleware[];
+  /** The server asked for new calls to go elsewhere. */
+  onGoaway(s: ClientSessionLike): void;
+  /** The connection ended. */
+  onEnded(s: ClientSessionLike, error: Error): void;
+}
+
+export interface RpcProtocol {
+  /** The URL prefix: `drpc` in `drpc+tcp://…`. */
+  readonly name: string;
+  /** Serve one accepted connection. */
+  accept(server: ServerCore, conn: Connection, options: ServerOptions): ServerSessionLike;
+  /** Start a client session on a fresh connection. */
+  open(loop: Loop, conn: Connection, options: ClientOptions & ClientSessionHooks): ClientSessionLike;
+}
