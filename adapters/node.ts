@@ -35,6 +35,10 @@ export class NodeLoop extends LoopBase {
     return performance.now();
   }
 
+  override wallTime(): number {
+    return Date.now();
+  }
+
   protected requestTurn(): void {
     setImmediate(this.#runTurn);
   }

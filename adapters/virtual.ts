@@ -26,6 +26,7 @@ import { BusyError, ScopeError, TilthError } from "../core/errors.js";
 export interface VirtualLoopOptions extends LoopOptions {
   /** Virtual time at start, in ms. Default 0. */
   start?: number;
+  // wallOrigin (LoopOptions): wallTime() at virtual time 0; default 2000-01-01T00:00:00Z, so log lines are stable.
   /** Real ms with timers waiting and time standing still before a stall warning. Default 2000; 0 turns it off. */
   stallWarningMs?: number;
 }
@@ -62,7 +63,7 @@ export class VirtualLoop extends LoopBase {
   readonly #onError: ((error: unknown) => void) | undefined;
 
   constructor(options: VirtualLoopOptions = {}) {
-    super({ name: "virtual", ...options });
+    super({ name: "virtual", wallOrigin: Date.UTC(2000, 0, 1), ...options });
     this.#onError = options.onError;
     this.#now = options.start ?? 0;
     this.#stallMs = options.stallWarningMs ?? 2000;

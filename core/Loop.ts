@@ -39,6 +39,12 @@ export interface Loop {
   /** Monotonic milliseconds of this loop (virtual in simulated loops). */
   now(): number;
   /**
+   * Wall-clock milliseconds since the Unix epoch, for log lines and
+   * timestamps a person reads; never for measuring durations (use `now`).
+   * Virtual loops give a virtual wall clock.
+   */
+  wallTime(): number;
+  /**
    * Run `fn` on a later turn, never synchronously. Posted callbacks run in
    * FIFO order, at most `budget` of them per turn before pending I/O gets its
    * turn.

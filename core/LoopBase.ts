@@ -32,6 +32,8 @@ export interface LoopOptions {
   name?: string;
   /** Ready callbacks per turn; see {@link DEFAULT_BUDGET}. */
   budget?: number;
+  /** Wall-clock time (epoch ms) at loop time 0, for `wallTime()` where the adapter does not override it. Default 0. */
+  wallOrigin?: number;
   /**
    * Called with an error thrown by a posted callback or a timer callback.
    * The remaining callbacks run regardless. Adapters choose the default.
@@ -110,14 +112,20 @@ export abstract class LoopBase implements Loop {
   #armedRef = false;
   #spent = 0;
   readonly #onError: ((error: unknown) => void) | undefined;
+  readonly #wallOrigin: number;
 
   constructor(options: LoopOptions = {}) {
+    this.#wallOrigin = options.wallOrigin ?? 0;
     this.name = options.name ?? "loop";
     this.budget = options.budget ?? DEFAULT_BUDGET;
     this.#onError = options.onError;
   }
 
   abstract now(): number;
+
+  wallTime(): number {
+    return this.#wallOrigin + this.now();
+  }
 
   /** Ask the host to call `runTurn()` soon, on a later macrotask. */
   protected abstract requestTurn(): void;

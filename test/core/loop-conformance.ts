@@ -55,6 +55,17 @@ export function loopConformance(name: string, make: HarnessFactory): void {
       });
     });
 
+    it("wallTime() is an epoch time that moves with the loop clock", async (h) => {
+      const w0 = h.loop.wallTime();
+      assert.ok(w0 > Date.UTC(1999, 0, 1) && w0 < Date.UTC(2200, 0, 1), `wallTime ${w0}`);
+      await h.drive(async () => {
+        const done = defer();
+        h.loop.timer(3, () => done.resolve());
+        await done.promise;
+      });
+      assert.ok(h.loop.wallTime() >= w0 + 2, "wall time did not move with the loop");
+    });
+
     it("post never runs synchronously and runs in FIFO order", async (h) => {
       await h.drive(async () => {
         const seen: number[] = [];
