@@ -280,6 +280,11 @@ export async function connect<T>(url: string, options: ClientOptions): Promise<R
   return makeProxy<T>(client, undefined);
 }
 
+/** A typed proxy over an existing client (which opens its connection on first use). */
+export function remoteOf<T>(client: RpcClient): Remote<T> {
+  return makeProxy<T>(client, undefined);
+}
+
 /** The same proxy with per-call options (timeout, signal, kwargs) for every call made through it. */
 export function withOptions<P extends object>(proxy: P, options: CallOptions): P {
   const client = clientOf(proxy);

@@ -1,0 +1,244 @@
+/**
+ * The settings file: apps defined by name, each with its class, bind URL(s),
+ * remote URL and options. See docs/settings.md.
+ *
+ * ```json
+ * {
+ *   "apps": {
+ *     "ping": { "class": "./apps.js#PingApp", "bind": "drpc+tcp://127.0.0.1:9990" },
+ *     "long_running": { "class": "./apps.js#LongRunningApp", "uses": ["ping"], "options": { "interval": 1000 } }
+ *   }
+ * }
+ * ```
+ *
+ * Files may be `.json`, `.js`/`.mjs` (default export; `class` may then be the
+ * class itself), or `.ts` where a TypeScript loader is installed. Every
+ * mistake is reported with the file, the app and the key. Environment
+ * variables override keys: `TILTH__APPS__PING__BIND=drpc+tcp://127.0.0.1:7000`
+ * (path segments joined by `__`, case-insensitive; values parsed as JSON when
+ * they are JSON).
+ * @module
+ */
+import { existsSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { z } from "zod";
+import { TilthError } from "../core/errors.js";
+import { parseRpcUrl } from "../rpc/url.js";
+
+const KNOWN_PROTOCOLS = ["drpc", "zrpc"];
+
+const rpcUrl = z.string().superRefine((s, ctx) => {
+  try {
+    const u = parseRpcUrl(s, "");
+    if (!KNOWN_PROTOCOLS.includes(u.protocol)) {
+      ctx.addIssue({ code: "custom", message: `unknown protocol in "${s}" (expected ${KNOWN_PROTOCOLS.map((p) => `${p}+…`).join(" or ")})` });
+      return;
+    }
+    const t = new URL(u.transport);
+    if ((t.protocol === "tcp:" || t.protocol === "tls:" || t.protocol === "zmq+tcp:") && (t.hostname === "" || t.port === ""))
+      ctx.addIssue({ code: "custom", message: `"${s}" needs a host and a port` });
+  } catch (e) {
+    ctx.addIssue({ code: "custom", message: `invalid URL "${s}": ${(e as Error).message}` });
+  }
+});
+
+const appSchema = z
+  .object({
+    class: z.union([z.string().min(1), z.custom<Function>((v) => typeof v === "function", "a class")]),
+    bind: z.union([rpcUrl, z.array(rpcUrl).min(1)]).optional(),
+    remote: rpcUrl.optional(),
+    uses: z.array(z.string()).default([]),
+    options: z.record(z.string(), z.unknown()).default({}),
+    restart: z.enum(["on-failure", "always", "never"]).default("on-failure"),
+    log: z.object({ level: z.enum(["debug", "info", "warn", "error"]).optional() }).strict().optional(),
+  })
+  .strict();
+
+const settingsSchema = z
+  .object({
+    apps: z.record(z.string().regex(/^[A-Za-z_][\w-]*$/, "app names are letters, digits, _ and -"), appSchema),
+    log: z.object({ level: z.enum(["debug", "info", "warn", "error"]).optional(), json: z.boolean().optional() }).strict().optional(),
+    /** Folder for pidfiles, relative to the settings file. */
+    run: z.object({ dir: z.string().optional() }).strict().optional(),
+  })
+  .strict();
+
+export type AppSettings = z.infer<typeof appSchema>;
+export type SettingsData = z.infer<typeof settingsSchema>;
+
+export interface Problem {
+  file: string;
+  app?: string;
+  key: string;
+  message: string;
+}
+
+/** The settings are wrong; `problems` lists every mistake found. */
+export class SettingsError extends TilthError {
+  readonly problems: Problem[];
+  constructor(problems: Problem[]) {
+    super("ERR_SETTINGS", problems.map(formatProblem).join("\n"), { context: { problems } });
+    this.problems = problems;
+  }
+}
+
+function formatProblem(p: Problem): string {
+  return `${p.file}: ${p.app === undefined ? "" : `app "${p.app}": `}${p.key ? `${p.key}: ` : ""}${p.message}`;
+}
+
+/** Loaded, validated settings. */
+export class Settings {
+  readonly file: string;
+  readonly data: SettingsData;
+
+  constructor(file: string, data: SettingsData) {
+    this.file = file;
+    this.data = data;
+  }
+
+  /** Build settings from an object (tests, embedding); validated like a file. */
+  static from(data: unknown, file = "<inline>", env: NodeJS.ProcessEnv = {}): Settings {
+    return new Settings(file, validate(applyEnv(data, env), file));
+  }
+
+  /** Names of the apps, in file order. */
+  get names(): string[] {
+    return Object.keys(this.data.apps);
+  }
+
+  /** The settings of one app; SettingsError naming the known apps if there is none. */
+  app(name: string): AppSettings {
+    const a = this.data.apps[name];
+    if (a === undefined)
+      throw new SettingsError([{ file: this.file, key: "apps", message: `no app named "${name}" (apps: ${this.names.join(", ") || "none"})` }]);
+    return a;
+  }
+
+  /** The URLs an app binds. */
+  bindUrls(name: string): string[] {
+    const b = this.app(name).bind;
+    return b === undefined ? [] : Array.isArray(b) ? b : [b];
+  }
+
+  /** The URL clients use to reach an app: its `remote`, else its first bind URL. */
+  remoteUrl(name: string): string {
+    const a = this.app(name);
+    const url = a.remote ?? this.bindUrls(name)[0];
+    if (url === undefined)
+      throw new SettingsError([{ file: this.file, app: name, key: "remote", message: "the app has no remote or bind URL, so no client can reach it" }]);
+    return url;
+  }
+
+  /** Folder for pidfiles. */
+  get runDir(): string {
+    return resolve(dirname(this.file), this.data.run?.dir ?? ".tilth");
+  }
+
+  /** Resolve an app's class (importing its module when it is named by a string). */
+  async appClass(name: string): Promise<Function> {
+    const a = this.app(name);
+    if (typeof a.class === "function") return a.class;
+    const [spec, exportName = "default"] = a.class.split("#") as [string, string?];
+    const target = spec.startsWith(".") || isAbsolute(spec) ? pathToFileURL(resolve(dirname(this.file), spec)).href : spec;
+    let mod: Record<string, unknown>;
+    try {
+      mod = (await import(target)) as Record<string, unknown>;
+    } catch (e) {
+      throw new SettingsError([{ file: this.file, app: name, key: "class", message: `cannot load module "${spec}": ${(e as Error).message}` }]);
+    }
+    const cls = mod[exportName];
+    if (typeof cls !== "function")
+      throw new SettingsError([
+        { file: this.file, app: name, key: "class", message: `module "${spec}" has no class export "${exportName}" (exports: ${Object.keys(mod).join(", ") || "none"})` },
+      ]);
+    return cls;
+  }
+}
+
+/** Load, override from the environment, and validate a settings file. */
+export async function loadSettings(file: string, env: NodeJS.ProcessEnv = process.env): Promise<Settings> {
+  const path = resolve(file);
+  if (!existsSync(path)) throw new SettingsError([{ file, key: "", message: "settings file not found" }]);
+  let data: unknown;
+  if (path.endsWith(".json")) {
+    const { readFile } = await import("node:fs/promises");
+    try {
+      data = JSON.parse(await readFile(path, "utf8"));
+    } catch (e) {
+      throw new SettingsError([{ file, key: "", message: `not valid JSON: ${(e as Error).message}` }]);
+    }
+  } else if (/\.(m?js|cjs|m?ts|cts)$/.test(path)) {
+    try {
+      const mod = (await import(pathToFileURL(path).href)) as { default?: unknown };
+      data = mod.default ?? mod;
+    } catch (e) {
+      const hint = /\.[mc]?ts$/.test(path) ? " (a .ts settings file needs a TypeScript loader, e.g. node --import tsx)" : "";
+      throw new SettingsError([{ file, key: "", message: `cannot load: ${(e as Error).message}${hint}` }]);
+    }
+  } else throw new SettingsError([{ file, key: "", message: "settings files are .json, .js, .mjs or .ts" }]);
+  return new Settings(path, validate(applyEnv(data, env), file));
+}
+
+function validate(data: unknown, file: string): SettingsData {
+  const r = settingsSchema.safeParse(data);
+  const problems: Problem[] = [];
+  if (!r.success) {
+    for (const issue of r.error.issues) {
+      const path = issue.path.map(String);
+      const isApp = path[0] === "apps" && path.length >= 2;
+      const p: Problem = { file, key: isApp ? path.slice(2).join(".") || "(app)" : path.join(".") || "(root)", message: issue.message };
+      if (isApp) p.app = path[1]!;
+      problems.push(p);
+    }
+    throw new SettingsError(problems);
+  }
+  // Two apps on one URL cannot both bind it.
+  const owner = new Map<string, string>();
+  for (const [name, app] of Object.entries(r.data.apps)) {
+    const binds = app.bind === undefined ? [] : Array.isArray(app.bind) ? app.bind : [app.bind];
+    for (const url of binds) {
+      const other = owner.get(url);
+      if (other !== undefined) problems.push({ file, app: name, key: "bind", message: `${url} is also bound by app "${other}"` });
+      else owner.set(url, name);
+    }
+    for (const used of app.uses)
+      if (!(used in r.data.apps)) problems.push({ file, app: name, key: "uses", message: `uses unknown app "${used}" (apps: ${Object.keys(r.data.apps).join(", ")})` });
+  }
+  if (problems.length) throw new SettingsError(problems);
+  return r.data;
+}
+
+/** Apply `TILTH__A__B=value` overrides (case-insensitive path, JSON values where they parse). */
+export function applyEnv(data: unknown, env: NodeJS.ProcessEnv): unknown {
+  const keys = Object.keys(env).filter((k) => k.startsWith("TILTH__"));
+  if (keys.length === 0 || typeof data !== "object" || data === null) return data;
+  const root = structuredCloneSafe(data) as Record<string, unknown>;
+  for (const k of keys) {
+    const path = k.slice("TILTH__".length).split("__").filter(Boolean);
+    let o: Record<string, unknown> = root;
+    for (let i = 0; i < path.length; i++) {
+      const want = path[i]!.toLowerCase();
+      const existing = Object.keys(o).find((x) => x.toLowerCase() === want) ?? want;
+      if (i === path.length - 1) {
+        const raw = env[k]!;
+        try {
+          o[existing] = JSON.parse(raw);
+        } catch {
+          o[existing] = raw;
+        }
+      } else {
+        if (typeof o[existing] !== "object" || o[existing] === null) o[existing] = {};
+        o = o[existing] as Record<string, unknown>;
+      }
+    }
+  }
+  return root;
+}
+
+/** Deep copy of plain data, keeping functions (classes) as they are. */
+function structuredCloneSafe(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(structuredCloneSafe);
+  if (typeof v === "object" && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, structuredCloneSafe(x)]));
+  return v;
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+/**
+ * The `tilth` command.
+ *
+ *     tilth run APP... [--settings FILE] [--together] [--json] [--reload]
+ *     tilth run --list | --status [APP...] | --stop [APP...]
+ */
+import { EXIT_CONFIG, UsageError, reportError, runCommand } from "./run.js";
+
+const USAGE = `usage:
+  tilth run APP... [--settings FILE] [--together] [--json] [--reload] [--level LEVEL]
+  tilth run --list | --status [APP...] | --stop [APP...]`;
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case "run":
+      return runCommand(rest);
+    case undefined:
+    case "-h":
+    case "--help":
+    case "help":
+      process.stdout.write(`${USAGE}\n`);
+      return cmd === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command "${cmd}"\n${USAGE}`);
+  }
+}
+
+const argv = process.argv.slice(2);
+main(argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    const code = reportError(e);
+    // A child that cannot start must not be restarted by its parent.
+    process.exitCode = argv.includes("--child") && code === 2 ? EXIT_CONFIG : code;
+  },
+);

@@ -1,0 +1,45 @@
+/**
+ * The ping pair: PingApp answers `ping()` with "pong"; LongRunningApp calls
+ * it every second and logs the answer. Run both from one terminal:
+ *
+ *     tilth run ping long_running --settings dist/examples/ping/settings.js
+ */
+import "reflect-metadata";
+import { inject, injectable } from "tsyringe";
+import { inspect } from "node:util";
+import { App, AppContext, client } from "../../app/index.js";
+import type { Remote } from "../../rpc/index.js";
+
+/** What PingApp serves. */
+export interface PingAPI {
+  ping(): Promise<string>;
+}
+
+@injectable()
+export class PingApp extends App {
+  override api: PingAPI = {
+    ping: async () => "pong",
+  };
+}
+
+@injectable()
+export class LongRunningApp extends App {
+  constructor(
+    ctx: AppContext,
+    @inject(client("ping")) private readonly pingApp: Remote<PingAPI>,
+  ) {
+    super(ctx);
+  }
+
+  override async serve(signal: AbortSignal): Promise<void> {
+    const every = Number(this.ctx.options.interval ?? 1000);
+    while (!signal.aborted) {
+      try {
+        this.log.info(`ping: ${inspect(await this.pingApp.ping())}`);
+      } catch (e) {
+        this.log.warn(`ping failed: ${(e as Error).message}`);
+      }
+      await this.sleep(every).catch(() => undefined);
+    }
+  }
+}
