@@ -206,6 +206,7 @@ function report(calls: number, ms: number, lat: number[]): void {
 
 const [size, inflight, warmupMs, runMs] = rest.map(Number) as [number, number, number, number];
 if (role === "server") {
+  process.on("SIGTERM", () => process.exit(0)); // a clean exit (lets --cpu-prof write its profile)
   if (kind === "net" || kind === "net-cork") netServer(kind === "net-cork");
   else if (kind === "drpc") await drpcServer();
   else throw new Error(`unknown kind ${kind}`);
