@@ -39,13 +39,16 @@ const rpcUrl = z.string().superRefine((s, ctx) => {
     if ((t.protocol === "tcp:" || t.protocol === "tls:" || t.protocol === "zmq+tcp:") && (t.hostname === "" || t.port === ""))
       ctx.addIssue({ code: "custom", message: `"${s}" needs a host and a port` });
   } catch (e) {
-    ctx.addIssue({ code: "custom", message: `invalid URL "${s}": ${(e as Error).message}` });
+    const msg = (e as Error).message;
+    ctx.addIssue({ code: "custom", message: msg.includes(s) ? msg : `invalid URL "${s}": ${msg}` });
   }
 });
 
 const appSchema = z
   .object({
-    class: z.union([z.string().min(1), z.custom<Function>((v) => typeof v === "function", "a class")]),
+    class: z.union([z.string().min(1), z.custom<Function>((v) => typeof v === "function")], {
+      error: (iss) => (iss.input === undefined ? 'missing: the app\'s class, as "./module.js#ExportName" or the class itself' : 'expected "./module.js#ExportName" or a class'),
+    }),
     bind: z.union([rpcUrl, z.array(rpcUrl).min(1)]).optional(),
     remote: rpcUrl.optional(),
     uses: z.array(z.string()).default([]),
@@ -187,7 +190,7 @@ function validate(data: unknown, file: string): SettingsData {
     for (const issue of r.error.issues) {
       const path = issue.path.map(String);
       const isApp = path[0] === "apps" && path.length >= 2;
-      const p: Problem = { file, key: isApp ? path.slice(2).join(".") || "(app)" : path.join(".") || "(root)", message: issue.message };
+      const p: Problem = { file, key: isApp ? path.slice(2).join(".") : path.join("."), message: issue.message };
       if (isApp) p.app = path[1]!;
       problems.push(p);
     }
