@@ -3,7 +3,7 @@
  * scheduler, and `runVirtual` to drive one on a VirtualTimeScheduler.
  * @internal Public surface: adapters/rxjs.ts.
  */
-import { asapScheduler, type SchedulerLike, type Subscription, type VirtualTimeScheduler } from "rxjs";
+import { VirtualTimeScheduler, asapScheduler, type SchedulerLike, type Subscription } from "rxjs";
 import type { Timer } from "../../core/Loop.js";
 import { LoopBase, type LoopOptions } from "../../core/LoopBase.js";
 import { TilthError } from "../../core/errors.js";
@@ -29,6 +29,11 @@ export interface RxLoopOptions extends LoopOptions {
  * the timer heap changes. RxJS schedulers cannot unref: a pending timer that
  * was `unref()`'d still holds the scheduler's host timer (a cancelled one
  * does not: with no timer pending, the wake-up is cancelled).
+ *
+ * `wallTime()` is the scheduler's clock plus `wallOrigin`: 0 by default (RxJS's
+ * real schedulers tell epoch time), 2000-01-01T00:00:00Z for a
+ * VirtualTimeScheduler (whose frames start at 0). A host scheduler with a
+ * clock of its own should pass `wallOrigin`.
  */
 export class RxLoop extends LoopBase {
   readonly scheduler: SchedulerLike;
@@ -63,7 +68,9 @@ export class RxLoop extends LoopBase {
   };
 
   constructor(scheduler: SchedulerLike, options: RxLoopOptions = {}) {
-    super({ name: "rxjs", ...options });
+    // wallTime(): RxJS's real schedulers tell epoch time (Date.now()) already; a
+    // VirtualTimeScheduler counts frames from 0, so it gets VirtualLoop's origin.
+    super({ name: "rxjs", wallOrigin: scheduler instanceof VirtualTimeScheduler ? Date.UTC(2000, 0, 1) : 0, ...options });
     this.scheduler = scheduler;
     this.#yieldDelay = options.yieldDelay ?? (scheduler === asapScheduler ? 1 : 0);
   }

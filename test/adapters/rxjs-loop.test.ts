@@ -136,7 +136,7 @@ test("runVirtual: deadlock and time limit are coded errors", async () => {
   assert.equal(rx.actions.length, 0);
 });
 
-test("loopFromRx: the clock never goes backwards even if the scheduler's does", () => {
+test("loopFromRx: the clock never goes backwards even if the scheduler's does; wallTime follows it", () => {
   let now = 1000;
   const fake: SchedulerLike = { now: () => now, schedule: () => assert.fail("nothing scheduled") };
   const loop = loopFromRx(fake);
@@ -145,4 +145,14 @@ test("loopFromRx: the clock never goes backwards even if the scheduler's does", 
   assert.equal(loop.now(), 1000);
   now = 1100;
   assert.equal(loop.now(), 1100);
+  assert.equal(loop.wallTime(), 1100, "a real scheduler's clock is taken as epoch time");
+  assert.equal(loopFromRx(fake, { wallOrigin: 5 }).wallTime(), 1105);
+});
+
+test("loopFromRx(VirtualTimeScheduler): wallTime() starts at 2000-01-01 and moves with the frames", async () => {
+  const rx = new VirtualTimeScheduler();
+  const loop = loopFromRx(rx);
+  assert.equal(loop.wallTime(), Date.UTC(2000, 0, 1));
+  await runVirtual(rx, () => sleep(loop, 1500));
+  assert.equal(loop.wallTime(), Date.UTC(2000, 0, 1) + 1500);
 });
