@@ -170,6 +170,7 @@ test("toObservable(channel): unsubscribing closes the channel, so the producer's
   );
   assert.deepEqual(got, [0, 1, 2]);
   assert.ok(ch.closed);
+  assert.equal(loop.pendingTimers, 0);
 });
 
 test("toObservable(channel, { close: false }): unsubscribing leaves the channel open and loses no item", async () => {
@@ -186,6 +187,7 @@ test("toObservable(channel, { close: false }): unsubscribing leaves the channel 
     assert.equal(ch.closed, false);
     assert.equal(await ch.recv(), "b");
   });
+  assert.equal(loop.pendingTimers, 0);
 });
 
 test("toObservable({ loop }): an iterable whose items are always ready yields to the loop every `budget` items", async () => {
@@ -201,6 +203,7 @@ test("toObservable({ loop }): an iterable whose items are always ready yields to
   });
   assert.equal(count, 100);
   assert.ok(posted >= 0 && posted < 100, `a posted callback ran after ${posted} items`);
+  assert.equal(loop.pendingTimers, 0);
 });
 
 // ---- fromObservable ------------------------------------------------------
@@ -253,6 +256,7 @@ test("fromObservable: a non-Error error value arrives as an Error carrying the v
   await loop.run(async () => {
     await assert.rejects(ch.recv(), (e) => isTilthError(e, "ERR_NON_ERROR") && /plain string/.test((e as Error).message));
   });
+  assert.equal(loop.pendingTimers, 0);
 });
 
 test('fromObservable overflow "error" (default): ERR_OVERFLOW after the buffered items, and the source is unsubscribed', async () => {
@@ -300,6 +304,7 @@ test('fromObservable overflow "error": a synchronous burst larger than the buffe
     assert.deepEqual(seen, [0, 1, 2, 3]);
   });
   assert.equal(emitted, 5, "range stopped as soon as it was unsubscribed");
+  assert.equal(loop.pendingTimers, 0);
 });
 
 test('fromObservable overflow "drop-newest" and "drop-oldest": a slow consumer keeps the first or the latest items', async () => {
