@@ -12,12 +12,13 @@ export interface RxLoopOptions extends LoopOptions {
   /**
    * Delay, in scheduler milliseconds, of a turn that continues busy work: one
    * requested while a turn runs (the budget ran out, or a timer re-armed itself
-   * at 0 ms), or after `budget` turns in a row requested at delay 0. On a
-   * microtask scheduler (`asapScheduler`) a delay-0 turn runs before any I/O,
-   * so without this a long chain of posts would starve the host; a delay of 1
-   * puts such a turn behind the host's macrotasks. Default: 1 for
-   * `asapScheduler`, 0 for every other scheduler (asyncScheduler's delay 0 is
-   * already a macrotask, and a virtual scheduler must not gain time from it).
+   * at 0 ms), and every `budget`-th turn requested from outside a turn (a
+   * promise chain that posts from microtasks). On a microtask scheduler
+   * (`asapScheduler`) a delay-0 turn runs before any I/O, so without this a
+   * long chain of posts would starve the host; a delay of 1 puts such a turn
+   * behind the host's macrotasks. Default: 1 for `asapScheduler`, 0 for every
+   * other scheduler (asyncScheduler's delay 0 is already a macrotask, and a
+   * virtual scheduler must not gain time from it).
    */
   yieldDelay?: number;
 }
@@ -45,7 +46,7 @@ export class RxLoop extends LoopBase {
   /** The deadline LoopBase last asked for (it counts on it until the wake-up fires). */
   #asked: number | undefined;
   #inTurn = false;
-  /** Turns requested at delay 0 since the last yielding one. */
+  /** Turns requested from outside a turn since the last delayed one. */
   #hot = 0;
   readonly #turn = (): void => {
     this.#inTurn = true;
