@@ -3,7 +3,8 @@
  * scheduler, and `runVirtual` to drive one on a VirtualTimeScheduler.
  * @internal Public surface: adapters/rxjs.ts.
  */
-import { VirtualTimeScheduler, asapScheduler, type SchedulerLike, type Subscription } from "rxjs";
+import { performance } from "node:perf_hooks";
+import { VirtualTimeScheduler, asapScheduler, asyncScheduler, type SchedulerLike, type Subscription } from "rxjs";
 import type { Timer } from "../../core/Loop.js";
 import { LoopBase, type LoopOptions } from "../../core/LoopBase.js";
 import { TilthError } from "../../core/errors.js";
@@ -21,11 +22,30 @@ export interface RxLoopOptions extends LoopOptions {
    * virtual scheduler must not gain time from it).
    */
   yieldDelay?: number;
+  /**
+   * The loop's clock, in the scheduler's milliseconds. Default: the
+   * scheduler's `now()`; for `asyncScheduler` and `asapScheduler`, whose clock
+   * is the wall clock at 1 ms resolution, the same wall clock read at
+   * sub-millisecond resolution (`performance.timeOrigin + performance.now()`),
+   * so that timers set in one burst keep their order when a millisecond
+   * boundary passes between them.
+   */
+  clock?: () => number;
+}
+
+/** The default clock of a loop on `scheduler` (see RxLoopOptions.clock). */
+function defaultClock(scheduler: SchedulerLike): () => number {
+  if (scheduler === asyncScheduler || scheduler === asapScheduler) {
+    const origin = performance.timeOrigin;
+    // Inside TestScheduler.run() these schedulers tell virtual time: keep it.
+    if (Math.abs(origin + performance.now() - scheduler.now()) < 1000) return () => origin + performance.now();
+  }
+  return () => scheduler.now();
 }
 
 /**
  * A tilth Loop on an RxJS scheduler: `now()` is the scheduler's clock (never
- * going backwards), a turn is a scheduled action at delay 0, and all timers
+ * going backwards; see RxLoopOptions.clock), a turn is a scheduled action at delay 0, and all timers
  * share one scheduled action at the earliest deadline, moved or cancelled as
  * the timer heap changes. RxJS schedulers cannot unref: a pending timer that
  * was `unref()`'d still holds the scheduler's host timer (a cancelled one
@@ -39,6 +59,7 @@ export interface RxLoopOptions extends LoopOptions {
 export class RxLoop extends LoopBase {
   readonly scheduler: SchedulerLike;
   readonly #yieldDelay: number;
+  readonly #clock: () => number;
   #last = -Infinity;
   #wakeup: Subscription | undefined;
   /** The deadline of the scheduled wake-up. */
@@ -73,12 +94,13 @@ export class RxLoop extends LoopBase {
     // VirtualTimeScheduler counts frames from 0, so it gets VirtualLoop's origin.
     super({ name: "rxjs", wallOrigin: scheduler instanceof VirtualTimeScheduler ? Date.UTC(2000, 0, 1) : 0, ...options });
     this.scheduler = scheduler;
+    this.#clock = options.clock ?? defaultClock(scheduler);
     this.#yieldDelay = options.yieldDelay ?? (scheduler === asapScheduler ? 1 : 0);
   }
 
   now(): number {
-    // asyncScheduler's clock is Date.now(), which may step back; a Loop's may not.
-    const t = this.scheduler.now();
+    // A scheduler's clock may step back (Date.now() does); a Loop's may not.
+    const t = this.#clock();
     if (t > this.#last) this.#last = t;
     return this.#last;
   }
