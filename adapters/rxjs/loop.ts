@@ -45,13 +45,13 @@ function defaultClock(scheduler: SchedulerLike): () => number {
 
 /**
  * A tilth Loop on an RxJS scheduler: `now()` is the scheduler's clock (never
- * going backwards; see RxLoopOptions.clock), a turn is a scheduled action at delay 0, and all timers
- * share one scheduled action at the earliest deadline, moved or cancelled as
- * the timer heap changes. RxJS schedulers cannot unref: a pending timer that
+ * going backwards; see RxLoopOptions.clock), a turn is a scheduled action at
+ * delay 0, and all timers share one scheduled action at the earliest
+ * deadline, moved or cancelled as the timer heap changes. RxJS schedulers cannot unref: a pending timer that
  * was `unref()`'d still holds the scheduler's host timer (a cancelled one
  * does not: with no timer pending, the wake-up is cancelled).
  *
- * `wallTime()` is the scheduler's clock plus `wallOrigin`: 0 by default (RxJS's
+ * `wallTime()` is the loop's clock plus `wallOrigin`: 0 by default (RxJS's
  * real schedulers tell epoch time), 2000-01-01T00:00:00Z for a
  * VirtualTimeScheduler (whose frames start at 0). A host scheduler with a
  * clock of its own should pass `wallOrigin`.
