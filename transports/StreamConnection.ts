@@ -10,8 +10,8 @@
  *   hands messages straight to the handler; frames inside one chunk are views
  *   of it. `pause()` stops both the decoder (mid-chunk) and the socket, so a
  *   slow reader stops the kernel from reading and TCP holds the writer back.
- * - Sockets are half-open capable: a peer's EOF ends the connection
- *   (`{by: "peer"}`) after our queued writes are flushed and our FIN is sent.
+ * - A peer's EOF ends the connection (`{by: "peer"}`): our FIN follows (after
+ *   our queued writes, where the socket is half-open capable).
  *
  * @example
  * ```ts
@@ -47,6 +47,7 @@ export class StreamConnection extends ConnectionBase {
   /** The peer's EOF arrived while input was held by pause(); handled on resume. */
   #endPending = false;
   #resumePosted = false;
+  #peerEnded = false;
 
   constructor(loop: Loop, socket: Socket, params: ConnectionParams) {
     super(loop, params);
@@ -164,6 +165,7 @@ export class StreamConnection extends ConnectionBase {
   };
 
   readonly #onEnd = (): void => {
+    this.#peerEnded = true;
     if (this.#decoder.holding && !this.#discard) {
       this.#endPending = true;
       return;
@@ -190,7 +192,11 @@ export class StreamConnection extends ConnectionBase {
   /** Flush what was sent, then send our FIN. */
   #endWrites(): void {
     if (this.#endSent) return;
-    this.#flush();
+    // A socket that is not half-open capable (the tls server's) refuses writes
+    // once the peer's FIN arrived, and Node ends it by itself; what we queued
+    // would only reach a peer that is gone.
+    if (this.#socket.allowHalfOpen || !this.#peerEnded) this.#flush();
+    else this.#encoder.clear();
     this.#endSent = true;
     this.#socket.end();
   }

@@ -122,7 +122,9 @@ export class TlsTransport implements Transport {
         rejectUnauthorized: options.rejectUnauthorized,
       }),
       ...extra,
-      allowHalfOpen: true,
+      // Not half-open: a client that hangs up during the handshake must close
+      // the server's socket (half-open, it would linger with no TLS error).
+      allowHalfOpen: false,
       noDelay: true,
     });
     // A client that fails the handshake is dropped; the listener goes on.

@@ -1,0 +1,178 @@
+/**
+ * The framing codec on its own: round trips under any chunking, zero-copy
+ * views, halting mid-chunk, batching into few chunks, and coded errors for
+ * bad input.
+ */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import fc from "fast-check";
+import { isTilthError } from "../../core/errors.js";
+import type { Message } from "../../core/Transport.js";
+import {
+  checkMessage,
+  DEFAULT_MAX_MESSAGE_SIZE,
+  encodeMessage,
+  FrameDecoder,
+  FrameEncoder,
+  framingLimits,
+  MORE_FLAG,
+  RESERVED_FLAG,
+} from "../../transports/framing.js";
+
+const b = (m: Message): Buffer[] => m.map((f) => Buffer.from(f.buffer, f.byteOffset, f.byteLength));
+
+function decodeAll(chunks: Buffer[], limits = framingLimits()): { msgs: Message[]; errors: Error[] } {
+  const msgs: Message[] = [];
+  const errors: Error[] = [];
+  const d = new FrameDecoder(
+    (m) => msgs.push(m),
+    (e) => errors.push(e),
+    limits,
+  );
+  for (const c of chunks) d.push(c);
+  return { msgs, errors };
+}
+
+function header(word: number): Buffer {
+  const h = Buffer.alloc(4);
+  h.writeUInt32BE(word >>> 0);
+  return h;
+}
+
+const messageArb = fc.array(fc.uint8Array({ maxLength: 300 }), { minLength: 1, maxLength: 6 });
+
+describe("framing", () => {
+  test("the default maximum message size is 64 MiB", () => {
+    assert.equal(DEFAULT_MAX_MESSAGE_SIZE, 64 * 1024 * 1024);
+    assert.equal(framingLimits().maxMessageSize, DEFAULT_MAX_MESSAGE_SIZE);
+  });
+
+  test("wire format: a 4-byte big-endian header per frame, top bit = more frames follow", () => {
+    const wire = encodeMessage([Buffer.from("ab"), Buffer.alloc(0), Buffer.from("c")]);
+    assert.deepEqual(
+      [...wire],
+      [0x80, 0, 0, 2, 0x61, 0x62, 0x80, 0, 0, 0, 0, 0, 0, 1, 0x63],
+    );
+  });
+
+  test("round trip under any chunking (property)", () => {
+    fc.assert(
+      fc.property(fc.array(messageArb, { minLength: 1, maxLength: 20 }), fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1 }), (msgs, cuts) => {
+        const wire = Buffer.concat(msgs.map(encodeMessage));
+        const chunks: Buffer[] = [];
+        for (let off = 0, i = 0; off < wire.length; i++) {
+          const n = cuts[i % cuts.length]!;
+          chunks.push(wire.subarray(off, off + n));
+          off += n;
+        }
+        const { msgs: got, errors } = decodeAll(chunks);
+        assert.deepEqual(errors, []);
+        assert.deepEqual(got.map(b), msgs.map((m) => b(m)));
+      }),
+      { numRuns: 300, seed: 7 },
+    );
+  });
+
+  test("the encoder's batches decode to the messages pushed (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.array(fc.oneof(fc.uint8Array({ maxLength: 100 }), fc.integer({ min: 8000, max: 70000 }).map((n) => Buffer.alloc(n, n & 0xff))), { minLength: 1, maxLength: 4 }), {
+          minLength: 1,
+          maxLength: 40,
+        }),
+        (msgs) => {
+          const enc = new FrameEncoder();
+          for (const m of msgs) enc.push(m);
+          const chunks = enc.take().map((c) => Buffer.from(c));
+          assert.equal(enc.pending, 0);
+          const { msgs: got } = decodeAll(chunks);
+          assert.deepEqual(got.map(b), msgs.map((m) => b(m)));
+        },
+      ),
+      { numRuns: 100, seed: 11 },
+    );
+  });
+
+  test("a thousand small messages become one chunk; large frames are referenced, not copied", () => {
+    const enc = new FrameEncoder();
+    for (let i = 0; i < 1000; i++) enc.push([Buffer.from("0123456789abcdef")]);
+    const chunks = enc.take();
+    assert.equal(chunks.length, 1);
+    assert.equal(chunks[0]!.byteLength, 1000 * 20);
+    const big = Buffer.alloc(100_000, 1);
+    enc.push([Buffer.from("x"), big]);
+    const c2 = enc.take();
+    assert.equal(c2.length, 2);
+    assert.strictEqual(c2[1], big, "the large frame is the caller's buffer");
+    assert.deepEqual(enc.take(), []);
+  });
+
+  test("frames inside one chunk are views of it (no copy); split frames are copied once", () => {
+    const wire = Buffer.concat([encodeMessage([Buffer.from("hello")]), encodeMessage([Buffer.from("world!")])]);
+    const { msgs } = decodeAll([wire]);
+    assert.equal(msgs.length, 2);
+    assert.ok(msgs[0]![0]!.buffer === wire.buffer, "same memory as the chunk");
+    assert.equal(msgs[0]![0]!.byteOffset, wire.byteOffset + 4);
+    const split = decodeAll([wire.subarray(0, 6), wire.subarray(6)]).msgs;
+    wire.fill(0x3d);
+    assert.equal(Buffer.from(msgs[1]![0]!).toString(), "======", "a view sees the chunk change");
+    assert.equal(Buffer.from(split[0]![0]!).toString(), "hello", "a split frame is its own copy");
+    assert.equal(Buffer.from(split[1]![0]!).toString(), "======", "the next frame, whole in its chunk, is a view");
+  });
+
+  test("halt() stops after the current message and keeps the rest; resume() continues in order", () => {
+    const wire = Buffer.concat(Array.from({ length: 10 }, (_, i) => encodeMessage([Buffer.from([i])])));
+    const seen: number[] = [];
+    const d = new FrameDecoder(
+      (m) => {
+        seen.push(m[0]![0]!);
+        if (seen.length === 3 || seen.length === 7) d.halt();
+      },
+      (e) => assert.fail(e),
+    );
+    d.push(wire.subarray(0, 25));
+    assert.deepEqual(seen, [0, 1, 2]);
+    assert.ok(d.holding);
+    d.push(wire.subarray(25)); // arrives while halted: kept behind the rest
+    assert.deepEqual(seen, [0, 1, 2]);
+    d.resume();
+    assert.deepEqual(seen, [0, 1, 2, 3, 4, 5, 6]);
+    d.resume();
+    assert.deepEqual(seen, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.ok(!d.holding && !d.midMessage);
+  });
+
+  test("a reserved header bit is ERR_MALFORMED_FRAME, and the decoder stops", () => {
+    const { msgs, errors } = decodeAll([Buffer.concat([header(RESERVED_FLAG | 1), Buffer.from("x"), encodeMessage([Buffer.from("y")])])]);
+    assert.equal(msgs.length, 0);
+    assert.equal(errors.length, 1);
+    assert.ok(isTilthError(errors[0], "ERR_MALFORMED_FRAME"));
+  });
+
+  test("a header announcing more than the maximum is ERR_MESSAGE_TOO_LARGE before any payload arrives", () => {
+    const limits = framingLimits({ maxMessageSize: 1000 });
+    const one = decodeAll([header(1001)], limits);
+    assert.ok(isTilthError(one.errors[0], "ERR_MESSAGE_TOO_LARGE"));
+    // Across frames of one message: 600 + 401 > 1000.
+    const multi = decodeAll([header(MORE_FLAG | 600), Buffer.alloc(600), header(401)], limits);
+    assert.ok(isTilthError(multi.errors[0], "ERR_MESSAGE_TOO_LARGE"));
+    // Exactly the maximum is fine.
+    assert.equal(decodeAll([header(1000), Buffer.alloc(1000)], limits).msgs.length, 1);
+  });
+
+  test("too many frames in one message is ERR_MESSAGE_TOO_LARGE (empty frames cannot grow memory without bound)", () => {
+    const limits = framingLimits({ maxFrames: 16 });
+    const wire = Buffer.concat(Array.from({ length: 17 }, () => header(MORE_FLAG)));
+    const { errors } = decodeAll([wire], limits);
+    assert.ok(isTilthError(errors[0], "ERR_MESSAGE_TOO_LARGE"));
+  });
+
+  test("checkMessage: no frames, a non-byte frame, too large", () => {
+    const limits = framingLimits({ maxMessageSize: 10, maxFrames: 3 });
+    assert.throws(() => checkMessage([], limits), (e) => isTilthError(e, "ERR_INVALID_MESSAGE"));
+    assert.throws(() => checkMessage(["x" as unknown as Uint8Array], limits), (e) => isTilthError(e, "ERR_INVALID_MESSAGE"));
+    assert.throws(() => checkMessage([Buffer.alloc(11)], limits), (e) => isTilthError(e, "ERR_MESSAGE_TOO_LARGE"));
+    assert.throws(() => checkMessage([Buffer.alloc(0), Buffer.alloc(0), Buffer.alloc(0), Buffer.alloc(0)], limits), (e) => isTilthError(e, "ERR_MESSAGE_TOO_LARGE"));
+    assert.equal(checkMessage([Buffer.alloc(4), new Uint8Array(6)], limits), 10);
+  });
+});
