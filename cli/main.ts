@@ -28,13 +28,15 @@ async function main(argv: string[]): Promise<number> {
 }
 
 const argv = process.argv.slice(2);
-main(argv).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (e: unknown) => {
-    const code = reportError(e);
-    // A child that cannot start must not be restarted by its parent.
-    process.exitCode = argv.includes("--child") && code === 2 ? EXIT_CONFIG : code;
-  },
-);
+// A command that has finished exits, even if a library left a handle open:
+// a runner that hangs after "stopped" is worse than one that exits.
+const finish = (code: number): void => {
+  process.exitCode = code;
+  if (process.connected) process.disconnect();
+  process.stdout.write("", () => process.exit(code));
+};
+main(argv).then(finish, (e: unknown) => {
+  const code = reportError(e);
+  // A child that cannot start must not be restarted by its parent.
+  finish(argv.includes("--child") && code === 2 ? EXIT_CONFIG : code);
+});

@@ -1,0 +1,183 @@
+/**
+ * `tilth run` end to end: real child processes, bounded in time.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+const cli = fileURLToPath(new URL("../../cli/main.js", import.meta.url));
+const apps = fileURLToPath(new URL("../fixtures/apps/apps.js", import.meta.url));
+const root = mkdtempSync(join(tmpdir(), "tilth-cli-"));
+after(() => rmSync(root, { recursive: true, force: true }));
+let n = 0;
+
+function settingsFile(apps: Record<string, unknown>): { file: string; dir: string } {
+  const dir = join(root, `s${n++}`);
+  mkdirSync(dir);
+  const file = join(dir, "tilth.json");
+  writeFileSync(file, JSON.stringify({ apps }, null, 2));
+  return { file, dir };
+}
+
+interface Run {
+  child: ChildProcess;
+  out: () => string;
+  waitFor(re: RegExp, ms?: number): Promise<void>;
+  exit: Promise<number | null>;
+}
+
+function tilth(args: string[]): Run {
+  const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let text = "";
+  const waiters: { re: RegExp; resolve: () => void }[] = [];
+  const feed = (c: Buffer): void => {
+    text += String(c);
+    for (const w of [...waiters]) if (w.re.test(text)) {
+      waiters.splice(waiters.indexOf(w), 1);
+      w.resolve();
+    }
+  };
+  child.stdout!.on("data", feed);
+  child.stderr!.on("data", feed);
+  const exit = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
+  return {
+    child,
+    out: () => text,
+    exit,
+    waitFor(re, ms = 15_000) {
+      if (re.test(text)) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`timed out waiting for ${re} in:\n${text}`)), ms);
+        waiters.push({ re, resolve: () => (clearTimeout(t), resolve()) });
+      });
+    },
+  };
+}
+
+function tilthSync(args: string[]): { code: number | null; out: string } {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: "utf8", timeout: 30_000 });
+  return { code: r.status, out: r.stdout + r.stderr };
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+for (const together of [false, true]) {
+  test(`tilth run ping caller${together ? " --together" : ""}: log lines within seconds, graceful stop on SIGTERM, nothing left behind`, { timeout: 60_000 }, async () => {
+    const { file, dir } = settingsFile({
+      ping: { class: `${apps}#PingApp`, bind: `drpc+ipc://${join(root, `ping${n}.sock`)}` },
+      caller: { class: `${apps}#CallerApp`, uses: ["ping"], options: { interval: 100 } },
+    });
+    const run = tilth(["run", "ping", "caller", "--settings", file, ...(together ? ["--together"] : [])]);
+    try {
+      await run.waitFor(/\d\d:\d\d:\d\d\.\d{3} ping INFO tilth\.app: binding to drpc\+ipc:/);
+      await run.waitFor(/\d\d:\d\d:\d\d\.\d{3} caller INFO CallerApp: ping: 'pong'/);
+      const pids = ["ping", "caller"].map((a) => Number(readFileSync(join(dir, ".tilth", `${a}.pid`), "utf8")));
+      if (!together) assert.ok(!pids.includes(run.child.pid!), "apps run in their own processes");
+      const st = tilthSync(["run", "--status", "--settings", file]);
+      assert.equal(st.code, 0, st.out);
+      assert.match(st.out, /ping: running \(pid \d+\)/);
+      run.child.kill("SIGTERM");
+      assert.equal(await run.exit, 0, run.out());
+      assert.match(run.out(), /caller INFO tilth\.app: stopped/);
+      assert.match(run.out(), /ping INFO tilth\.app: stopped/);
+      for (const pid of pids) assert.equal(alive(pid), false, `process ${pid} outlived the run`);
+      assert.equal(existsSync(join(dir, ".tilth", "ping.pid")), false, "pidfile left behind");
+    } finally {
+      run.child.kill("SIGKILL");
+    }
+  });
+}
+
+test("tilth run --stop stops running apps; a stale pidfile is reported and removed", { timeout: 60_000 }, async () => {
+  const { file, dir } = settingsFile({ ping: { class: `${apps}#PingApp`, bind: `drpc+ipc://${join(root, `p${n}.sock`)}` }, other: { class: `${apps}#PingApp` } });
+  const run = tilth(["run", "ping", "--settings", file]);
+  try {
+    await run.waitFor(/binding to/);
+    await run.waitFor(/./); // started
+    // a stale pidfile for "other": a process that has exited
+    const dead = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" });
+    writeFileSync(join(dir, ".tilth", "other.pid"), `${dead.stdout}\n`);
+    for (let i = 0; i < 100 && !existsSync(join(dir, ".tilth", "ping.pid")); i++) await new Promise((r) => setTimeout(r, 50));
+    const stop = tilthSync(["run", "--stop", "--settings", file]);
+    assert.equal(stop.code, 0, stop.out);
+    assert.match(stop.out, /ping: stopped \(pid \d+\)/);
+    assert.match(stop.out, new RegExp(`other: not running \\(stale pidfile for pid ${dead.stdout} removed\\)`));
+    assert.equal(existsSync(join(dir, ".tilth", "other.pid")), false);
+    // the runner saw its child stop and exits when nothing is left to run
+    const code = await run.exit;
+    assert.notEqual(code, null);
+  } finally {
+    run.child.kill("SIGKILL");
+  }
+});
+
+test("a crashing app process is restarted by its policy", { timeout: 60_000 }, async () => {
+  const { file } = settingsFile({ exiting: { class: `${apps}#ExitingApp` } });
+  const run = tilth(["run", "exiting", "--settings", file]);
+  try {
+    await run.waitFor(/app exiting exited with code 1; restarting in \d+ ms/);
+    await run.waitFor(/about to exit[\s\S]*about to exit/); // started again
+    run.child.kill("SIGTERM");
+    await run.exit;
+  } finally {
+    run.child.kill("SIGKILL");
+  }
+});
+
+test("bad settings and bad command lines: a clear message naming the culprit, non-zero exit", { timeout: 60_000 }, async () => {
+  const missing = settingsFile({ ping: { class: "./nowhere.js#PingApp" } });
+  let r = tilthSync(["run", "ping", "--settings", missing.file]);
+  assert.equal(r.code, 2);
+  assert.match(r.out, /app "ping": class: cannot load module "\.\/nowhere\.js"/);
+
+  const ok = settingsFile({ ping: { class: `${apps}#PingApp`, bind: "drpc+tcp://127.0.0.1:9" } });
+  r = tilthSync(["run", "pong", "--settings", ok.file]);
+  assert.equal(r.code, 2);
+  assert.match(r.out, /no app named "pong" \(apps: ping\)/);
+
+  const badUrl = settingsFile({ ping: { class: `${apps}#PingApp`, bind: "drpc+tcp//127.0.0.1" } });
+  r = tilthSync(["run", "ping", "--settings", badUrl.file]);
+  assert.equal(r.code, 2);
+  assert.match(r.out, /app "ping": bind: invalid URL "drpc\+tcp\/\/127\.0\.0\.1"/);
+
+  const twice = settingsFile({ a: { class: `${apps}#PingApp`, bind: "drpc+tcp://127.0.0.1:7001" }, b: { class: `${apps}#PingApp`, bind: "drpc+tcp://127.0.0.1:7001" } });
+  r = tilthSync(["run", "a", "b", "--settings", twice.file]);
+  assert.equal(r.code, 2);
+  assert.match(r.out, /app "b": bind: drpc\+tcp:\/\/127\.0\.0\.1:7001 is also bound by app "a"/);
+
+  r = tilthSync(["run", "ping", "--settings", join(root, "absent.json")]);
+  assert.equal(r.code, 2);
+  assert.match(r.out, /settings file not found/);
+
+  r = tilthSync(["frobnicate"]);
+  assert.equal(r.code, 2);
+  assert.match(r.out, /unknown command "frobnicate"/);
+});
+
+test("a port in use: the app cannot start, the runner says which URL and exits non-zero", { timeout: 60_000 }, async () => {
+  const blocker = net.createServer();
+  await new Promise<void>((r) => blocker.listen(0, "127.0.0.1", r));
+  const port = (blocker.address() as net.AddressInfo).port;
+  try {
+    const { file } = settingsFile({ ping: { class: `${apps}#PingApp`, bind: `drpc+tcp://127.0.0.1:${port}` } });
+    for (const mode of [[], ["--together"]]) {
+      const r = tilthSync(["run", "ping", "--settings", file, ...mode]);
+      assert.notEqual(r.code, 0, r.out);
+      assert.match(r.out, new RegExp(`app "ping" cannot bind drpc\\+tcp://127\\.0\\.0\\.1:${port}.*(in use|EADDRINUSE)`, "i"));
+    }
+  } finally {
+    await new Promise<void>((r) => blocker.close(() => r()));
+  }
+});
