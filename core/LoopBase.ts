@@ -106,6 +106,7 @@ export abstract class LoopBase implements Loop {
   #seq = 0;
   #refed = 0;
   #turnRequested = false;
+  #inTurn = false;
   #syncQueued = false;
   /** Deadline the host was last asked to wake us at (undefined: none). */
   #armed: number | undefined = undefined;
@@ -150,7 +151,8 @@ export abstract class LoopBase implements Loop {
 
   post(fn: () => void): void {
     this.#posts.push(fn);
-    if (!this.#turnRequested) {
+    // Inside a turn, the end-of-turn check requests the next turn if needed.
+    if (!this.#turnRequested && !this.#inTurn) {
       this.#turnRequested = true;
       this.requestTurn();
     }
@@ -210,19 +212,24 @@ export abstract class LoopBase implements Loop {
   protected runTurn(): void {
     this.#turnRequested = false;
     this.#spent = 0;
-    this.fireDue(this.now());
-    const posts = this.#posts;
-    let n = this.budget;
-    while (n-- > 0) {
-      const fn = posts.shift();
-      if (fn === undefined) break;
-      try {
-        fn();
-      } catch (e) {
-        this.reportError(e);
+    this.#inTurn = true;
+    try {
+      this.fireDue(this.now());
+      const posts = this.#posts;
+      let n = this.budget;
+      while (n-- > 0) {
+        const fn = posts.shift();
+        if (fn === undefined) break;
+        try {
+          fn();
+        } catch (e) {
+          this.reportError(e);
+        }
       }
+    } finally {
+      this.#inTurn = false;
     }
-    if (posts.length > 0 && !this.#turnRequested) {
+    if (this.#posts.length > 0 && !this.#turnRequested) {
       this.#turnRequested = true;
       this.requestTurn();
     }
