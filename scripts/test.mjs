@@ -1,14 +1,25 @@
 #!/usr/bin/env node
 // Runs the compiled test suite with node's own test runner. Extra arguments
-// (files or flags) pass through; with none, every dist/test/**/*.test.js runs.
+// (files, folders or flags) pass through; with none, every
+// dist/test/**/*.test.js runs. Only *.test.js files are tests: helpers,
+// fixtures and child-process scripts under dist/test/ are not.
 import { spawnSync } from "node:child_process";
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+
+function testFiles(dir) {
+  const out = [];
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) out.push(...testFiles(p));
+    else if (name.endsWith(".test.js")) out.push(p);
+  }
+  return out.sort();
+}
 
 const args = process.argv.slice(2);
-const files = args.filter((a) => !a.startsWith("-"));
+const paths = args.filter((a) => !a.startsWith("-"));
 const flags = args.filter((a) => a.startsWith("-"));
-const r = spawnSync(
-  process.execPath,
-  ["--test", "--test-concurrency=2", ...flags, ...(files.length ? files : ["dist/test/"])],
-  { stdio: "inherit" },
-);
+const files = (paths.length ? paths : ["dist/test"]).flatMap((p) => (statSync(p).isDirectory() ? testFiles(p) : [p]));
+const r = spawnSync(process.execPath, ["--test", "--test-concurrency=2", ...flags, ...files], { stdio: "inherit" });
 process.exit(r.status ?? 1);
