@@ -6,6 +6,8 @@
 import type { Timer } from "../../core/Loop.js";
 import type { Connection } from "../../core/Transport.js";
 import { BusyError, CancelledError, TimeoutError, TilthError } from "../../core/errors.js";
+import { isObservable } from "rxjs";
+import { fromObservable } from "../../adapters/rxjs.js";
 import { bindArguments } from "../api.js";
 import type { CallContext } from "../context.js";
 import { ProtocolError, errorInfo } from "../errors.js";
@@ -15,6 +17,8 @@ import { Peer, type PeerOptions } from "./Peer.js";
 
 
 const NO_ARGS: readonly unknown[] = [];
+/** Items an Observable result may run ahead of the client's credit. */
+export const OBSERVABLE_BUFFER = 1024;
 
 class ServerCall implements CallContext {
   readonly id: number;
@@ -213,6 +217,10 @@ export class ServerSession extends Peer implements ServerSessionLike {
 
   #result(call: ServerCall, v: unknown): void {
     if (call.done) return;
+    // An Observable streams like a generator. It has no backpressure of its
+    // own: items wait in a bounded buffer while the client has no credit, and
+    // a stream that overflows it ends with ERR_OVERFLOW.
+    if (isObservable(v)) v = fromObservable(this.loop, v, { capacity: OBSERVABLE_BUFFER });
     if (isAsyncIterable(v)) {
       void this.#pump(call, v);
       return;
