@@ -55,7 +55,7 @@ export class ClientSession extends Peer implements CallOwner, ClientSessionLike 
     this.#pending.set(id, call);
     const kwargs = options?.kwargs ?? null;
     try {
-      this.send([T.CALL, id, method, args as unknown[], kwargs, timeoutMs === undefined ? { c: STREAM_WINDOW } : { t: timeoutMs, c: STREAM_WINDOW }]);
+      this.send([T.CALL, id, method, args as unknown[], kwargs, timeoutMs ?? null, STREAM_WINDOW]);
     } catch (e) {
       this.#pending.delete(id);
       call._settle(false, e);

@@ -139,7 +139,7 @@ export class ServerSession extends Peer implements ServerSessionLike {
     }
     switch (m[0]) {
       case T.CALL:
-        this.#onCall(m[1], m[2], m[3], m[4], m[5]);
+        this.#onCall(m[1], m[2], m[3], m[4], m[5], m[6]);
         return;
       case T.CANCEL: {
         const call = this.#calls.get(m[1]);
@@ -159,7 +159,7 @@ export class ServerSession extends Peer implements ServerSessionLike {
     this.#server.sessionEnded(this);
   }
 
-  #onCall(id: number, method: string, args: unknown[], kwargs: Record<string, unknown> | null, opts: { t?: number; c?: number } | null): void {
+  #onCall(id: number, method: string, args: unknown[], kwargs: Record<string, unknown> | null, deadlineMs: number | null, credit: number): void {
     if (this.#calls.has(id)) {
       this.fail(new ProtocolError(`call id ${id} reused while in flight`));
       return;
@@ -186,10 +186,8 @@ export class ServerSession extends Peer implements ServerSessionLike {
     }
     const call = new ServerCall(id, method, bound.length ? bound : NO_ARGS, this.conn.remoteUrl);
     this.#calls.set(id, call);
-    if (opts !== null) {
-      if (typeof opts.t === "number") this.#armDeadline(call, Math.max(0, opts.t));
-      if (typeof opts.c === "number" && opts.c > 0) call.credit = opts.c;
-    }
+    if (deadlineMs !== null) this.#armDeadline(call, deadlineMs);
+    call.credit = credit;
     const mw = server.middleware;
     let r: unknown;
     try {

@@ -32,16 +32,11 @@ export interface HelloInfo {
   name?: string;
 }
 
-export interface CallOpts {
-  /** Deadline: ms remaining when the call was sent. */
-  t?: number;
-  /** Initial stream credit (items the client can take before it grants more). */
-  c?: number;
-}
 
 export type Msg =
   | [T.HELLO, string, number, HelloInfo]
-  | [T.CALL, number, string, unknown[], Record<string, unknown> | null, CallOpts | null]
+  /** [CALL, id, method, args, kwargs, deadline ms left or nil, initial stream credit] */
+  | [T.CALL, number, string, unknown[], Record<string, unknown> | null, number | null, number]
   | [T.RESULT, number, unknown]
   | [T.ERROR, number, RemoteErrorInfo]
   | [T.CANCEL, number, string]
@@ -71,7 +66,16 @@ export function decode(frame: Uint8Array): Msg {
   if (!Array.isArray(m) || m.length === 0) throw new ProtocolError("message is not a non-empty array");
   switch (m[0]) {
     case T.CALL:
-      if (m.length === 6 && isId(m[1]) && typeof m[2] === "string" && Array.isArray(m[3]) && (m[4] === null || isObj(m[4])) && (m[5] === null || isObj(m[5])))
+      if (
+        m.length === 7 &&
+        isId(m[1]) &&
+        typeof m[2] === "string" &&
+        Array.isArray(m[3]) &&
+        (m[4] === null || isObj(m[4])) &&
+        (m[5] === null || (typeof m[5] === "number" && m[5] >= 0)) &&
+        Number.isInteger(m[6]) &&
+        (m[6] as number) >= 0
+      )
         return m as Msg;
       break;
     case T.RESULT:

@@ -21,14 +21,14 @@ const cases: { name: string; frames: (Uint8Array | Message)[] }[] = [
   { name: "garbage bytes", frames: [hello, new Uint8Array([0xc1, 0xff, 0x00, 0x13, 0x37])] },
   { name: "garbage instead of HELLO", frames: [new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8])] },
   { name: "a msgpack value of the wrong shape", frames: [hello, raw.pack({ call: "ping" })] },
-  { name: "a CALL with fields of the wrong type", frames: [hello, raw.pack([T.CALL, "one", 42, "args", null, null])] },
+  { name: "a CALL with fields of the wrong type", frames: [hello, raw.pack([T.CALL, "one", 42, "args", null, null, 0])] },
   { name: "an unknown message type", frames: [hello, raw.pack([99, 1, "x"])] },
   { name: "a message a client must not send", frames: [hello, raw.pack([T.RESULT, 1, "x"])] },
   { name: "a second HELLO", frames: [hello, hello] },
   { name: "a message of two frames", frames: [hello, [encode([T.PING]), encode([T.PING])]] },
   {
     name: "a call id reused while in flight",
-    frames: [hello, encode([T.CALL, 7, "hold", [], null, null]), encode([T.CALL, 7, "hold", [], null, null])],
+    frames: [hello, encode([T.CALL, 7, "hold", [], null, null, 0]), encode([T.CALL, 7, "hold", [], null, null, 0])],
   },
 ];
 

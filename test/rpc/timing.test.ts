@@ -48,7 +48,7 @@ test("the server enforces the deadline on its own: the answer is ERR_TIMEOUT fro
     const got: unknown[] = [];
     conn.start({ message: (m) => got.push(decode(m[0]!)), end() {} });
     conn.send([encode([T.HELLO, "drpc", 1, { heartbeatMs: 0, maxMessageSize: 1 << 20 }])]);
-    conn.send([encode([T.CALL, 1, "hold", [], null, { t: 700 }])]);
+    conn.send([encode([T.CALL, 1, "hold", [], null, 700, 0])]);
     await sleep(loop, 699);
     assert.equal(got.length, 1, "only the HELLO so far");
     await sleep(loop, 1);
