@@ -26,13 +26,13 @@ import { ClosedError, TilthError } from "../core/errors.js";
 import { sleep } from "../core/time.js";
 import type { MethodInfo } from "./api.js";
 import type { Middleware } from "./context.js";
-import type { CallOptions, PendingCall } from "./PendingCall.js";
+import type { CallOptions, CallPromise, PendingCall } from "./PendingCall.js";
 import type { PeerOptions } from "./drpc/Peer.js";
 import { drpc } from "./drpc/index.js";
 import type { ClientSessionLike, RpcProtocol } from "./protocol.js";
 import { parseRpcUrl } from "./url.js";
 
-export type { CallOptions, PendingCall } from "./PendingCall.js";
+export type { CallOptions, CallPromise, PendingCall } from "./PendingCall.js";
 
 /** A remote call's result: a promise of the value, that can also be cancelled. */
 export type RemoteCall<R> = Promise<R> & { cancel(reason?: unknown): void };
@@ -115,10 +115,10 @@ export class RpcClient implements AsyncDisposable {
    * Call `method`. The result is awaitable for plain results and iterable for
    * streamed ones. `timeout` defaults to the client's; `signal` cancels.
    */
-  call<R = unknown>(method: string, args: readonly unknown[] = [], options?: CallOptions): PendingCall<R> {
+  call<R = unknown>(method: string, args: readonly unknown[] = [], options?: CallOptions): CallPromise<R> {
     const s = this.#session;
     const timeout = options?.timeout ?? this.timeout;
-    if (s !== undefined && s.usable) return s.call<R>(method, args, timeout, options);
+    if (s !== undefined && s.usable) return s.call<R>(method, args, timeout, options).asPromise();
     return this.#callLater<R>(method, args, timeout, options);
   }
 
@@ -141,14 +141,14 @@ export class RpcClient implements AsyncDisposable {
    * The connection is not up: wait for it (within the call's time limit),
    * then make the call. Returns a PendingCall-shaped object right away.
    */
-  #callLater<R>(method: string, args: readonly unknown[], timeout: number | undefined, options: CallOptions | undefined): PendingCall<R> {
+  #callLater<R>(method: string, args: readonly unknown[], timeout: number | undefined, options: CallOptions | undefined): CallPromise<R> {
     const deadline = timeout === undefined ? undefined : this.loop.now() + timeout;
     // Boxed: a PendingCall is thenable, and a promise would adopt it.
     const started = this.#ready(deadline, options?.signal).then((s) => {
       const left = deadline === undefined ? undefined : Math.max(0, deadline - this.loop.now());
       return { call: s.call<R>(method, args, left, options) as PendingCall<unknown> };
     });
-    return deferredCall(started) as unknown as PendingCall<R>;
+    return deferredCall(started) as CallPromise<R>;
   }
 
   #ready(deadline: number | undefined, signal?: AbortSignal): Promise<ClientSessionLike> {
@@ -209,14 +209,14 @@ export class RpcClient implements AsyncDisposable {
   }
 }
 
-/** A PendingCall stand-in for a call that waits for the connection first. */
-function deferredCall(started: Promise<{ call: PendingCall<unknown> }>): object {
+/** A CallPromise for a call that waits for the connection first. */
+function deferredCall(started: Promise<{ call: PendingCall<unknown> }>): CallPromise<unknown> {
   let cancelled: unknown;
   const box = started.then((b) => {
     if (cancelled !== undefined) b.call.cancel(cancelled);
     return b;
   });
-  const value = box.then((b) => b.call); // adopts the call: its value or error
+  const value = box.then((b) => b.call.asPromise()) as CallPromise<unknown>; // adopts the call's value or error
   value.catch(() => {});
   const cancel = (reason: unknown): void => {
     cancelled = reason;
@@ -225,24 +225,20 @@ function deferredCall(started: Promise<{ call: PendingCall<unknown> }>): object 
       () => {},
     );
   };
-  return {
-    then: (a?: (v: unknown) => unknown, b?: (e: unknown) => unknown) => value.then(a, b),
-    catch: (b?: (e: unknown) => unknown) => value.catch(b),
-    finally: (f?: () => void) => value.finally(f),
-    cancel: (reason: unknown = "cancelled") => cancel(reason),
-    [Symbol.asyncIterator]() {
-      let it: AsyncIterator<unknown> | undefined;
-      const get = async (): Promise<AsyncIterator<unknown>> => (it ??= (await box).call[Symbol.asyncIterator]());
-      return {
-        next: async () => (await get()).next(),
-        return: async () => {
-          if (it) return it.return!();
-          cancel("stream abandoned by the consumer");
-          return { value: undefined, done: true as const };
-        },
-      };
-    },
+  value.cancel = (reason: unknown = "cancelled") => cancel(reason);
+  value[Symbol.asyncIterator] = () => {
+    let it: AsyncIterator<unknown> | undefined;
+    const get = async (): Promise<AsyncIterator<unknown>> => (it ??= (await box).call[Symbol.asyncIterator]());
+    return {
+      next: async () => (await get()).next(),
+      return: async () => {
+        if (it) return it.return!();
+        cancel("stream abandoned by the consumer");
+        return { value: undefined, done: true as const };
+      },
+    };
   };
+  return value;
 }
 
 const CLIENT = Symbol("tilth.rpc.client");

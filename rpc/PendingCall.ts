@@ -44,6 +44,22 @@ const enum Mode {
   Stream,
 }
 
+const CALL = Symbol("tilth.rpc.call");
+
+/**
+ * What a proxy method returns: a native promise of the result (so `await`
+ * takes V8's fast path), that can also be cancelled and iterated for a stream.
+ */
+export type CallPromise<R> = Promise<R> & AsyncIterable<unknown> & { cancel(reason?: unknown): void };
+
+function cancelThis(this: { [CALL]: PendingCall<unknown> }, reason?: unknown): void {
+  this[CALL].cancel(reason);
+}
+function iterateThis(this: { [CALL]: PendingCall<unknown> }): AsyncIterator<unknown> {
+  return this[CALL][Symbol.asyncIterator]();
+}
+const noop = (): void => {};
+
 /**
  * One call in flight. It is both a promise-like (for plain results) and an
  * async iterable (for streamed results): which one the server answers with
@@ -109,12 +125,23 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
     return "PendingCall";
   }
 
+  /** The call as a native promise that is also cancellable and iterable. */
+  asPromise(): CallPromise<R> {
+    const p = this.#getPromise() as CallPromise<R> & { [CALL]: PendingCall<R> };
+    p[CALL] = this;
+    p.cancel = cancelThis;
+    p[Symbol.asyncIterator] = iterateThis;
+    return p;
+  }
+
   #getPromise(): Promise<R> {
     if (this.#promise) return this.#promise;
     if (this.#mode === Mode.Unset) this.#mode = Mode.Promise;
     const s = this.#settled;
-    if (s !== undefined) this.#promise = s.ok ? Promise.resolve(s.v as R) : Promise.reject(s.v);
-    else
+    if (s !== undefined) {
+      this.#promise = s.ok ? Promise.resolve(s.v as R) : Promise.reject(s.v);
+      this.#promise.catch(noop);
+    } else
       this.#promise = new Promise<R>((resolve, reject) => {
         this.#resolve = resolve;
         this.#reject = reject;
@@ -125,8 +152,9 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
   // ---- stream side ----
 
   [Symbol.asyncIterator](): AsyncIterator<unknown> {
-    if (this.#mode === Mode.Promise && !this.#isStream) throw new ClosedError(`the result of ${this.method}() is already being awaited`);
     this.#mode = Mode.Stream;
+    // Iterated rather than awaited: a failure is the iterator's to report.
+    this.#promise?.catch(noop);
     return {
       next: () => this.#next(),
       return: async () => {
@@ -225,13 +253,16 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
     this.#settled = { ok, v };
     if (this.#resolve !== undefined) {
       if (ok) this.#resolve(v as R);
-      else this.#reject!(v);
+      else {
+        // A call made and never awaited (fire and forget) must not turn a
+        // remote failure into an unhandled rejection that ends the process.
+        this.#promise!.catch(noop);
+        this.#reject!(v);
+      }
       this.#resolve = this.#reject = undefined;
     } else if (!ok && final && this.#mode === Mode.Unset) {
-      // Nobody has looked at this call yet; keep the failure from being an
-      // unhandled rejection until they do.
       this.#promise = Promise.reject(v);
-      this.#promise.catch(() => {});
+      this.#promise.catch(noop);
     }
   }
 
