@@ -27,6 +27,7 @@ export interface CallOptions {
   /**
    * Time limit in ms until the answer (a result, an error, or a stream's first
    * item), carried to the server as the call's deadline. Default: the client's.
+   * `Infinity` means no limit.
    */
   timeout?: number;
   /** Aborting it cancels the call (the server's handler signal aborts with the reason). */

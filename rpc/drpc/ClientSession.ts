@@ -37,6 +37,7 @@ export class ClientSession extends Peer implements CallOwner, ClientSessionLike 
   }
 
   call<R>(method: string, args: readonly unknown[], timeoutMs: number | undefined, options: CallOptions | undefined): PendingCall<R> {
+    if (timeoutMs === Infinity) timeoutMs = undefined; // no limit
     const id = this.#nextId++;
     if (this.#nextId > 0x7fffffff) this.#nextId = 1;
     const signal = options?.signal;
