@@ -4,18 +4,27 @@
  *
  *     tilth run APP... [--settings FILE] [--together] [--json] [--reload]
  *     tilth run --list | --status [APP...] | --stop [APP...]
+ *     tilth call URL|APP METHOD [ARG...]
+ *     tilth inspect URL|APP
  */
+import { callCommand, inspectCommand } from "./call.js";
 import { EXIT_CONFIG, UsageError, reportError, runCommand } from "./run.js";
 
 const USAGE = `usage:
   tilth run APP... [--settings FILE] [--together] [--json] [--reload] [--level LEVEL]
-  tilth run --list | --status [APP...] | --stop [APP...]`;
+  tilth run --list | --status [APP...] | --stop [APP...]
+  tilth call URL|APP METHOD [ARG...] [--json] [--timeout MS] [--settings FILE]
+  tilth inspect URL|APP [--json] [--settings FILE]`;
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
     case "run":
       return runCommand(rest);
+    case "call":
+      return callCommand(rest);
+    case "inspect":
+      return inspectCommand(rest);
     case undefined:
     case "-h":
     case "--help":

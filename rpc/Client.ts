@@ -146,7 +146,8 @@ export class RpcClient implements AsyncDisposable {
     // Boxed: a PendingCall is thenable, and a promise would adopt it.
     const started = this.#ready(deadline, options?.signal).then((s) => {
       const left = deadline === undefined ? undefined : Math.max(0, deadline - this.loop.now());
-      return { call: s.call<R>(method, args, left, options) as PendingCall<unknown> };
+      // The time left runs the timer; errors still name the limit the caller set.
+      return { call: s.call<R>(method, args, left, { ...options, limitMs: timeout }) as PendingCall<unknown> };
     });
     return deferredCall(started) as CallPromise<R>;
   }

@@ -32,6 +32,8 @@ export interface CallOptions {
   timeout?: number;
   /** Aborting it cancels the call (the server's handler signal aborts with the reason). */
   signal?: AbortSignal;
+  /** @internal the limit to name in a TimeoutError, when the timer runs on what is left of it */
+  limitMs?: number | undefined;
   /** Named arguments, bound to the handler's parameters by name. */
   kwargs?: Record<string, unknown>;
 }
@@ -70,6 +72,8 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
   readonly id: number;
   readonly method: string;
   readonly args: readonly unknown[];
+  /** The time limit the caller set, ms (for error messages). */
+  limitMs: number | undefined = undefined;
   #session: CallOwner | undefined;
   #promise: Promise<R> | undefined;
   #resolve: ((v: R) => void) | undefined;
@@ -179,7 +183,7 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
         return { value: undefined, done: true };
       }
       const s = this.#settled;
-      if (s !== undefined) {
+      if (s !== undefined && !this.#isStream) {
         // A plain result (or an error before any item).
         if (!s.ok) throw s.v;
         throw new ProtocolError(`${this.method}() returned a single result, not a stream; await it instead`);

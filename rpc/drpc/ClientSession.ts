@@ -42,6 +42,7 @@ export class ClientSession extends Peer implements CallOwner, ClientSessionLike 
     if (this.#nextId > 0x7fffffff) this.#nextId = 1;
     const signal = options?.signal;
     const call = new PendingCall<R>(this, id, method, args, signal);
+    if (timeoutMs !== undefined) call.limitMs = options?.limitMs ?? timeoutMs;
     const mw = this.#opts.middleware;
     try {
       for (let i = 0; i < mw.length; i++) mw[i]!.before?.(call);
@@ -65,7 +66,7 @@ export class ClientSession extends Peer implements CallOwner, ClientSessionLike 
     if (timeoutMs !== undefined) {
       call.timer = this.loop.timer(timeoutMs, () => {
         if (!this.#pending.has(id)) return;
-        call.cancel(new TimeoutError(timeoutMs, `call ${method}`));
+        call.cancel(new TimeoutError(call.limitMs!, `call ${method}`));
       });
     }
     if (signal !== undefined) call._watchSignal(signal);
@@ -112,7 +113,9 @@ export class ClientSession extends Peer implements CallOwner, ClientSessionLike 
         const call = this.#pending.get(m[1]);
         if (call === undefined) return;
         this.#pending.delete(m[1]);
-        const e = new RemoteError(m[2], call.method);
+        // The server enforced the deadline we sent: report it as our own
+        // timeout, naming the limit the caller set.
+        const e = m[2].code === "ERR_TIMEOUT" && call.limitMs !== undefined ? new TimeoutError(call.limitMs, `call ${call.method}`, { cause: new RemoteError(m[2], call.method) }) : new RemoteError(m[2], call.method);
         this.#after(call, false, e);
         call._settle(false, e);
         return;

@@ -123,6 +123,10 @@ for (const place of places()) {
         const empty: number[] = [];
         for await (const x of api.count(0)) empty.push(x);
         assert.deepEqual(empty, []);
+        // awaiting a streamed call gives the stream to iterate
+        const awaited: number[] = [];
+        for await (const x of await api.count(3)) awaited.push(x);
+        assert.deepEqual(awaited, [0, 1, 2]);
       });
     });
 

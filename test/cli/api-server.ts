@@ -1,0 +1,35 @@
+/**
+ * An API server in its own process for the CLI tests: serves on argv[2],
+ * prints its bound URL, then "event: ..." lines when streams end.
+ */
+import { NodeLoop } from "../../adapters/node.js";
+import { sleep } from "../../core/time.js";
+import { registerTransports } from "../../transports/index.js";
+import { RpcError, contextual, doc, serve, type CallContext } from "../../rpc/index.js";
+
+const loop = registerTransports(new NodeLoop());
+const api = {
+  add: doc("Adds two numbers.", (a: number, b: number) => a + b),
+  echo: (x: unknown) => x,
+  big: () => 2n ** 60n + 1n,
+  async *count(n: number) {
+    for (let i = 0; i < n; i++) yield { i };
+  },
+  ticks: contextual(async function* (ctx: CallContext) {
+    try {
+      for (let i = 0; ; i++) {
+        yield i;
+        await sleep(loop, 20, { signal: ctx.signal });
+      }
+    } finally {
+      process.stdout.write("event: ticks finally\n");
+    }
+  }),
+  fail: () => {
+    throw new RpcError("ERR_OUT_OF_STOCK", "no more widgets");
+  },
+  slow: contextual((ctx: CallContext, ms: number) => sleep(loop, ms, { signal: ctx.signal }).then(() => "done")),
+};
+const server = await serve(api, process.argv[2]!, { loop });
+process.stdout.write(`${server.urls[0]}\n`);
+process.on("SIGTERM", () => void server.close({ graceMs: 0 }).then(() => process.exit(0)));

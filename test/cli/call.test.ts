@@ -1,0 +1,109 @@
+/**
+ * `tilth call` and `tilth inspect` end to end, against a server in a child process.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+const cli = fileURLToPath(new URL("../../cli/main.js", import.meta.url));
+const serverScript = fileURLToPath(new URL("./api-server.js", import.meta.url));
+let server: ChildProcess;
+let url = "";
+let serverOut = "";
+const dir = mkdtempSync(join(tmpdir(), "tilth-call-"));
+
+before(async () => {
+  server = spawn(process.execPath, [serverScript, "drpc+tcp://127.0.0.1:0"], { stdio: ["ignore", "pipe", "inherit"] });
+  server.stdout!.on("data", (c: Buffer) => (serverOut += String(c)));
+  while (!serverOut.includes("\n")) await once(server.stdout!, "data");
+  url = serverOut.split("\n")[0]!;
+});
+
+after(async () => {
+  if (server.exitCode === null) {
+    server.kill("SIGTERM");
+    await once(server, "exit");
+  }
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function tilth(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [cli, ...args], { encoding: "utf8", timeout: 30_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test("call: JSON arguments where valid, strings otherwise; one-line JSON when piped", () => {
+  let r = tilth("call", url, "add", "2", "3");
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, "5\n");
+  r = tilth("call", url, "echo", "hello world");
+  assert.equal(r.stdout, '"hello world"\n');
+  r = tilth("call", url, "echo", '{"a":[1,2,{"b":null}]}');
+  assert.equal(r.stdout, '{"a":[1,2,{"b":null}]}\n');
+  r = tilth("call", url, "big");
+  assert.equal(r.stdout, "1152921504606846977\n", "a 64-bit integer prints exactly");
+  r = tilth("call", url, "echo", "not json", "--json");
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /argument is not valid JSON: not json/);
+});
+
+test("call: a stream prints one item per line", () => {
+  const r = tilth("call", url, "count", "3");
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, '{"i":0}\n{"i":1}\n{"i":2}\n');
+});
+
+test("call: a remote error exits 1 with its name, code and message on stderr", () => {
+  let r = tilth("call", url, "fail");
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr, "RpcError [ERR_OUT_OF_STOCK]: no more widgets\n");
+  r = tilth("call", url, "nosuch");
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /\[ERR_UNKNOWN_METHOD\]: unknown method "nosuch"/);
+});
+
+test("call: --timeout gives up with ERR_TIMEOUT", () => {
+  const r = tilth("call", url, "slow", "60000", "--timeout", "200");
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /TimeoutError \[ERR_TIMEOUT\]: call slow timed out after 200 ms/);
+});
+
+test("call: Ctrl-C stops a stream cleanly and cancels it on the server", { timeout: 30_000 }, async () => {
+  const child = spawn(process.execPath, [cli, "call", url, "ticks"], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout!.on("data", (c: Buffer) => (out += String(c)));
+  while (out.split("\n").length < 4) await once(child.stdout!, "data");
+  const before = serverOut.split("event: ticks finally").length;
+  child.kill("SIGINT");
+  const [code] = (await once(child, "exit")) as [number];
+  assert.equal(code, 130);
+  assert.match(out, /^0\n1\n2\n/);
+  for (let i = 0; i < 200 && serverOut.split("event: ticks finally").length === before; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(serverOut.split("event: ticks finally").length > before, "the server's generator was stopped");
+});
+
+test("call and inspect resolve an app name from the settings file", () => {
+  const settings = join(dir, "tilth.json");
+  writeFileSync(settings, JSON.stringify({ apps: { calc: { class: "./unused.js#X", remote: url } } }));
+  const r = tilth("call", "calc", "add", "40", "2", "--settings", settings);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, "42\n");
+  const bad = tilth("call", "nope", "add", "--settings", settings);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /no app named "nope"/);
+});
+
+test("inspect: a table of methods with parameters and docs, or JSON", () => {
+  let r = tilth("inspect", url);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^add\(a, b\)\s+call\s+Adds two numbers\.$/m);
+  assert.match(r.stdout, /^count\(n\)\s+stream$/m);
+  r = tilth("inspect", url, "--json");
+  const parsed = JSON.parse(r.stdout) as { methods: { name: string; params: string[] }[] };
+  assert.deepEqual(parsed.methods.find((m) => m.name === "add")?.params, ["a", "b"]);
+});
