@@ -31,6 +31,13 @@ export interface ServerOptions extends PeerOptions, ExposeOptions {
   transport?: ListenOptions;
   /** Wire protocols this server can speak, by URL prefix. Default: drpc. */
   protocols?: readonly RpcProtocol[];
+  /**
+   * Serve the debug API (`.debug.status`, `.debug.settings`) beside `.ping`
+   * and `.inspect`. Default true.
+   */
+  debug?: boolean;
+  /** Extra facts for `.debug.settings` (the app's settings, with secrets masked by the server). */
+  debugInfo?: () => Record<string, unknown>;
 }
 
 export interface CloseOptions {
@@ -61,6 +68,36 @@ export class RpcServer implements ServerCore, AsyncDisposable {
     const listing = (): MethodInfo[] => [...this.methods.values()].filter((m) => !m.name.startsWith(".")).map(({ fn: _fn, contextual: _c, ...info }) => info);
     this.#builtin(".inspect", "The methods of this server, with parameters and docs.", () => ({ methods: listing() }));
     this.#builtin(".ping", "Answers \"pong\".", () => "pong");
+    this.#startedAt = this.loop.now();
+    if (options.debug !== false) {
+      this.#builtin(".debug.status", "Uptime, calls in flight with their age, loop lag and memory.", () => this.status());
+      this.#builtin(".debug.settings", "The settings this server runs with, secrets masked.", () => maskSecrets(options.debugInfo?.() ?? {}));
+    }
+  }
+
+  readonly #startedAt: number;
+
+  /**
+   * What `.debug.status` answers: uptime, connections, calls in flight with
+   * their age, how long a posted callback waits on the loop (lag), memory.
+   */
+  async status(): Promise<Record<string, unknown>> {
+    const loop = this.loop;
+    const t0 = loop.now();
+    await new Promise<void>((r) => loop.post(r));
+    const lagMs = loop.now() - t0;
+    const now = loop.now();
+    const calls = [...this.#sessions].flatMap((s) => s.activeCalls?.() ?? []).map((c) => ({ method: c.method, peer: c.peer, ageMs: Math.round(now - c.startedAt) }));
+    const mem = process.memoryUsage();
+    return {
+      uptimeMs: Math.round(now - this.#startedAt),
+      urls: this.urls,
+      connections: this.#sessions.size,
+      activeCalls: calls.filter((c) => !c.method.startsWith(".")),
+      loopLagMs: Math.round(lagMs * 1000) / 1000,
+      memory: { rss: mem.rss, heapUsed: mem.heapUsed, heapTotal: mem.heapTotal, external: mem.external },
+      pid: process.pid,
+    };
   }
 
   #builtin(name: string, doc: string, fn: () => unknown): void {
@@ -137,6 +174,18 @@ export class RpcServer implements ServerCore, AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+const SECRET = /pass(word)?|secret|token|key|credential|auth/i;
+
+/** A deep copy of `v` with the values of secret-looking keys replaced by "***". */
+export function maskSecrets(v: unknown): Record<string, unknown> {
+  const walk = (x: unknown, depth: number): unknown => {
+    if (depth > 20 || x === null || typeof x !== "object") return typeof x === "function" ? `[${(x as Function).name || "function"}]` : x;
+    if (Array.isArray(x)) return x.map((y) => walk(y, depth + 1));
+    return Object.fromEntries(Object.entries(x).map(([k, y]) => [k, SECRET.test(k) && y !== null && typeof y !== "object" ? "***" : walk(y, depth + 1)]));
+  };
+  return walk(v, 0) as Record<string, unknown>;
 }
 
 /** Create a server for `api` and listen on every URL given. */

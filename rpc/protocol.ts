@@ -27,6 +27,8 @@ export interface ServerCore {
 export interface ServerSessionLike {
   /** Calls in flight. */
   readonly active: number;
+  /** The calls in flight, for status reports (optional). */
+  activeCalls?(): { id: number; method: string; peer: string; startedAt: number }[];
   /** Take no new calls; tell the client (if the protocol can). */
   goaway(reason: string): void;
   /** Resolves when no call is in flight. */

@@ -25,6 +25,8 @@ class ServerCall implements CallContext {
   readonly method: string;
   readonly args: readonly unknown[];
   readonly peer: string;
+  /** Loop time the call arrived (for status reports). */
+  startedAt = 0;
   #meta: Record<string, unknown> | undefined;
   #ac: AbortController | undefined;
   #reason: unknown;
@@ -106,6 +108,11 @@ export class ServerSession extends Peer implements ServerSessionLike {
     return this.#calls.size;
   }
 
+  /** The calls in flight: id, method, peer and loop time of arrival. */
+  activeCalls(): { id: number; method: string; peer: string; startedAt: number }[] {
+    return [...this.#calls.values()].map((c) => ({ id: c.id, method: c.method, peer: c.peer, startedAt: c.startedAt }));
+  }
+
   /** Stop taking calls: tell the client to go elsewhere for new ones. */
   goaway(reason: string): void {
     if (this.#draining) return;
@@ -185,6 +192,7 @@ export class ServerSession extends Peer implements ServerSessionLike {
       return;
     }
     const call = new ServerCall(id, method, bound.length ? bound : NO_ARGS, this.conn.remoteUrl);
+    call.startedAt = this.loop.now();
     this.#calls.set(id, call);
     if (deadlineMs !== null) this.#armDeadline(call, deadlineMs);
     call.credit = credit;
