@@ -23,6 +23,7 @@
  * @module
  */
 import "reflect-metadata";
+import type { DependencyContainer } from "tsyringe";
 import type { Loop } from "../core/Loop.js";
 import { sleep } from "../core/time.js";
 import type { Remote } from "../rpc/Client.js";
@@ -46,15 +47,26 @@ export class AppContext {
   readonly log: Logger;
   /** Aborts when the app is stopping, with the reason. */
   readonly signal: AbortSignal;
+  /** The app's DI container (a child container per app), when it was started by the runtime. */
+  readonly container: DependencyContainer | undefined;
   readonly #api: <T>(app: string) => Remote<T>;
 
-  constructor(name: string, loop: Loop, settings: Settings, log: Logger, signal: AbortSignal, api: <T>(app: string) => Remote<T>) {
+  constructor(
+    name: string,
+    loop: Loop,
+    settings: Settings,
+    log: Logger,
+    signal: AbortSignal,
+    api: <T>(app: string) => Remote<T>,
+    container?: DependencyContainer,
+  ) {
     this.name = name;
     this.loop = loop;
     this.settings = settings;
     this.log = log;
     this.signal = signal;
     this.#api = api;
+    this.container = container;
   }
 
   /** The app's `options` from the settings (after command-line and environment overrides). */
@@ -78,6 +90,14 @@ export abstract class App {
   constructor(ctx: AppContext) {
     this.ctx = ctx;
   }
+
+  /**
+   * Called once after the app's server is bound and before `serve()`:
+   * `startApp` resolves only when it has. If it throws, the app does not
+   * start (`ERR_APP_START`, or the SettingsError it threw). `signal` aborts
+   * if the app is stopped meanwhile.
+   */
+  start?(signal: AbortSignal): Promise<void> | void;
 
   /**
    * The app's long-running work. Restarted with backoff when it throws

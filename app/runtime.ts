@@ -91,7 +91,7 @@ export async function startApp(name: string, settings: Settings, options: StartO
   };
 
   const c = (options.container ?? rootContainer).createChildContainer();
-  const ctx = new AppContext(name, loop, settings, log, ac.signal, api);
+  const ctx = new AppContext(name, loop, settings, log, ac.signal, api, c);
   c.register(LOOP, { useValue: loop });
   c.register(Settings, { useValue: settings });
   c.register(Logger, { useValue: log });
@@ -121,6 +121,17 @@ export async function startApp(name: string, settings: Settings, options: StartO
       await server.close({ graceMs: 0 });
       await Promise.all([...clients.values()].map((x) => x.close()));
       throw new TilthError("ERR_APP_BIND", `app "${name}" cannot bind ${urls.join(", ")}: ${describe(e)}`, { cause: e, context: { app: name } });
+    }
+  }
+
+  if (app.start) {
+    try {
+      await app.start(ac.signal);
+    } catch (e) {
+      await server?.close({ graceMs: 0 });
+      await Promise.all([...clients.values()].map((x) => x.close()));
+      if (e instanceof SettingsError) throw e;
+      throw new TilthError("ERR_APP_START", `app "${name}" cannot start: ${describe(e)}`, { cause: e, context: { app: name } });
     }
   }
 
