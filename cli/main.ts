@@ -7,14 +7,19 @@
  *     tilth call URL|APP METHOD [ARG...]
  *     tilth inspect URL|APP
  */
+import { backdoorCommand } from "./backdoor.js";
 import { callCommand, inspectCommand } from "./call.js";
+import { shellCommand } from "./shell.js";
 import { EXIT_CONFIG, UsageError, reportError, runCommand } from "./run.js";
 
 const USAGE = `usage:
   tilth run APP... [--settings FILE] [--together] [--json] [--reload] [--level LEVEL]
+            [--set APP.OPTION=VALUE]... (or --APP.OPTION=VALUE)
   tilth run --list | --status [APP...] | --stop [APP...]
   tilth call URL|APP METHOD [ARG...] [--json] [--timeout MS] [--settings FILE]
-  tilth inspect URL|APP [--json] [--settings FILE]`;
+  tilth inspect URL|APP [--json] [--settings FILE]
+  tilth shell URL|APP... [--settings FILE] [--history FILE] [--log FILE]
+  tilth backdoor APP|ADDRESS [--token T] [--settings FILE]`;
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -25,6 +30,10 @@ async function main(argv: string[]): Promise<number> {
       return callCommand(rest);
     case "inspect":
       return inspectCommand(rest);
+    case "shell":
+      return shellCommand(rest);
+    case "backdoor":
+      return backdoorCommand(rest);
     case undefined:
     case "-h":
     case "--help":

@@ -1,12 +1,14 @@
 /**
  * `tilth run`: run apps from the settings file.
  *
- *     tilth run APP... [--settings FILE] [--together] [--json] [--reload] [--level LEVEL]
+ *     tilth run APP... [--settings FILE] [--together] [--json] [--reload] [--level LEVEL] [--set APP.OPTION=VALUE]...
  *     tilth run --list | --status [APP...] | --stop [APP...]
  *
  * By default each app runs in its own child process (restarted by its
  * `restart` policy when it fails); `--together` runs them in this process, on
  * one loop. SIGINT/SIGTERM stop gracefully; a second signal forces.
+ * `--set svc.tick.interval=5000` (or `--svc.tick.interval=5000`) overrides
+ * an app option (app/overrides.ts).
  * @module
  */
 import { type ChildProcess, fork } from "node:child_process";
@@ -18,6 +20,7 @@ import { describe, isTilthError } from "../core/errors.js";
 import { sleep } from "../core/time.js";
 import { Logger } from "../app/Logger.js";
 import { loadSettings, type Settings, SettingsError } from "../app/Settings.js";
+import { isOverride, parseOverride } from "../app/overrides.js";
 import { startApp, type AppHandle } from "../app/runtime.js";
 
 /** Exit code of a child whose app cannot start for a reason a restart will not fix. */
@@ -32,10 +35,12 @@ export interface RunArgs {
   level?: string;
   child: boolean;
   action: "run" | "list" | "status" | "stop";
+  /** App option overrides, `APP.OPTION=VALUE`. */
+  set: string[];
 }
 
 export function parseRunArgs(argv: string[]): RunArgs {
-  const a: RunArgs = { apps: [], together: false, json: false, reload: false, child: false, action: "run" };
+  const a: RunArgs = { apps: [], together: false, json: false, reload: false, child: false, action: "run", set: [] };
   for (let i = 0; i < argv.length; i++) {
     const x = argv[i]!;
     const value = (): string => {
@@ -53,6 +58,11 @@ export function parseRunArgs(argv: string[]): RunArgs {
     else if (x === "--list") a.action = "list";
     else if (x === "--status") a.action = "status";
     else if (x === "--stop") a.action = "stop";
+    else if (x === "--set" || x.startsWith("--set=")) {
+      const v = x === "--set" ? value() : x.slice(6);
+      if (!isOverride(v)) throw new UsageError(`--set needs APP.OPTION=VALUE (e.g. svc.tick.interval=5000), got "${v}"`);
+      a.set.push(v);
+    } else if (x.startsWith("--") && isOverride(x.slice(2))) a.set.push(x.slice(2));
     else if (x.startsWith("-")) throw new UsageError(`unknown option ${x}`);
     else a.apps.push(x);
   }
@@ -103,7 +113,7 @@ function writePid(s: Settings, app: string): () => void {
 
 export async function runCommand(argv: string[]): Promise<number> {
   const args = parseRunArgs(argv);
-  const settings = await loadSettings(findSettings(args.settings));
+  const settings = await loadSettings(findSettings(args.settings), process.env, args.set.map(parseOverride));
   const loop = new NodeLoop({ name: "tilth" });
   const out = new Logger({ app: "tilth", loop, name: "tilth.run", json: args.json });
 
@@ -212,7 +222,7 @@ async function runChildren(names: string[], settings: Settings, loop: NodeLoop, 
   const finished = new Promise<number>((r) => (fatal = r));
 
   const spawnApp = (name: string): void => {
-    const child = fork(main, ["run", name, "--child", "--settings", resolve(settings.file), ...passthrough], {
+    const child = fork(main, ["run", name, "--child", "--settings", resolve(settings.file), ...passthrough, ...args.set.flatMap((s) => ["--set", s])], {
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
     const started = loop.now();
@@ -304,7 +314,7 @@ export function reportError(e: unknown): number {
     process.stderr.write(`tilth: bad settings:\n${e.problems.map((p) => `  ${p.file}: ${p.app ? `app "${p.app}": ` : ""}${p.key ? `${p.key}: ` : ""}${p.message}`).join("\n")}\n`);
     return 2;
   }
-  if (isTilthError(e, "ERR_APP_BIND")) {
+  if (isTilthError(e, "ERR_APP_BIND") || isTilthError(e, "ERR_APP_START")) {
     process.stderr.write(`tilth: ${(e as Error).message}\n`);
     return EXIT_CONFIG;
   }
