@@ -25,6 +25,7 @@ import { pathToFileURL } from "node:url";
 import { z } from "zod";
 import { TilthError } from "../core/errors.js";
 import { parseRpcUrl } from "../rpc/url.js";
+import { applyOverrides, type OptionOverride } from "./overrides.js";
 
 const KNOWN_PROTOCOLS = ["drpc", "zrpc"];
 
@@ -100,9 +101,9 @@ export class Settings {
     this.data = data;
   }
 
-  /** Build settings from an object (tests, embedding); validated like a file. */
-  static from(data: unknown, file = "<inline>", env: NodeJS.ProcessEnv = {}): Settings {
-    return new Settings(file, validate(applyEnv(data, env), file));
+  /** Build settings from an object (tests, embedding); validated like a file. `overrides`: as `tilth run --set`. */
+  static from(data: unknown, file = "<inline>", env: NodeJS.ProcessEnv = {}, overrides: readonly OptionOverride[] = []): Settings {
+    return new Settings(file, validate(applyOverrides(applyEnv(data, env), overrides, file), file));
   }
 
   /** Names of the apps, in file order. */
@@ -159,8 +160,8 @@ export class Settings {
   }
 }
 
-/** Load, override from the environment, and validate a settings file. */
-export async function loadSettings(file: string, env: NodeJS.ProcessEnv = process.env): Promise<Settings> {
+/** Load, override from the environment then the command line (`overrides`, see overrides.ts), and validate a settings file. */
+export async function loadSettings(file: string, env: NodeJS.ProcessEnv = process.env, overrides: readonly OptionOverride[] = []): Promise<Settings> {
   const path = resolve(file);
   if (!existsSync(path)) throw new SettingsError([{ file, key: "", message: "settings file not found" }]);
   let data: unknown;
@@ -180,7 +181,7 @@ export async function loadSettings(file: string, env: NodeJS.ProcessEnv = proces
       throw new SettingsError([{ file, key: "", message: `cannot load: ${(e as Error).message}${hint}` }]);
     }
   } else throw new SettingsError([{ file, key: "", message: "settings files are .json, .js, .mjs or .ts" }]);
-  return new Settings(path, validate(applyEnv(data, env), file));
+  return new Settings(path, validate(applyOverrides(applyEnv(data, env), overrides, file), file));
 }
 
 function validate(data: unknown, file: string): SettingsData {

@@ -1,0 +1,185 @@
+/**
+ * HttpTask for real on 127.0.0.1 port 0: /health (200 while every task runs,
+ * 503 otherwise, JSON), /metrics (task runs, queue depth, RPC calls), closing
+ * with a keep-alive connection open, a port in use. Every test proves it
+ * leaves no socket or timer behind.
+ */
+import assert from "node:assert/strict";
+import http from "node:http";
+import net from "node:net";
+import { test } from "node:test";
+import { NodeLoop } from "../../adapters/node.js";
+import { Service, Task } from "../../app/Service.js";
+import { HttpTask } from "../../app/tasks/HttpTask.js";
+import { PeriodicTask } from "../../app/tasks/PeriodicTask.js";
+import { QueueTask } from "../../app/tasks/QueueTask.js";
+import { RpcServerTask } from "../../app/tasks/RpcServerTask.js";
+import { isTilthError } from "../../core/errors.js";
+import { sleep } from "../../core/time.js";
+import { close, connect } from "../../rpc/index.js";
+import { leakCheck } from "../helpers/leaks.js";
+import { startService } from "./svc-helpers.js";
+
+interface Reply {
+  status: number;
+  type: string | undefined;
+  body: string;
+  headers: http.IncomingHttpHeaders;
+}
+
+function request(url: string, method = "GET", agent: http.Agent | false = false): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, agent }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => (body += c));
+      res.on("end", () => resolve({ status: res.statusCode!, type: res.headers["content-type"], body, headers: res.headers }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+/** A task whose run() fails when told to. */
+class Breakable extends Task {
+  #broken: ((e: Error) => void) | undefined;
+  breakNow(): void {
+    this.#broken?.(new Error("broken on purpose"));
+  }
+  override run(signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#broken = reject;
+      signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+  }
+}
+
+class Ops extends Service {
+  static override failurePolicy = "continue" as const;
+  override api = { ping: () => "pong" };
+  protected override createTasks(): Task[] {
+    return [
+      new HttpTask(this.ctx),
+      new PeriodicTask(this.ctx, { name: "tick", interval: 10, execute: () => undefined }),
+      new QueueTask<number>(this.ctx, { name: "jobs", handle: (_i, signal) => sleep(this.loop, 60_000, { signal }) }),
+      new RpcServerTask(this.ctx, { bind: "drpc+tcp://127.0.0.1:0" }),
+      new Breakable(this.ctx),
+    ];
+  }
+}
+
+test("/health is 200 with every task's state while all run, 503 once one failed; /metrics counts", { timeout: 20_000 }, async () => {
+  const done = leakCheck();
+  const loop = new NodeLoop();
+  const { handle, svc } = await startService(loop, Ops, { jobs: { stopTimeout: 50 } });
+  const httpTask = svc.task(HttpTask);
+  const url = httpTask.url!;
+  assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/, "bound to loopback by default");
+
+  let r = await request(`${url}/health`);
+  assert.equal(r.status, 200);
+  assert.equal(r.type, "application/json");
+  assert.deepEqual(JSON.parse(r.body), { status: "ok", service: "svc", tasks: { http: "running", tick: "running", jobs: "running", rpc: "running", breakable: "running" } });
+
+  // some work to count: runs of tick, items waiting in jobs, RPC calls
+  await sleep(loop, 50);
+  const jobs = svc.task<QueueTask<number>>("jobs");
+  for (let i = 0; i < 3; i++) jobs.trySubmit(i); // one in flight, two waiting
+  const api = await connect<{ ping(): string }>(svc.task(RpcServerTask).urls[0]!, { loop });
+  assert.equal(await api.ping(), "pong");
+  await close(api);
+
+  r = await request(`${url}/metrics`);
+  assert.equal(r.status, 200);
+  assert.equal(r.type, "text/plain; version=0.0.4; charset=utf-8");
+  const runs = Number(/^tilth_task_runs_total\{task="tick"\} (\d+)$/m.exec(r.body)?.[1]);
+  assert.ok(runs >= 2, `tick ran ${runs} times:\n${r.body}`);
+  assert.match(r.body, /^# TYPE tilth_task_runs_total counter$/m);
+  assert.match(r.body, /^tilth_queue_depth\{task="jobs"\} 2$/m);
+  assert.match(r.body, /^tilth_queue_active\{task="jobs"\} 1$/m);
+  assert.match(r.body, /^tilth_rpc_calls_total\{method="ping",task="rpc"\} 1$/m);
+  assert.match(r.body, /^tilth_task_up\{task="breakable"\} 1$/m);
+
+  svc.task(Breakable).breakNow();
+  await sleep(loop, 10);
+  r = await request(`${url}/health`);
+  assert.equal(r.status, 503);
+  assert.equal(JSON.parse(r.body).status, "unavailable");
+  assert.equal(JSON.parse(r.body).tasks.breakable, "failed");
+  assert.match((await request(`${url}/metrics`)).body, /^tilth_task_failures_total\{task="breakable"\} 1$/m);
+
+  await handle.stop();
+  assert.equal(loop.pendingTimers, 0);
+  await assert.rejects(request(`${url}/health`), (e) => (e as NodeJS.ErrnoException).code === "ECONNREFUSED");
+  await done();
+});
+
+class HttpOnly extends Service {
+  static override tasks = [HttpTask];
+}
+
+test("other paths are 404, other methods 405, HEAD has no body", { timeout: 20_000 }, async () => {
+  const done = leakCheck();
+  const loop = new NodeLoop();
+  const { handle, svc } = await startService(loop, HttpOnly);
+  const url = svc.task(HttpTask).url!;
+  assert.equal((await request(`${url}/nope`)).status, 404);
+  const post = await request(`${url}/health`, "POST");
+  assert.equal(post.status, 405);
+  assert.equal(post.headers.allow, "GET, HEAD");
+  const head = await request(`${url}/health?verbose=1`, "HEAD");
+  assert.equal(head.status, 200);
+  assert.equal(head.body, "");
+  await handle.stop();
+  await done();
+});
+
+test("stop closes an idle keep-alive connection at once and a busy one at the deadline", { timeout: 20_000 }, async () => {
+  const done = leakCheck();
+  const loop = new NodeLoop();
+  const { handle, svc } = await startService(loop, HttpOnly, { http: { stopTimeout: 300 } });
+  const url = svc.task(HttpTask).url!;
+  const agent = new http.Agent({ keepAlive: true });
+  assert.equal((await request(`${url}/health`, "GET", agent)).status, 200);
+  await sleep(loop, 10);
+  const idle = Object.values(agent.freeSockets).flat()[0];
+  assert.ok(idle, "the agent kept its connection");
+  let idleClosedAt = -1;
+  idle.once("close", () => (idleClosedAt = loop.now()));
+  // a client that opened a connection and never sent a full request: busy, not idle
+  const raw = net.connect(Number(new URL(url).port), "127.0.0.1");
+  await new Promise<void>((r) => raw.once("connect", () => r()));
+  raw.write("GET /health HTTP/1.1\r\nHost: x\r\n"); // headers never end
+  await sleep(loop, 20);
+  const closed = new Promise<void>((r) => raw.once("close", () => r()));
+  const t0 = loop.now();
+  await handle.stop();
+  const took = loop.now() - t0;
+  await closed;
+  assert.ok(took >= 250 && took < 2000, `stop took ${took} ms`);
+  assert.ok(idleClosedAt >= t0 && idleClosedAt - t0 < 200, `the idle connection closed ${idleClosedAt - t0} ms into the stop`);
+  agent.destroy();
+  await done();
+});
+
+test("the port in use: the service cannot start and says so; nothing is left open", { timeout: 20_000 }, async () => {
+  const done = leakCheck();
+  const blocker = net.createServer();
+  await new Promise<void>((r) => blocker.listen(0, "127.0.0.1", r));
+  const port = (blocker.address() as net.AddressInfo).port;
+  const loop = new NodeLoop();
+  await assert.rejects(startService(loop, HttpOnly, { http: { port } }), (e) => isTilthError(e, "ERR_APP_START") && /task http cannot start: .*EADDRINUSE/.test((e as Error).message));
+  assert.equal(loop.pendingTimers, 0);
+  await new Promise<void>((r) => blocker.close(() => r()));
+  await done();
+});
+
+test("host and port from the settings; a bad port is a settings error naming the key", async () => {
+  const done = leakCheck();
+  const loop = new NodeLoop();
+  await assert.rejects(startService(loop, HttpOnly, { http: { port: 70000 } }), (e) => isTilthError(e, "ERR_SETTINGS") && /options\.http\.port/.test((e as Error).message));
+  const { handle, svc } = await startService(loop, HttpOnly, { http: { host: "127.0.0.1", port: 0 } });
+  assert.equal(svc.task(HttpTask).host, "127.0.0.1");
+  await handle.stop();
+  await done();
+});
