@@ -25,7 +25,7 @@ import type { Loop } from "../core/Loop.js";
 import type { Message } from "../core/Transport.js";
 import { BrokenError, toError } from "../core/errors.js";
 import { ioError } from "./errors.js";
-import { checkMessage, FrameDecoder, FrameEncoder } from "./framing.js";
+import { checkMessage, FrameDecoder, FrameEncoder, wireSize } from "./framing.js";
 import { ConnectionBase, type ConnectionParams } from "./internal/ConnectionBase.js";
 
 /** A batch this large is written at once instead of waiting for the end of the turn. */
@@ -71,7 +71,7 @@ export class StreamConnection extends ConnectionBase {
 
   send(msg: Message): boolean {
     if (this.#writeClosed || this.ended !== undefined) throw this.sendError();
-    checkMessage(msg, this.limits);
+    this.checkBuffered(wireSize(checkMessage(msg, this.limits), msg.length));
     this.#encoder.push(msg);
     if (!this.#flushQueued) {
       this.#flushQueued = true;

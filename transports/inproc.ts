@@ -126,7 +126,9 @@ export class InprocConnection extends ConnectionBase {
   send(msg: Message): boolean {
     if (this.#writeClosed || this.ended !== undefined) throw this.sendError();
     const payload = checkMessage(msg, this.limits);
-    this.#outstanding += payload + HEADER_SIZE * msg.length;
+    const wire = payload + HEADER_SIZE * msg.length;
+    this.checkBuffered(wire);
+    this.#outstanding += wire;
     this.#peer.#enqueue(copyMessage(msg, payload));
     return this.#outstanding < this.highWaterMark;
   }

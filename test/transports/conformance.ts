@@ -372,6 +372,33 @@ export function transportConformance(make: () => TransportCase): void {
       });
     });
 
+    it("a writer that ignores send() === false meets maxBuffered: ERR_BUSY, nothing lost, the connection stays usable", async (c, loop) => {
+      const { listener, client, server } = await connectPair(c, loop, { connect: { highWaterMark: 1024, maxBuffered: 8192 } });
+      const got = collect(server);
+      collect(client);
+      let accepted = 0;
+      let busy: unknown;
+      for (let i = 0; i < 100; i++) {
+        try {
+          client.send([seqFrame(i), pattern(1020)]);
+          accepted++;
+        } catch (e) {
+          busy = e;
+          break;
+        }
+      }
+      assertCode(busy, "ERR_BUSY");
+      assert.ok(accepted >= 7 && accepted <= 8, `${accepted} messages accepted before the limit`);
+      assert.ok(client.bufferedAmount <= 8192);
+      await client.drain();
+      client.send([seqFrame(accepted), pattern(1020)]);
+      await got.until(accepted + 1);
+      for (let i = 0; i <= accepted; i++) assert.equal(seqOf(got.msgs[i]!), i);
+      await client.close();
+      await listener.close();
+      await server.closed;
+    });
+
     it("send() refuses a message above maxMessageSize; the connection stays usable", async (c, loop) => {
       const { listener, client, server } = await connectPair(c, loop, { connect: { maxMessageSize: 1000 } });
       const got = collect(client);

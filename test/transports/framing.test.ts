@@ -18,6 +18,16 @@ import {
   MORE_FLAG,
   RESERVED_FLAG,
 } from "../../transports/framing.js";
+import { leakCheck } from "../helpers/leaks.js";
+
+/** Pure codec tests; the leak check still proves they leave nothing behind. */
+function it(title: string, fn: () => void): void {
+  test(title, async () => {
+    const done = leakCheck();
+    fn();
+    await done();
+  });
+}
 
 const b = (m: Message): Buffer[] => m.map((f) => Buffer.from(f.buffer, f.byteOffset, f.byteLength));
 
@@ -42,12 +52,12 @@ function header(word: number): Buffer {
 const messageArb = fc.array(fc.uint8Array({ maxLength: 300 }), { minLength: 1, maxLength: 6 });
 
 describe("framing", () => {
-  test("the default maximum message size is 64 MiB", () => {
+  it("the default maximum message size is 64 MiB", () => {
     assert.equal(DEFAULT_MAX_MESSAGE_SIZE, 64 * 1024 * 1024);
     assert.equal(framingLimits().maxMessageSize, DEFAULT_MAX_MESSAGE_SIZE);
   });
 
-  test("wire format: a 4-byte big-endian header per frame, top bit = more frames follow", () => {
+  it("wire format: a 4-byte big-endian header per frame, top bit = more frames follow", () => {
     const wire = encodeMessage([Buffer.from("ab"), Buffer.alloc(0), Buffer.from("c")]);
     assert.deepEqual(
       [...wire],
@@ -55,7 +65,7 @@ describe("framing", () => {
     );
   });
 
-  test("round trip under any chunking (property)", () => {
+  it("round trip under any chunking (property)", () => {
     fc.assert(
       fc.property(fc.array(messageArb, { minLength: 1, maxLength: 20 }), fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1 }), (msgs, cuts) => {
         const wire = Buffer.concat(msgs.map(encodeMessage));
@@ -73,7 +83,7 @@ describe("framing", () => {
     );
   });
 
-  test("the encoder's batches decode to the messages pushed (property)", () => {
+  it("the encoder's batches decode to the messages pushed (property)", () => {
     fc.assert(
       fc.property(
         fc.array(fc.array(fc.oneof(fc.uint8Array({ maxLength: 100 }), fc.integer({ min: 8000, max: 70000 }).map((n) => Buffer.alloc(n, n & 0xff))), { minLength: 1, maxLength: 4 }), {
@@ -93,7 +103,7 @@ describe("framing", () => {
     );
   });
 
-  test("a thousand small messages become one chunk; large frames are referenced, not copied", () => {
+  it("a thousand small messages become one chunk; large frames are referenced, not copied", () => {
     const enc = new FrameEncoder();
     for (let i = 0; i < 1000; i++) enc.push([Buffer.from("0123456789abcdef")]);
     const chunks = enc.take();
@@ -107,7 +117,7 @@ describe("framing", () => {
     assert.deepEqual(enc.take(), []);
   });
 
-  test("frames inside one chunk are views of it (no copy); split frames are copied once", () => {
+  it("frames inside one chunk are views of it (no copy); split frames are copied once", () => {
     const wire = Buffer.concat([encodeMessage([Buffer.from("hello")]), encodeMessage([Buffer.from("world!")])]);
     const { msgs } = decodeAll([wire]);
     assert.equal(msgs.length, 2);
@@ -120,7 +130,7 @@ describe("framing", () => {
     assert.equal(Buffer.from(split[1]![0]!).toString(), "======", "the next frame, whole in its chunk, is a view");
   });
 
-  test("halt() stops after the current message and keeps the rest; resume() continues in order", () => {
+  it("halt() stops after the current message and keeps the rest; resume() continues in order", () => {
     const wire = Buffer.concat(Array.from({ length: 10 }, (_, i) => encodeMessage([Buffer.from([i])])));
     const seen: number[] = [];
     const d = new FrameDecoder(
@@ -142,14 +152,14 @@ describe("framing", () => {
     assert.ok(!d.holding && !d.midMessage);
   });
 
-  test("a reserved header bit is ERR_MALFORMED_FRAME, and the decoder stops", () => {
+  it("a reserved header bit is ERR_MALFORMED_FRAME, and the decoder stops", () => {
     const { msgs, errors } = decodeAll([Buffer.concat([header(RESERVED_FLAG | 1), Buffer.from("x"), encodeMessage([Buffer.from("y")])])]);
     assert.equal(msgs.length, 0);
     assert.equal(errors.length, 1);
     assert.ok(isTilthError(errors[0], "ERR_MALFORMED_FRAME"));
   });
 
-  test("a header announcing more than the maximum is ERR_MESSAGE_TOO_LARGE before any payload arrives", () => {
+  it("a header announcing more than the maximum is ERR_MESSAGE_TOO_LARGE before any payload arrives", () => {
     const limits = framingLimits({ maxMessageSize: 1000 });
     const one = decodeAll([header(1001)], limits);
     assert.ok(isTilthError(one.errors[0], "ERR_MESSAGE_TOO_LARGE"));
@@ -160,14 +170,14 @@ describe("framing", () => {
     assert.equal(decodeAll([header(1000), Buffer.alloc(1000)], limits).msgs.length, 1);
   });
 
-  test("too many frames in one message is ERR_MESSAGE_TOO_LARGE (empty frames cannot grow memory without bound)", () => {
+  it("too many frames in one message is ERR_MESSAGE_TOO_LARGE (empty frames cannot grow memory without bound)", () => {
     const limits = framingLimits({ maxFrames: 16 });
     const wire = Buffer.concat(Array.from({ length: 17 }, () => header(MORE_FLAG)));
     const { errors } = decodeAll([wire], limits);
     assert.ok(isTilthError(errors[0], "ERR_MESSAGE_TOO_LARGE"));
   });
 
-  test("checkMessage: no frames, a non-byte frame, too large", () => {
+  it("checkMessage: no frames, a non-byte frame, too large", () => {
     const limits = framingLimits({ maxMessageSize: 10, maxFrames: 3 });
     assert.throws(() => checkMessage([], limits), (e) => isTilthError(e, "ERR_INVALID_MESSAGE"));
     assert.throws(() => checkMessage(["x" as unknown as Uint8Array], limits), (e) => isTilthError(e, "ERR_INVALID_MESSAGE"));

@@ -6,7 +6,7 @@
  * I/O through a few hooks.
  * @internal
  */
-import { BrokenError, ClosedError, toError } from "../../core/errors.js";
+import { BrokenError, BusyError, ClosedError, toError } from "../../core/errors.js";
 import type { Loop } from "../../core/Loop.js";
 import type { Connection, ConnectionEnd, ConnectionHandler, Message } from "../../core/Transport.js";
 import { Ring } from "../../core/internal/Ring.js";
@@ -21,6 +21,8 @@ export interface ConnectionParams {
   localUrl: string;
   remoteUrl: string;
   highWaterMark: number;
+  /** Hard limit of buffered bytes: past it `send` throws BusyError. */
+  maxBuffered: number;
   limits: FramingLimits;
 }
 
@@ -42,6 +44,15 @@ export function validHighWaterMark(v: unknown): number {
   return v;
 }
 
+/** `maxBuffered` option: default the high-water mark plus one largest message. */
+export function validMaxBuffered(v: unknown, highWaterMark: number, maxMessageSize: number): number {
+  if (v === undefined) return highWaterMark + maxMessageSize;
+  if (typeof v !== "number" || !(v >= highWaterMark) || !Number.isSafeInteger(v)) {
+    throw new RangeError(`maxBuffered must be an integer of at least highWaterMark (${highWaterMark}), got ${String(v)}`);
+  }
+  return v;
+}
+
 /** Total payload bytes of a message. */
 function payloadOf(msg: Message): number {
   let n = 0;
@@ -58,6 +69,7 @@ export abstract class ConnectionBase implements Connection {
   protected readonly highWaterMark: number;
   /** `drain()` resolves once buffered bytes are at or below this: half the high-water mark. */
   protected readonly lowWaterMark: number;
+  protected readonly maxBuffered: number;
   protected readonly limits: FramingLimits;
 
   #resolveClosed!: (end: ConnectionEnd) => void;
@@ -78,6 +90,7 @@ export abstract class ConnectionBase implements Connection {
     this.remoteUrl = p.remoteUrl;
     this.highWaterMark = p.highWaterMark;
     this.lowWaterMark = Math.floor(p.highWaterMark / 2);
+    this.maxBuffered = p.maxBuffered;
     this.limits = p.limits;
     this.closed = new Promise<ConnectionEnd>((resolve) => (this.#resolveClosed = resolve));
   }
@@ -156,6 +169,20 @@ export abstract class ConnectionBase implements Connection {
       // Nothing of ours to fail any more: report it where the loop reports errors.
       this.loop.post(() => {
         throw e;
+      });
+    }
+  }
+
+  /**
+   * A writer that ignores `send() === false` meets a hard limit instead of an
+   * unbounded buffer: past `maxBuffered` bytes, `send` throws BusyError. A
+   * message always fits when nothing is buffered.
+   */
+  protected checkBuffered(wire: number): void {
+    const buffered = this.bufferedAmount;
+    if (buffered > 0 && buffered + wire > this.maxBuffered) {
+      throw new BusyError(`send buffer full: ${buffered} bytes buffered, limit ${this.maxBuffered}; wait for drain()`, {
+        context: { buffered, limit: this.maxBuffered, message: wire },
       });
     }
   }

@@ -8,7 +8,7 @@ import type { Server, Socket } from "node:net";
 import { abortReason } from "../../core/errors.js";
 import { InvalidUrlError, type ConnectOptions } from "../../core/Transport.js";
 import { framingLimits } from "../framing.js";
-import { validHighWaterMark, type ConnectionParams } from "./ConnectionBase.js";
+import { validHighWaterMark, validMaxBuffered, type ConnectionParams } from "./ConnectionBase.js";
 
 export type NetTarget = { kind: "tcp"; host: string; port: number } | { kind: "ipc"; path: string };
 
@@ -41,15 +41,18 @@ export function formatHostPort(scheme: string, host: string | undefined, port: n
 }
 
 export function connectionParams(scheme: string, localUrl: string, remoteUrl: string, options: ConnectOptions): ConnectionParams {
+  const highWaterMark = validHighWaterMark(options.highWaterMark);
+  const limits = framingLimits({
+    maxMessageSize: options.maxMessageSize,
+    maxFrames: typeof options.maxFrames === "number" ? options.maxFrames : undefined,
+  });
   return {
     scheme,
     localUrl,
     remoteUrl,
-    highWaterMark: validHighWaterMark(options.highWaterMark),
-    limits: framingLimits({
-      maxMessageSize: options.maxMessageSize,
-      maxFrames: typeof options.maxFrames === "number" ? options.maxFrames : undefined,
-    }),
+    highWaterMark,
+    maxBuffered: validMaxBuffered(options.maxBuffered, highWaterMark, limits.maxMessageSize),
+    limits,
   };
 }
 
