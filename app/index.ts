@@ -1,5 +1,6 @@
 /**
- * tilth apps: App, settings, DI, the runtime that starts and stops apps.
+ * tilth apps: App, Service and tasks, settings, DI, the runtime that starts
+ * and stops apps, embedding.
  * @module
  */
 export * from "./App.js";
@@ -7,3 +8,8 @@ export * from "./Logger.js";
 export * from "./Settings.js";
 export * from "./runloop.js";
 export * from "./runtime.js";
+export * from "./Metrics.js";
+export * from "./Service.js";
+export * from "./tasks/index.js";
+export * from "./embed.js";
+export * from "./overrides.js";
