@@ -3,9 +3,10 @@
  * the one implementation behind tcp://, ipc:// and tls://.
  *
  * - Sending encodes into a batch ({@link FrameEncoder}); the batch is written
- *   once per synchronous run of code (a microtask after the first `send`), as
- *   one `write` or one corked `writev`. A thousand sends in one turn cost one
- *   syscall, not a thousand.
+ *   once per synchronous run of code (a microtask after the first `send`, or
+ *   right after the received chunk when the sends come from our own message
+ *   handler), as one `write` or one corked `writev`. A thousand sends in one
+ *   turn cost one syscall, not a thousand.
  * - Receiving decodes each chunk as it arrives ({@link FrameDecoder}) and
  *   hands messages straight to the handler; frames inside one chunk are views
  *   of it. `pause()` stops both the decoder (mid-chunk) and the socket, so a
@@ -37,6 +38,8 @@ export class StreamConnection extends ConnectionBase {
   readonly #encoder = new FrameEncoder();
   readonly #decoder: FrameDecoder;
   #flushQueued = false;
+  /** Inside our socket's 'data' event: sends are flushed when it returns. */
+  #inData = false;
   /** No more sends: we closed, the peer ended, or we are destroyed. */
   #writeClosed = false;
   /** Incoming bytes are dropped (closing or ended). */
@@ -73,11 +76,12 @@ export class StreamConnection extends ConnectionBase {
     if (this.#writeClosed || this.ended !== undefined) throw this.sendError();
     this.checkBuffered(wireSize(checkMessage(msg, this.limits), msg.length));
     this.#encoder.push(msg);
-    if (!this.#flushQueued) {
+    if (this.#encoder.pending >= BATCH_MAX) this.#flush();
+    else if (!this.#flushQueued && !this.#inData) {
+      // Sent from elsewhere than our own message handler: flush once this
+      // synchronous run of code is over.
       this.#flushQueued = true;
       void RESOLVED.then(this.#flushTask);
-    } else if (this.#encoder.pending >= BATCH_MAX) {
-      this.#flush();
     }
     return this.bufferedAmount < this.highWaterMark;
   }
@@ -151,7 +155,15 @@ export class StreamConnection extends ConnectionBase {
 
   readonly #onData = (chunk: Buffer): void => {
     if (this.#discard) return;
-    this.#decoder.push(chunk);
+    // Replies sent by the handler while this chunk is decoded (the echo and
+    // RPC pattern) go out in one write right after it, without a microtask.
+    this.#inData = true;
+    try {
+      this.#decoder.push(chunk);
+    } finally {
+      this.#inData = false;
+    }
+    if (this.#encoder.pending > 0) this.#flush();
   };
 
   readonly #onMessage = (msg: Message): void => {

@@ -405,6 +405,32 @@ describe("faults", () => {
   });
 });
 
+describe("write batching", () => {
+  it("replies sent from a message handler go out in one write per received chunk", async (loop) => {
+    const listener = await loop.listen("tcp://127.0.0.1:0");
+    const accepted = defer<StreamConnection>();
+    listener.start((c) => accepted.resolve(c as StreamConnection));
+    const c = await loop.connect(listener.url);
+    const got = collect(c);
+    const server = await accepted.promise;
+    let writes = 0;
+    let chunks = 0;
+    const sock = server.socket;
+    sock.on("data", () => chunks++);
+    const original = sock.write.bind(sock) as (...a: unknown[]) => boolean;
+    (sock as unknown as { write: (...a: unknown[]) => boolean }).write = (...a: unknown[]) => {
+      writes++;
+      return original(...a);
+    };
+    void echo(server);
+    for (let i = 0; i < 5000; i++) c.send([seqFrame(i)]);
+    await got.until(5000);
+    assert.ok(chunks >= 1 && writes <= chunks, `${writes} writes for ${chunks} received chunks`);
+    await c.close();
+    await listener.close();
+  });
+});
+
 describe("URLs and registration", () => {
   it("registerTransports is idempotent and keeps schemes registered before", async (loop) => {
     const before = loop.transports.schemes();
