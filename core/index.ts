@@ -12,3 +12,4 @@ export * from "./Event.js";
 export * from "./Semaphore.js";
 export * from "./Lock.js";
 export * from "./time.js";
+export * from "./Deadlines.js";

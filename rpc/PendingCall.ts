@@ -6,6 +6,7 @@
  * is cancelled.
  * @module
  */
+import type { Deadline } from "../core/Deadlines.js";
 import type { Timer } from "../core/Loop.js";
 import { ClosedError, abortReason } from "../core/errors.js";
 import { Ring } from "../core/internal/Ring.js";
@@ -80,7 +81,8 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
   #reject: ((e: unknown) => void) | undefined;
   #settled: { ok: boolean; v: unknown } | undefined;
   #mode = Mode.Unset;
-  timer: Timer | undefined;
+  /** The call's time limit: a loop timer or an entry of a session's Deadlines. */
+  timer: Timer | Deadline | undefined;
   #offAbort: (() => void) | undefined;
   #signal: AbortSignal | undefined;
   #meta: Record<string, unknown> | undefined;
@@ -102,7 +104,8 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
 
   /** Loop time of the call's deadline (while its timer runs). */
   get deadline(): number | undefined {
-    return this.timer?.deadline;
+    const t = this.timer;
+    return t === undefined ? undefined : "at" in t ? t.at : t.deadline;
   }
 
   get signal(): AbortSignal {

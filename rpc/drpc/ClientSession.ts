@@ -3,6 +3,7 @@
  * with credit, cancellation, deadlines.
  * @internal
  */
+import { Deadlines } from "../../core/Deadlines.js";
 import type { Loop } from "../../core/Loop.js";
 import type { Connection } from "../../core/Transport.js";
 import { TimeoutError, abortReason } from "../../core/errors.js";
@@ -16,6 +17,8 @@ export interface ClientSessionOptions extends PeerOptions, ClientSessionHooks {}
 
 export class ClientSession extends Peer implements CallOwner, ClientSessionLike {
   readonly #pending = new Map<number, PendingCall<any>>();
+  /** Every call's time limit, on one timer (see core/Deadlines). */
+  readonly #deadlines: Deadlines<PendingCall<any>>;
   #nextId = 1;
   #draining = false;
   readonly #opts: ClientSessionOptions;
@@ -23,6 +26,9 @@ export class ClientSession extends Peer implements CallOwner, ClientSessionLike 
   constructor(loop: Loop, conn: Connection, options: ClientSessionOptions) {
     super(loop, conn, options);
     this.#opts = options;
+    this.#deadlines = new Deadlines(loop, (call) => {
+      if (this.#pending.get(call.id) === call) call.cancel(new TimeoutError(call.limitMs!, `call ${call.method}`));
+    });
     this.startPeer();
     this.sendHello();
   }
@@ -64,10 +70,7 @@ export class ClientSession extends Peer implements CallOwner, ClientSessionLike 
       return call;
     }
     if (timeoutMs !== undefined) {
-      call.timer = this.loop.timer(timeoutMs, () => {
-        if (!this.#pending.has(id)) return;
-        call.cancel(new TimeoutError(call.limitMs!, `call ${method}`));
-      });
+      call.timer = this.#deadlines.add(timeoutMs, call);
     }
     if (signal !== undefined) call._watchSignal(signal);
     return call;
@@ -151,6 +154,7 @@ export class ClientSession extends Peer implements CallOwner, ClientSessionLike 
   }
 
   protected onEnded(error: Error): void {
+    this.#deadlines.clear();
     const calls = [...this.#pending.values()];
     this.#pending.clear();
     for (const c of calls) {

@@ -3,7 +3,7 @@
  * credit, cancellation, and graceful drain.
  * @internal
  */
-import type { Timer } from "../../core/Loop.js";
+import { Deadlines, type Deadline } from "../../core/Deadlines.js";
 import type { Connection } from "../../core/Transport.js";
 import { BusyError, CancelledError, TimeoutError, TilthError } from "../../core/errors.js";
 import { isObservable } from "rxjs";
@@ -27,11 +27,13 @@ class ServerCall implements CallContext {
   readonly peer: string;
   /** Loop time the call arrived (for status reports). */
   startedAt = 0;
+  /** The deadline the client sent, ms. */
+  limitMs = 0;
   #meta: Record<string, unknown> | undefined;
   #ac: AbortController | undefined;
   #reason: unknown;
   done = false;
-  timer: Timer | undefined = undefined;
+  timer: Deadline | undefined = undefined;
   credit = 0;
   creditWaiter: (() => void) | undefined = undefined;
 
@@ -48,7 +50,7 @@ class ServerCall implements CallContext {
 
   /** Loop time of the deadline, while it is pending. */
   get deadline(): number | undefined {
-    return this.timer?.deadline;
+    return this.timer?.at;
   }
 
   get signal(): AbortSignal {
@@ -93,6 +95,8 @@ function isAsyncIterable(v: unknown): v is AsyncIterable<unknown> {
 export class ServerSession extends Peer implements ServerSessionLike {
   readonly #server: ServerCore;
   readonly #calls = new Map<number, ServerCall>();
+  /** Every call's deadline, on one timer (see core/Deadlines). */
+  readonly #deadlines: Deadlines<ServerCall>;
   #helloed = false;
   #draining = false;
   #idle: (() => void) | undefined;
@@ -100,6 +104,9 @@ export class ServerSession extends Peer implements ServerSessionLike {
   constructor(server: ServerCore, conn: Connection, loop: import("../../core/Loop.js").Loop, options: PeerOptions) {
     super(loop, conn, options);
     this.#server = server;
+    this.#deadlines = new Deadlines<ServerCall>(loop, (call) => {
+      if (!call.done) this.#fail(call, new TimeoutError(call.limitMs, `call ${call.method}`));
+    });
     this.startPeer();
   }
 
@@ -162,6 +169,7 @@ export class ServerSession extends Peer implements ServerSessionLike {
   }
 
   protected onEnded(error: Error): void {
+    this.#deadlines.clear();
     for (const call of [...this.#calls.values()]) this.#drop(call, error);
     this.#server.sessionEnded(this);
   }
@@ -214,11 +222,8 @@ export class ServerSession extends Peer implements ServerSessionLike {
   }
 
   #armDeadline(call: ServerCall, ms: number): void {
-    call.timer = this.loop.timer(ms, () => {
-      if (call.done) return;
-      const e = new TimeoutError(ms, `call ${call.method}`);
-      this.#fail(call, e);
-    });
+    call.limitMs = ms;
+    call.timer = this.#deadlines.add(ms, call);
   }
 
   #result(call: ServerCall, v: unknown): void {

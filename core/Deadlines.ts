@@ -1,0 +1,133 @@
+/**
+ * Many deadlines that mostly never fire, for the price of one timer.
+ *
+ * RPC gives every call a time limit, and almost every call ends long before
+ * it. A loop timer per call costs a heap insert, a heap removal and a host
+ * wake-up adjustment each time. When limits are equal (the usual case: one
+ * default timeout), deadlines arrive in increasing order, so a FIFO queue
+ * holds them sorted: adding is a push, finishing is a flag, and a single loop
+ * timer is armed for the oldest entry. When it fires it drops finished
+ * entries, expires the due ones and re-arms for the next. An entry whose
+ * deadline is earlier than the newest queued one gets its own loop timer.
+ *
+ * @example
+ * ```ts
+ * const deadlines = new Deadlines<Call>(loop, (call) => call.fail(new TimeoutError(30_000)));
+ * const d = deadlines.add(30_000, call);
+ * // ... the call ends in time:
+ * d.cancel();
+ * ```
+ * @module
+ */
+import type { Loop, Timer } from "./Loop.js";
+import { Ring } from "./internal/Ring.js";
+
+/** A pending deadline; cancel it when the work ends in time. */
+export interface Deadline {
+  /** Loop time at which it expires. */
+  readonly at: number;
+  /** Whether it is still pending. */
+  readonly pending: boolean;
+  /** It will not fire. Idempotent. */
+  cancel(): void;
+}
+
+class Entry<T> implements Deadline {
+  at: number;
+  item: T | undefined;
+  timer: Timer | undefined = undefined;
+  constructor(at: number, item: T) {
+    this.at = at;
+    this.item = item;
+  }
+  get pending(): boolean {
+    return this.item !== undefined;
+  }
+  cancel(): void {
+    this.item = undefined;
+    if (this.timer !== undefined) {
+      this.timer.cancel();
+      this.timer = undefined;
+    }
+  }
+}
+
+/** Deadlines of items of one kind, all expiring through one callback (no closure per item). */
+export class Deadlines<T> {
+  readonly #loop: Loop;
+  readonly #expire: (item: T) => void;
+  readonly #queue = new Ring<Entry<T>>(16);
+  #timer: Timer | undefined;
+  #armedAt = Infinity;
+  #last = -Infinity;
+
+  constructor(loop: Loop, expire: (item: T) => void) {
+    this.#loop = loop;
+    this.#expire = expire;
+  }
+
+  /** Entries queued (finished ones are dropped lazily). */
+  get size(): number {
+    return this.#queue.length;
+  }
+
+  /** Expire `item` in `ms` of loop time unless cancelled first. */
+  add(ms: number, item: T): Deadline {
+    const at = this.#loop.now() + Math.max(0, ms);
+    const e = new Entry(at, item);
+    if (at < this.#last) {
+      // Out of order: a timer of its own keeps the queue sorted.
+      e.timer = this.#loop.timer(ms, () => {
+        e.timer = undefined;
+        const x = e.item;
+        e.item = undefined;
+        if (x !== undefined) this.#expire(x);
+      });
+      return e;
+    }
+    this.#last = at;
+    this.#queue.push(e);
+    if (this.#timer === undefined) this.#arm(at);
+    return e;
+  }
+
+  /** Cancel every pending deadline and the timer. */
+  clear(): void {
+    for (const e of this.#queue.drain()) e.cancel();
+    this.#timer?.cancel();
+    this.#timer = undefined;
+    this.#armedAt = Infinity;
+    this.#last = -Infinity;
+  }
+
+  #arm(at: number): void {
+    this.#armedAt = at;
+    this.#timer = this.#loop.timer(at - this.#loop.now(), this.#fire);
+  }
+
+  readonly #fire = (): void => {
+    this.#timer = undefined;
+    this.#armedAt = Infinity;
+    const now = this.#loop.now();
+    const q = this.#queue;
+    for (;;) {
+      const e = q.peek();
+      if (e === undefined) {
+        this.#last = -Infinity;
+        return;
+      }
+      if (e.item === undefined) {
+        q.shift();
+        continue;
+      }
+      if (e.at > now) {
+        this.#arm(e.at);
+        return;
+      }
+      q.shift();
+      const x = e.item;
+      e.item = undefined;
+      this.#expire(x);
+    }
+  };
+}

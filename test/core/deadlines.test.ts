@@ -1,0 +1,56 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { VirtualLoop } from "../../adapters/virtual.js";
+import { Deadlines } from "../../core/Deadlines.js";
+import { sleep } from "../../core/time.js";
+
+test("Deadlines: equal limits share one timer; cancelled ones never fire; due ones fire at their time, in order", async () => {
+  const loop = new VirtualLoop();
+  const fired: [string, number][] = [];
+  const d = new Deadlines<string>(loop, (x) => fired.push([x, loop.now()]));
+  await loop.run(async () => {
+    const a = d.add(1000, "a");
+    await sleep(loop, 100);
+    d.add(1000, "b");
+    await sleep(loop, 100);
+    d.add(1000, "c");
+    assert.equal(loop.pendingTimers, 1, "one timer for three deadlines");
+    a.cancel();
+    assert.equal(a.pending, false);
+    await sleep(loop, 2000);
+  });
+  assert.deepEqual(fired, [
+    ["b", 1100],
+    ["c", 1200],
+  ]);
+  assert.equal(loop.pendingTimers, 0);
+});
+
+test("Deadlines: an earlier deadline than the newest queued one gets its own timer and still fires on time", async () => {
+  const loop = new VirtualLoop();
+  const fired: [string, number][] = [];
+  const d = new Deadlines<string>(loop, (x) => fired.push([x, loop.now()]));
+  await loop.run(async () => {
+    d.add(5000, "long");
+    d.add(100, "short");
+    const gone = d.add(50, "cancelled");
+    gone.cancel();
+    await sleep(loop, 6000);
+  });
+  assert.deepEqual(fired, [
+    ["short", 100],
+    ["long", 5000],
+  ]);
+  assert.equal(loop.pendingTimers, 0);
+});
+
+test("Deadlines: clear() cancels everything and leaves no timer", async () => {
+  const loop = new VirtualLoop();
+  let n = 0;
+  const d = new Deadlines<number>(loop, () => n++);
+  for (let i = 0; i < 100; i++) d.add(1000 + (i % 2 ? 0 : 500), i);
+  d.clear();
+  assert.equal(loop.pendingTimers, 0);
+  await loop.runAll();
+  assert.equal(n, 0);
+});
