@@ -36,6 +36,8 @@ class Entry<T> implements Deadline {
   at: number;
   item: T | undefined;
   timer: Timer | undefined = undefined;
+  /** For an entry with a timer of its own: the set that tracks it. */
+  own: Set<Entry<T>> | undefined = undefined;
   constructor(at: number, item: T) {
     this.at = at;
     this.item = item;
@@ -48,6 +50,7 @@ class Entry<T> implements Deadline {
     if (this.timer !== undefined) {
       this.timer.cancel();
       this.timer = undefined;
+      this.own?.delete(this);
     }
   }
 }
@@ -57,6 +60,7 @@ export class Deadlines<T> {
   readonly #loop: Loop;
   readonly #expire: (item: T) => void;
   readonly #queue = new Ring<Entry<T>>(16);
+  readonly #own = new Set<Entry<T>>();
   #timer: Timer | undefined;
   #armedAt = Infinity;
   #last = -Infinity;
@@ -77,8 +81,11 @@ export class Deadlines<T> {
     const e = new Entry(at, item);
     if (at < this.#last) {
       // Out of order: a timer of its own keeps the queue sorted.
+      e.own = this.#own;
+      this.#own.add(e);
       e.timer = this.#loop.timer(ms, () => {
         e.timer = undefined;
+        this.#own.delete(e);
         const x = e.item;
         e.item = undefined;
         if (x !== undefined) this.#expire(x);
@@ -94,6 +101,7 @@ export class Deadlines<T> {
   /** Cancel every pending deadline and the timer. */
   clear(): void {
     for (const e of this.#queue.drain()) e.cancel();
+    for (const e of [...this.#own]) e.cancel();
     this.#timer?.cancel();
     this.#timer = undefined;
     this.#armedAt = Infinity;
