@@ -55,6 +55,8 @@ const appSchema = z
     uses: z.array(z.string()).default([]),
     options: z.record(z.string(), z.unknown()).default({}),
     restart: z.enum(["on-failure", "always", "never"]).default("on-failure"),
+    /** Open a REPL into the live app: `ipc:///path.sock` (mode 0600) or `tcp://127.0.0.1:PORT` (with a token). */
+    backdoor: z.string().optional(),
     log: z.object({ level: z.enum(["debug", "info", "warn", "error"]).optional() }).strict().optional(),
   })
   .strict();

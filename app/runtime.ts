@@ -15,6 +15,8 @@
  * @module
  */
 import "reflect-metadata";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { container as rootContainer, type DependencyContainer } from "tsyringe";
 import type { Loop } from "../core/Loop.js";
 import { CancelledError, TilthError, describe } from "../core/errors.js";
@@ -22,6 +24,7 @@ import { registerTransports } from "../transports/index.js";
 import { RpcClient, remoteOf, type Remote } from "../rpc/Client.js";
 import { RpcServer, type ServerOptions } from "../rpc/Server.js";
 import { App, AppContext, LOOP, client } from "./App.js";
+import { openBackdoor, type Backdoor } from "./backdoor.js";
 import { Logger, type LoggerOptions } from "./Logger.js";
 import { runloop, type RunloopOptions } from "./runloop.js";
 import { Settings, SettingsError } from "./Settings.js";
@@ -111,7 +114,7 @@ export async function startApp(name: string, settings: Settings, options: StartO
   if (urls.length > 0) {
     if (app.api === undefined || app.api === null)
       throw new SettingsError([{ file: settings.file, app: name, key: "bind", message: `the app binds ${urls.join(", ")} but ${cls.name} has no api object` }]);
-    server = new RpcServer(app.api, { loop, ...options.server });
+    server = new RpcServer(app.api, { loop, debugInfo: () => ({ app: name, settings: appSettings }), ...options.server });
     try {
       for (const url of urls) {
         log.info(`binding to ${url}`);
@@ -135,6 +138,26 @@ export async function startApp(name: string, settings: Settings, options: StartO
     }
   }
 
+  let door: Backdoor | undefined;
+  const doorFile = join(settings.runDir, `${name}.backdoor`);
+  if (appSettings.backdoor !== undefined) {
+    try {
+      door = await openBackdoor({
+        address: appSettings.backdoor,
+        name,
+        context: { app, ctx, container: c, loop, settings, log, server, status: () => server?.status() },
+      });
+      mkdirSync(settings.runDir, { recursive: true });
+      writeFileSync(doorFile, JSON.stringify({ address: door.address, ...(door.token ? { token: door.token } : {}) }) + "\n", { mode: 0o600 });
+      log.info(`backdoor on ${door.address}`);
+    } catch (e) {
+      await door?.close();
+      await server?.close({ graceMs: 0 });
+      await Promise.all([...clients.values()].map((x) => x.close()));
+      throw new TilthError("ERR_APP_BIND", `app "${name}" cannot open its backdoor: ${describe(e)}`, { cause: e, context: { app: name } });
+    }
+  }
+
   const served = app.serve ? runloop(loop, log, (signal) => app.serve!(signal), ac.signal, options.runloop) : Promise.resolve({ restarts: 0 });
   const done = served.then(() => {});
 
@@ -148,6 +171,10 @@ export async function startApp(name: string, settings: Settings, options: StartO
         await app.stop?.();
       } catch (e) {
         log.error(`stop() failed: ${describe(e)}`);
+      }
+      if (door) {
+        await door.close();
+        rmSync(doorFile, { force: true });
       }
       await server?.close({ graceMs: o.graceMs ?? 5000 });
       await Promise.all([...clients.values()].map((x) => x.close()));

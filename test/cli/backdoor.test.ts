@@ -99,3 +99,38 @@ test("backdoor refuses any address but a unix socket or loopback", async () => {
     await assert.rejects(openBackdoor({ address, name: "x", context: {} }), (e) => isTilthError(e, "ERR_BACKDOOR_ADDRESS"), address);
   }
 });
+
+test("an app with a backdoor in its settings: tilth backdoor APP evaluates in the live app, which survives detaching", { timeout: 60_000 }, async () => {
+  const { mkdirSync, writeFileSync } = await import("node:fs");
+  const { spawnSync } = await import("node:child_process");
+  const apps = fileURLToPath(new URL("../fixtures/apps/apps.js", import.meta.url));
+  const appDir = join(dir, "app");
+  mkdirSync(appDir);
+  const settings = join(appDir, "tilth.json");
+  writeFileSync(
+    settings,
+    JSON.stringify({ apps: { ping: { class: `${apps}#PingApp`, bind: `drpc+ipc://${join(appDir, "ping.sock")}`, backdoor: `ipc://${join(appDir, "door.sock")}` } } }),
+  );
+  const run = spawn(process.execPath, [cli, "run", "ping", "--settings", settings], { stdio: ["ignore", "pipe", "pipe"] });
+  let log = "";
+  run.stdout.on("data", (c: Buffer) => (log += String(c)));
+  run.stderr.on("data", (c: Buffer) => (log += String(c)));
+  try {
+    for (let i = 0; i < 1000 && !/backdoor on ipc:/.test(log); i++) await new Promise((r) => setTimeout(r, 10));
+    assert.match(log, /ping INFO tilth\.app: backdoor on ipc:\/\//);
+    const r = await attach(["ping", "--settings", settings], "app.constructor.name + ' on ' + ctx.name\n.exit\n");
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /'PingApp on ping'/);
+    const call = spawnSync(process.execPath, [cli, "call", "ping", "ping", "--settings", settings], { encoding: "utf8", timeout: 20_000 });
+    assert.equal(call.stdout, '"pong"\n', "the app still serves after the backdoor detached");
+  } finally {
+    run.kill("SIGTERM");
+    await once(run, "exit");
+  }
+
+  // a backdoor on another interface is refused: the app does not start
+  writeFileSync(settings, JSON.stringify({ apps: { ping: { class: `${apps}#PingApp`, backdoor: "tcp://0.0.0.0:7000" } } }));
+  const bad = spawnSync(process.execPath, [cli, "run", "ping", "--settings", settings, "--together"], { encoding: "utf8", timeout: 20_000 });
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /cannot open its backdoor: .*not loopback/);
+});
