@@ -13,7 +13,7 @@
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, watch, writeFileSync, type FSWatcher } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { NodeLoop } from "../adapters/node.js";
 import { describe, isTilthError } from "../core/errors.js";
@@ -115,6 +115,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   const args = parseRunArgs(argv);
   const settings = await loadSettings(findSettings(args.settings), process.env, args.set.map(parseOverride));
   const loop = new NodeLoop({ name: "tilth" });
+  if (settings.data.log?.json) args.json = true; // the settings may ask for JSON logs too
   const out = new Logger({ app: "tilth", loop, name: "tilth.run", json: args.json });
 
   if (args.action === "list") {
@@ -214,6 +215,8 @@ async function runChildren(names: string[], settings: Settings, loop: NodeLoop, 
   const main = fileURLToPath(new URL("./main.js", import.meta.url));
   const passthrough = argv.filter((x, i) => ["--json", "--level"].includes(x) || argv[i - 1] === "--level");
   const children = new Map<string, ChildProcess>();
+  /** Apps stopped by --reload, to be started again whatever their policy. */
+  const reloading = new Set<string>();
   let stopping = false;
   let exitCode = 0;
   let signals = 0;
@@ -229,6 +232,11 @@ async function runChildren(names: string[], settings: Settings, loop: NodeLoop, 
     children.set(name, child);
     child.on("exit", (code, signal) => {
       children.delete(name);
+      if (reloading.delete(name) && !stopping) {
+        out.info(`app ${name} restarting for reload`);
+        spawnApp(name);
+        return;
+      }
       if (stopping) {
         if (children.size === 0) fatal!(exitCode);
         return;
@@ -286,13 +294,19 @@ async function runChildren(names: string[], settings: Settings, loop: NodeLoop, 
   if (args.reload) {
     const dir = dirname(resolve(settings.file));
     let pending = false;
-    watcher = watch(dir, { recursive: true }, () => {
+    // The run folder (pidfiles, backdoor files) changes because apps start: not a reason to reload.
+    const runRel = relative(dir, settings.runDir);
+    watcher = watch(dir, { recursive: true }, (_event, file) => {
+      if (file && runRel && !runRel.startsWith("..") && (file === runRel || file.startsWith(`${runRel}/`))) return;
       if (pending || stopping) return;
       pending = true;
       loop.timer(200, () => {
         pending = false;
         out.info("files changed: restarting apps");
-        for (const c of children.values()) c.kill("SIGTERM");
+        for (const [name, c] of children) {
+          reloading.add(name);
+          c.kill("SIGTERM");
+        }
       });
     });
     out.info(`reloading on changes under ${dir}`);

@@ -181,3 +181,21 @@ test("a port in use: the app cannot start, the runner says which URL and exits n
     await new Promise<void>((r) => blocker.close(() => r()));
   }
 });
+
+test("tilth run --reload restarts the apps when a file under the settings folder changes", { timeout: 60_000 }, async () => {
+  const { file, dir } = settingsFile({ ping: { class: `${apps}#PingApp`, bind: `drpc+ipc://${join(root, `r${n}.sock`)}` } });
+  const run = tilth(["run", "ping", "--settings", file, "--reload"]);
+  try {
+    await run.waitFor(/reloading on changes under/);
+    await run.waitFor(/binding to/);
+    await new Promise((r) => setTimeout(r, 500)); // the app's own pidfile must not count as a change
+    assert.doesNotMatch(run.out(), /files changed/);
+    writeFileSync(join(dir, "changed.txt"), "x");
+    await run.waitFor(/files changed: restarting apps/);
+    await run.waitFor(/binding to[\s\S]*binding to/);
+    run.child.kill("SIGTERM");
+    assert.equal(await run.exit, 0, run.out());
+  } finally {
+    run.child.kill("SIGKILL");
+  }
+});
