@@ -85,7 +85,7 @@ export async function startApp(name: string, settings: Settings, options: StartO
   const api = <T>(other: string): Remote<T> => {
     let p = proxies.get(other);
     if (p === undefined) {
-      const c = new RpcClient(settings.remoteUrl(other), { loop });
+      const c = new RpcClient(settings.remoteUrl(other), { loop, waitForReady: true });
       clients.set(other, c);
       p = remoteOf(c);
       proxies.set(other, p);

@@ -22,7 +22,7 @@
  */
 import type { Loop } from "../core/Loop.js";
 import type { ConnectOptions } from "../core/Transport.js";
-import { ClosedError, TilthError } from "../core/errors.js";
+import { ClosedError, TilthError, isTilthError } from "../core/errors.js";
 import { sleep } from "../core/time.js";
 import type { MethodInfo } from "./api.js";
 import type { Middleware } from "./context.js";
@@ -63,6 +63,13 @@ export interface ClientOptions extends PeerOptions {
   middleware?: Middleware[];
   /** Passed to the transport (TLS options, ...). */
   transport?: ConnectOptions;
+  /**
+   * Calls wait for a server that is not up yet (connection refused) and try
+   * again with backoff within their time limit, instead of failing at once
+   * (gRPC's waitForReady). Default false. Apps' clients of other apps use it,
+   * since apps started together come up in any order.
+   */
+  waitForReady?: boolean;
   /** Wire protocols this client can speak, by URL prefix. Default: drpc. */
   protocols?: readonly RpcProtocol[];
 }
@@ -81,6 +88,8 @@ export class RpcClient implements AsyncDisposable {
   #session: ClientSessionLike | undefined;
   #connecting: Promise<ClientSessionLike> | undefined;
   #closed = false;
+  /** Aborted by close(): ends a backoff wait between connection attempts. */
+  readonly #closing = new AbortController();
   #failures = 0;
   #nextAttemptAt = 0;
   readonly #sessions = new Set<ClientSessionLike>();
@@ -130,6 +139,7 @@ export class RpcClient implements AsyncDisposable {
   /** Graceful: stop new calls, let calls in flight end, close the connection. Idempotent. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#closing.abort(new ClosedError(`client of ${this.url} is closed`));
     await Promise.all([...this.#sessions].map((s) => s.close()));
   }
 
@@ -144,12 +154,25 @@ export class RpcClient implements AsyncDisposable {
   #callLater<R>(method: string, args: readonly unknown[], timeout: number | undefined, options: CallOptions | undefined): CallPromise<R> {
     const deadline = timeout === undefined ? undefined : this.loop.now() + timeout;
     // Boxed: a PendingCall is thenable, and a promise would adopt it.
-    const started = this.#ready(deadline, options?.signal).then((s) => {
+    const ready = this.#options.waitForReady ? this.#readyWaiting(deadline, options?.signal) : this.#ready(deadline, options?.signal);
+    const started = ready.then((s) => {
       const left = deadline === undefined ? undefined : Math.max(0, deadline - this.loop.now());
       // The time left runs the timer; errors still name the limit the caller set.
       return { call: s.call<R>(method, args, left, { ...options, limitMs: timeout }) as PendingCall<unknown> };
     });
     return deferredCall(started) as CallPromise<R>;
+  }
+
+  /** `waitForReady`: a refused connection is tried again (with backoff) until the call's time runs out. */
+  async #readyWaiting(deadline: number | undefined, signal?: AbortSignal): Promise<ClientSessionLike> {
+    for (;;) {
+      try {
+        return await this.#ready(deadline, signal);
+      } catch (e) {
+        const retry = isTilthError(e, "ERR_CONNECTION_REFUSED") && !this.#closed && !signal?.aborted && (deadline === undefined || deadline > this.loop.now());
+        if (!retry) throw e;
+      }
+    }
   }
 
   #ready(deadline: number | undefined, signal?: AbortSignal): Promise<ClientSessionLike> {
@@ -175,7 +198,7 @@ export class RpcClient implements AsyncDisposable {
 
   async #open(): Promise<ClientSessionLike> {
     const wait = this.#nextAttemptAt - this.loop.now();
-    if (wait > 0) await sleep(this.loop, wait);
+    if (wait > 0) await sleep(this.loop, wait, { signal: this.#closing.signal });
     if (this.#closed) throw new ClosedError(`client of ${this.url} is closed`);
     try {
       const o = this.#options;

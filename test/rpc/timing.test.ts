@@ -250,3 +250,23 @@ test("a peer speaking another version is refused with a clear error, both ways",
     await listener.close();
   });
 });
+
+test("waitForReady: a call made before the server is up waits for it, with backoff, within its time limit", async () => {
+  const loop2 = setup();
+  await loop2.run(async () => {
+    const { RpcClient } = await import("../../rpc/index.js");
+    const c = new RpcClient("drpc+inproc://later", { loop: loop2, waitForReady: true, timeout: 5000 });
+    const call = c.call("ping");
+    let server: Awaited<ReturnType<typeof serve>> | undefined;
+    loop2.timer(1000, () => void serve(testApi(loop2, newCounters()), "drpc+inproc://later", { loop: loop2 }).then((s) => (server = s)));
+    assert.equal(await call, "pong");
+    assert.ok(loop2.now() >= 1000 && loop2.now() <= 2700, `answered at ${loop2.now()}`);
+    const late = new RpcClient("drpc+inproc://never", { loop: loop2, waitForReady: true, timeout: 3000 });
+    await assert.rejects(late.call("ping"), (e) => isTilthError(e, "ERR_TIMEOUT") || isTilthError(e, "ERR_CONNECTION_REFUSED"));
+    assert.ok(loop2.now() >= 3000);
+    await late.close();
+    await c.close();
+    await server!.close();
+  });
+  assert.equal(loop2.pendingTimers, 0);
+});
