@@ -40,9 +40,9 @@ async function main(): Promise<void> {
     else process.stderr.write(`${line}\n`);
   };
   for (const name of names) {
-    let mod: { run?: Suite };
+    let mod: { run?: Suite; tables?: (results: BenchResult[]) => string };
     try {
-      mod = (await import(`./${name}.js`)) as { run?: Suite };
+      mod = (await import(`./${name}.js`)) as typeof mod;
     } catch (e) {
       if (suites.length === 0 && (e as { code?: string }).code === "ERR_MODULE_NOT_FOUND") continue;
       throw e;
@@ -52,7 +52,9 @@ async function main(): Promise<void> {
     const results = await mod.run({ quick, pin, progress: (l) => progress(`[${name}] ${l}`) });
     if (tty) process.stderr.write("\r\x1b[K");
     out.push({ suite: name, results });
-    printTable(name, results);
+    // A suite may print its own tables (peers: one per scenario).
+    if (mod.tables) console.log(`\n## ${name}\n\n${mod.tables(results)}`);
+    else printTable(name, results);
   }
   if (json) {
     writeFileSync(json, JSON.stringify(out.length === 1 ? out[0] : out, null, 2) + "\n");
