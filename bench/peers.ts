@@ -21,7 +21,9 @@
  *
  * Writes a Markdown table per scenario to stdout and `peers.md`, an SVG chart
  * per scenario, into `bench/results/` (quick runs: `bench/results/quick/`;
- * `TILTH_BENCH_RESULTS=DIR` overrides both).
+ * `TILTH_BENCH_RESULTS=DIR` overrides both). Subsets: `TILTH_BENCH_SYSTEMS`
+ * and `TILTH_BENCH_SCENARIOS` (comma-separated ids), `TILTH_BENCH_REPEATS`.
+ * See docs/benchmarks.md.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -43,7 +45,7 @@ export const SYSTEM_INFO: { id: string; label: string; kind: "base" | "tilth" | 
   { id: "zeromq", label: "raw zeromq.js DEALER/ROUTER", kind: "base" },
   { id: "drpc+tcp", label: "tilth drpc+tcp", kind: "tilth" },
   { id: "zrpc+tcp", label: "tilth zrpc+tcp", kind: "tilth" },
-  { id: "grpc-js", label: "@grpc/grpc-js unary", kind: "peer" },
+  { id: "grpc-js", label: "@grpc/grpc-js", kind: "peer" },
   { id: "jayson", label: "jayson (TCP, 1 socket)", kind: "peer" },
   { id: "moleculer-tcp", label: "moleculer (TCP transporter)", kind: "peer" },
   { id: "zerorpc", label: "npm zerorpc 0.9.8", kind: "peer" },
@@ -264,6 +266,7 @@ async function measureAll(quick: boolean, canPin: boolean, progress: (l: string)
   const out: BenchResult[] = [];
   const started = new Date();
 
+  const load: number[] = [os.loadavg()[0]!];
   for (const def of scenarios) {
     const pinned = canPin && def.pinnable === true;
     const sc: Scenario = { ...def.sc, warmupMs, runMs, items: items ?? def.sc.items ?? 0, capMs };
@@ -324,8 +327,9 @@ async function measureAll(quick: boolean, canPin: boolean, progress: (l: string)
       if (def.sc.mode === "stream") Object.assign(extra, { items: sc.items, complete: os_.every((o) => o.run.complete !== false) });
       out.push(result(`${def.title}: ${s.id}`, def.unit, median(rs), "net-cork", baseline, extra));
     }
+    load.push(os.loadavg()[0]!);
   }
-  writeOutputs(out, quick, { started, machine: machine(), repeats, quick, pinned: canPin });
+  writeOutputs(out, quick, { started, machine: machine(), repeats, quick, pinned: canPin, load });
   return out;
 }
 
@@ -337,6 +341,8 @@ interface RunInfo {
   repeats: number;
   quick: boolean;
   pinned: boolean;
+  /** 1-minute load average at the start and after each scenario (the bench itself adds about 2). */
+  load: number[];
 }
 
 const fmt = (v: unknown, digits = 0): string => (typeof v === "number" && Number.isFinite(v) ? v.toFixed(digits) : "–");
@@ -378,6 +384,33 @@ export function tables(results: BenchResult[]): string {
   return out.join("\n");
 }
 
+/** One compact table: a row per system, a column per scenario, value and ratio to net-cork. */
+export function summaryTable(results: BenchResult[]): string {
+  const defs = SCENARIOS.filter((d) => results.some((r) => r.extra?.scenario === d.id));
+  const short: Record<string, string> = {
+    sequential: "sequential",
+    "pipelined-100": "100 in flight",
+    "pipelined-1000": "1000 in flight",
+    "64k": "64 KiB × 10",
+    "conns-100": "100 conns × 10",
+    stream: "stream items/s",
+  };
+  const head = ["system", ...defs.map((d) => short[d.id] ?? d.id)];
+  const out = [`| ${head.join(" | ")} |`, `|---|${defs.map(() => "---:").join("|")}|`];
+  for (const s of SYSTEM_INFO) {
+    const cells = [`${s.label}${s.inProcess ? " ¹" : ""}`];
+    let any = false;
+    for (const d of defs) {
+      const r = results.find((x) => x.extra?.scenario === d.id && x.extra?.system === s.id);
+      if (r) any = true;
+      if (!r || r.extra?.na !== undefined) cells.push("n/a");
+      else cells.push(`${formatRate(r.value)}${r.extra?.complete === false ? " ²" : ""} (${r.ratio >= 10 ? r.ratio.toFixed(0) : r.ratio.toFixed(2)}×)`);
+    }
+    if (any) out.push(`| ${cells.join(" | ")} |`);
+  }
+  return out.join("\n") + "\n";
+}
+
 function writeOutputs(results: BenchResult[], quick: boolean, info: RunInfo): void {
   const dir = process.env.TILTH_BENCH_RESULTS ?? join(ROOT, "bench", "results", ...(quick ? ["quick"] : []));
   mkdirSync(dir, { recursive: true });
@@ -386,9 +419,20 @@ function writeOutputs(results: BenchResult[], quick: boolean, info: RunInfo): vo
     "",
     `Measured ${info.started.toISOString().slice(0, 10)} on ${info.machine}; ${info.repeats} run${info.repeats > 1 ? "s" : ""} per system and scenario, median and min–max; ratios to raw node:net with cork/uncork in the same run. Command: \`npm run bench -- peers${info.quick ? " --quick" : ""}${info.pinned ? " --pin" : ""}\`.`,
     "",
+    `1-minute load average at the start and after each scenario: ${info.load.map((l) => l.toFixed(1)).join(", ")} (the benchmark's own two processes account for about 2; more means something else ran).`,
+    "",
   ];
-  writeFileSync(join(dir, "peers.md"), header.join("\n") + tables(results));
-  writeFileSync(join(dir, "peers.json"), JSON.stringify({ suite: "peers", machine: info.machine, date: info.started.toISOString(), results }, null, 2) + "\n");
+  const summary = [
+    "## Summary",
+    "",
+    "Calls/s (items/s for the stream), median; in brackets the ratio to raw node:net with cork/uncork in the same scenario.",
+    "",
+    summaryTable(results),
+    "## Per scenario",
+    "",
+  ];
+  writeFileSync(join(dir, "peers.md"), [...header, ...summary].join("\n") + tables(results));
+  writeFileSync(join(dir, "peers.json"), JSON.stringify({ suite: "peers", machine: info.machine, date: info.started.toISOString(), loadAverage: info.load, results }, null, 2) + "\n");
   for (const def of SCENARIOS) {
     const rows = results.filter((r) => r.extra?.scenario === def.id);
     if (!rows.length) continue;
