@@ -1,9 +1,15 @@
 /**
  * drpc wire messages: one msgpack array per transport message (one frame).
  * The layout is written down in docs/drpc.md; keep the two in step.
+ *
+ * The hot messages (CALL, RESULT, ITEM, END) have their fixed fields written
+ * and read here by hand, with msgpackr only for the one value they carry,
+ * which each puts last in its array (a CALL's `args`). Anything else, and any
+ * encoding the fast reader does not expect, goes through msgpackr whole and
+ * gets the same checks.
  * @internal
  */
-import { Packr } from "msgpackr";
+import { Packr, RESERVE_START_SPACE } from "msgpackr";
 import { ProtocolError, type RemoteErrorInfo } from "../errors.js";
 
 export const PROTOCOL = "drpc";
@@ -32,7 +38,10 @@ export interface HelloInfo {
   name?: string;
 }
 
-
+/**
+ * A message as the code handles it. On the wire a CALL's `args` comes last:
+ * `[CALL, id, method, kwargs, deadline, credit, args]` (see docs/drpc.md).
+ */
 export type Msg =
   | [T.HELLO, string, number, HelloInfo]
   /** [CALL, id, method, args, kwargs, deadline ms left or nil, initial stream credit] */
@@ -48,15 +57,244 @@ export type Msg =
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: "bigint" } as ConstructorParameters<typeof Packr>[0]);
 
-export function encode(m: Msg): Uint8Array {
-  return packr.pack(m);
+// ---- encoding ----
+
+/** Scratch space for a header; it is copied into the space msgpackr reserves before the value. */
+const head = new Uint8Array(256);
+/** Longest header that fits msgpackr's reserved start space. */
+const MAX_HEAD = 255;
+
+/** Write a non-negative integer below 2^32 at `p`; returns the position after it. */
+function putUint(p: number, n: number): number {
+  if (n < 0x80) head[p++] = n;
+  else if (n < 0x100) {
+    head[p++] = 0xcc;
+    head[p++] = n;
+  } else if (n < 0x10000) {
+    head[p++] = 0xcd;
+    head[p++] = n >>> 8;
+    head[p++] = n & 0xff;
+  } else {
+    head[p++] = 0xce;
+    head[p++] = n >>> 24;
+    head[p++] = (n >>> 16) & 0xff;
+    head[p++] = (n >>> 8) & 0xff;
+    head[p++] = n & 0xff;
+  }
+  return p;
 }
+
+const isUint32 = (n: unknown): n is number => typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
+
+/** Write an ASCII string; -1 when it is not ASCII or too long for a header. */
+function putAscii(p: number, s: string): number {
+  const n = s.length;
+  if (n > 200) return -1;
+  if (n < 32) head[p++] = 0xa0 | n;
+  else {
+    head[p++] = 0xd9;
+    head[p++] = n;
+  }
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x80) return -1;
+    head[p++] = c;
+  }
+  return p;
+}
+
+/** Pack `value` after the header of `len` bytes in `head`. */
+function withHead(len: number, value: unknown): Uint8Array {
+  const out = packr.pack(value, RESERVE_START_SPACE | len) as Uint8Array;
+  for (let i = 0; i < len; i++) out[i] = head[i]!;
+  return out;
+}
+
+export function encode(m: Msg): Uint8Array {
+  switch (m[0]) {
+    case T.RESULT:
+    case T.ITEM:
+      if (isUint32(m[1])) {
+        head[0] = 0x93;
+        head[1] = m[0];
+        return withHead(putUint(2, m[1]), m[2]);
+      }
+      break;
+    case T.CALL: {
+      const [, id, method, args, kwargs, deadline, credit] = m;
+      if (kwargs !== null || !isUint32(id) || !isUint32(credit) || !(deadline === null || isUint32(deadline))) break;
+      head[0] = 0x97;
+      head[1] = T.CALL;
+      let p = putAscii(putUint(2, id), method);
+      if (p < 0 || p > MAX_HEAD - 12) break;
+      head[p++] = 0xc0; // kwargs: nil
+      p = deadline === null ? ((head[p] = 0xc0), p + 1) : putUint(p, deadline);
+      return withHead(putUint(p, credit), args);
+    }
+  }
+  return packr.pack(m[0] === T.CALL ? [T.CALL, m[1], m[2], m[4], m[5], m[6], m[3]] : m) as Uint8Array;
+}
+
+// ---- decoding ----
 
 const isId = (x: unknown): x is number => typeof x === "number" && Number.isInteger(x) && x > 0;
 const isObj = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x);
 
+/** Where the fast reader is in the frame it reads; -1 when it gave up. */
+let pos = 0;
+
+/** Read a msgpack unsigned integer of up to 32 bits; -1 (and pos -1) on anything else. */
+function getUint(f: Uint8Array): number {
+  const p = pos;
+  const b = f[p];
+  if (b === undefined) return (pos = -1);
+  if (b < 0x80) {
+    pos = p + 1;
+    return b;
+  }
+  const n = f.length;
+  if (b === 0xcc && p + 2 <= n) {
+    pos = p + 2;
+    return f[p + 1]!;
+  }
+  if (b === 0xcd && p + 3 <= n) {
+    pos = p + 3;
+    return (f[p + 1]! << 8) | f[p + 2]!;
+  }
+  if (b === 0xce && p + 5 <= n) {
+    pos = p + 5;
+    return f[p + 1]! * 0x1000000 + ((f[p + 2]! << 16) | (f[p + 3]! << 8) | f[p + 4]!);
+  }
+  return (pos = -1);
+}
+
+/**
+ * Method names recently read, so that a name called again is the same string
+ * (its hash already computed) and not built again: slot by length and ends.
+ */
+const names: ({ bytes: Uint8Array; s: string } | undefined)[] = new Array(64).fill(undefined);
+
+/** Read a short ASCII string; undefined (and pos -1) on anything else. */
+function getAscii(f: Uint8Array): string | undefined {
+  let p = pos;
+  const b = f[p++];
+  let n: number;
+  if (b !== undefined && b >= 0xa0 && b <= 0xbf) n = b & 0x1f;
+  else if (b === 0xd9 && p < f.length) n = f[p++]!;
+  else {
+    pos = -1;
+    return undefined;
+  }
+  if (p + n > f.length || n === 0) {
+    pos = n === 0 ? p : -1;
+    return n === 0 ? "" : undefined;
+  }
+  const slot = (n * 7 + f[p]! * 3 + f[p + n - 1]!) & 63;
+  const hit = names[slot];
+  if (hit !== undefined && hit.bytes.length === n) {
+    const h = hit.bytes;
+    let i = 0;
+    while (i < n && h[i] === f[p + i]) i++;
+    if (i === n) {
+      pos = p + n;
+      return hit.s;
+    }
+  }
+  let s = "";
+  for (let i = 0; i < n; i++) {
+    const c = f[p + i]!;
+    if (c >= 0x80) {
+      pos = -1;
+      return undefined;
+    }
+    s += String.fromCharCode(c);
+  }
+  names[slot] = { bytes: f.slice(p, p + n), s };
+  pos = p + n;
+  return s;
+}
+
+/**
+ * A small value is read from a copy in a buffer kept for it: msgpackr needs a
+ * DataView of its source, and making one for every frame costs more than the
+ * copy. Binary values read from it are copied out, never views of it.
+ */
+const SCRATCH_SIZE = 1024;
+const scratch = Buffer.allocUnsafeSlow(SCRATCH_SIZE) as Buffer & { dataView?: DataView };
+scratch.dataView = new DataView(scratch.buffer, scratch.byteOffset, SCRATCH_SIZE);
+const copying = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: "bigint", copyBuffers: true } as ConstructorParameters<typeof Packr>[0]);
+/** Options for reading the value that ends a frame (reused: msgpackr reads them at once). */
+const tail = { start: 0, end: 0 };
+
+function unpackTail(frame: Uint8Array, start: number): unknown {
+  const n = frame.length - start;
+  try {
+    if (n <= SCRATCH_SIZE) {
+      if (n <= 64) for (let i = 0; i < n; i++) scratch[i] = frame[start + i]!;
+      else scratch.set(frame.subarray(start), 0);
+      tail.start = 0;
+      tail.end = n;
+      return copying.unpack(scratch, tail);
+    }
+    tail.start = start;
+    tail.end = frame.length;
+    return packr.unpack(frame, tail);
+  } catch (e) {
+    throw new ProtocolError(`undecodable message: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/** The hot messages in their usual encodings; undefined for anything else. */
+function decodeFast(f: Uint8Array): Msg | undefined {
+  const n = f.length;
+  if (n < 3) return undefined;
+  const b0 = f[0]!;
+  const type = f[1]!;
+  pos = 2;
+  switch (type) {
+    case T.RESULT:
+    case T.ITEM: {
+      if (b0 !== 0x93) return undefined;
+      const id = getUint(f);
+      if (pos < 0 || pos >= n || id === 0) return undefined;
+      return [type, id, unpackTail(f, pos)];
+    }
+    case T.CALL: {
+      if (b0 !== 0x97) return undefined;
+      const id = getUint(f);
+      if (pos < 0 || id === 0) return undefined;
+      const method = getAscii(f);
+      if (pos < 0 || pos + 3 >= n || f[pos] !== 0xc0) return undefined; // kwargs other than nil: the slow way
+      pos++;
+      let deadline: number | null = null;
+      if (f[pos] === 0xc0) pos++;
+      else {
+        deadline = getUint(f);
+        if (pos < 0) return undefined;
+      }
+      const credit = getUint(f);
+      if (pos < 0 || pos >= n) return undefined;
+      const args = unpackTail(f, pos);
+      if (!Array.isArray(args)) throw new ProtocolError(`malformed message of type ${T.CALL}`);
+      return [T.CALL, id, method!, args, null, deadline, credit];
+    }
+    case T.END:
+      if (b0 !== 0x92) return undefined;
+      {
+        const id = getUint(f);
+        if (pos !== n || id === 0) return undefined;
+        return [T.END, id];
+      }
+  }
+  return undefined;
+}
+
 /** Decode and check the shape of one message; throws ProtocolError on anything else. */
 export function decode(frame: Uint8Array): Msg {
+  return decodeFast(frame) ?? decodeSlow(frame);
+}
+
+function decodeSlow(frame: Uint8Array): Msg {
   let m: unknown;
   try {
     m = packr.unpack(frame);
@@ -66,17 +304,18 @@ export function decode(frame: Uint8Array): Msg {
   if (!Array.isArray(m) || m.length === 0) throw new ProtocolError("message is not a non-empty array");
   switch (m[0]) {
     case T.CALL:
+      // on the wire: [CALL, id, method, kwargs, deadline, credit, args]
       if (
         m.length === 7 &&
         isId(m[1]) &&
         typeof m[2] === "string" &&
-        Array.isArray(m[3]) &&
-        (m[4] === null || isObj(m[4])) &&
-        (m[5] === null || (typeof m[5] === "number" && m[5] >= 0)) &&
-        Number.isInteger(m[6]) &&
-        (m[6] as number) >= 0
+        (m[3] === null || isObj(m[3])) &&
+        (m[4] === null || (typeof m[4] === "number" && m[4] >= 0)) &&
+        Number.isInteger(m[5]) &&
+        (m[5] as number) >= 0 &&
+        Array.isArray(m[6])
       )
-        return m as Msg;
+        return [T.CALL, m[1], m[2], m[6], m[3], m[4], m[5]];
       break;
     case T.RESULT:
     case T.ITEM:
