@@ -75,9 +75,12 @@ export class Deadlines<T> {
     return this.#queue.length;
   }
 
-  /** Expire `item` in `ms` of loop time unless cancelled first. */
-  add(ms: number, item: T): Deadline {
-    const at = this.#loop.now() + Math.max(0, ms);
+  /**
+   * Expire `item` in `ms` of loop time unless cancelled first. `now` is the
+   * loop's time, for a caller that has just read it.
+   */
+  add(ms: number, item: T, now: number = this.#loop.now()): Deadline {
+    const at = now + Math.max(0, ms);
     const e = new Entry(at, item);
     if (at < this.#last) {
       // Out of order: a timer of its own keeps the queue sorted.

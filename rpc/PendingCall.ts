@@ -42,6 +42,12 @@ export interface CallOptions {
 /** Stream credit: items the server may send ahead of the consumer. */
 export const STREAM_WINDOW = 64;
 
+const enum Settled {
+  No,
+  Ok,
+  Failed,
+}
+
 const enum Mode {
   Unset,
   Promise,
@@ -79,7 +85,9 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
   #promise: Promise<R> | undefined;
   #resolve: ((v: R) => void) | undefined;
   #reject: ((e: unknown) => void) | undefined;
-  #settled: { ok: boolean; v: unknown } | undefined;
+  /** Settled: with a value, or failed; the value or error is in #value. */
+  #settled = Settled.No;
+  #value: unknown = undefined;
   #mode = Mode.Unset;
   /** The call's time limit: a loop timer or an entry of a session's Deadlines. */
   timer: Timer | Deadline | undefined;
@@ -146,8 +154,8 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
     if (this.#promise) return this.#promise;
     if (this.#mode === Mode.Unset) this.#mode = Mode.Promise;
     const s = this.#settled;
-    if (s !== undefined) {
-      this.#promise = s.ok ? Promise.resolve(s.v as R) : Promise.reject(s.v);
+    if (s !== Settled.No) {
+      this.#promise = s === Settled.Ok ? Promise.resolve(this.#value as R) : Promise.reject(this.#value);
       this.#promise.catch(noop);
     } else
       this.#promise = new Promise<R>((resolve, reject) => {
@@ -186,9 +194,9 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
         return { value: undefined, done: true };
       }
       const s = this.#settled;
-      if (s !== undefined && !this.#isStream) {
+      if (s !== Settled.No && !this.#isStream) {
         // A plain result (or an error before any item).
-        if (!s.ok) throw s.v;
+        if (s === Settled.Failed) throw this.#value;
         throw new ProtocolError(`${this.method}() returned a single result, not a stream; await it instead`);
       }
       await new Promise<void>((resolve) => (this.#wake = resolve));
@@ -257,8 +265,9 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
   }
 
   #settle(ok: boolean, v: unknown, final: boolean): void {
-    if (this.#settled !== undefined) return;
-    this.#settled = { ok, v };
+    if (this.#settled !== Settled.No) return;
+    this.#settled = ok ? Settled.Ok : Settled.Failed;
+    this.#value = v;
     if (this.#resolve !== undefined) {
       if (ok) this.#resolve(v as R);
       else {

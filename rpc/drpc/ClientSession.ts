@@ -10,7 +10,7 @@ import { TimeoutError, abortReason } from "../../core/errors.js";
 import type { ClientSessionHooks, ClientSessionLike } from "../protocol.js";
 import { ProtocolError, RemoteError } from "../errors.js";
 import { PendingCall, STREAM_WINDOW, type CallOptions, type CallOwner } from "../PendingCall.js";
-import { T, type Msg } from "./codec.js";
+import { T, encodeCall, type Msg } from "./codec.js";
 import { Peer, type PeerOptions } from "./Peer.js";
 
 export interface ClientSessionOptions extends PeerOptions, ClientSessionHooks {}
@@ -63,7 +63,7 @@ export class ClientSession extends Peer implements CallOwner, ClientSessionLike 
     this.#pending.set(id, call);
     const kwargs = options?.kwargs ?? null;
     try {
-      this.send([T.CALL, id, method, args as unknown[], kwargs, timeoutMs ?? null, STREAM_WINDOW]);
+      this.sendEncoded(encodeCall(id, method, args, kwargs, timeoutMs ?? null, STREAM_WINDOW));
     } catch (e) {
       this.#pending.delete(id);
       call._settle(false, e);

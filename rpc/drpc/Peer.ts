@@ -103,6 +103,12 @@ export abstract class Peer {
     return this.conn.send([encode(m)]);
   }
 
+  /** Send one message already encoded (by the codec's `encodeCall`, `encodeValue`); as `send`. */
+  sendEncoded(frame: Uint8Array): boolean {
+    this.#sentSinceTick = true;
+    return this.conn.send([frame]);
+  }
+
   /** Send without throwing (the connection may have ended meanwhile). */
   trySend(m: Msg): boolean {
     if (this.#ended) return false;

@@ -12,7 +12,7 @@ import { bindArguments } from "../api.js";
 import type { CallContext } from "../context.js";
 import { ProtocolError, errorInfo } from "../errors.js";
 import type { ServerCore, ServerSessionLike } from "../protocol.js";
-import { T, type Msg } from "./codec.js";
+import { T, encodeValue, type Msg } from "./codec.js";
 import { Peer, type PeerOptions } from "./Peer.js";
 
 
@@ -200,9 +200,13 @@ export class ServerSession extends Peer implements ServerSessionLike {
       return;
     }
     const call = new ServerCall(id, method, bound.length ? bound : NO_ARGS, this.conn.remoteUrl);
-    call.startedAt = this.loop.now();
+    const now = this.loop.now();
+    call.startedAt = now;
     this.#calls.set(id, call);
-    if (deadlineMs !== null) this.#armDeadline(call, deadlineMs);
+    if (deadlineMs !== null) {
+      call.limitMs = deadlineMs;
+      call.timer = this.#deadlines.add(deadlineMs, call, now);
+    }
     call.credit = credit;
     const mw = server.middleware;
     let r: unknown;
@@ -221,11 +225,6 @@ export class ServerSession extends Peer implements ServerSessionLike {
     } else this.#result(call, r);
   }
 
-  #armDeadline(call: ServerCall, ms: number): void {
-    call.limitMs = ms;
-    call.timer = this.#deadlines.add(ms, call);
-  }
-
   #result(call: ServerCall, v: unknown): void {
     if (call.done) return;
     // An Observable streams like a generator. It has no backpressure of its
@@ -240,7 +239,7 @@ export class ServerSession extends Peer implements ServerSessionLike {
     const mw = this.#server.middleware;
     for (let i = 0; i < mw.length; i++) mw[i]!.after?.(call, v);
     try {
-      this.send([T.RESULT, call.id, v]);
+      this.sendEncoded(encodeValue(T.RESULT, call.id, v));
     } catch (e) {
       // Unsendable result (too large, not encodable): answer with the error instead.
       if (!this.ended) this.sendError(call.id, errorInfo(e, this.#server.exposeStack));
@@ -288,7 +287,7 @@ export class ServerSession extends Peer implements ServerSessionLike {
           call.timer.cancel();
           call.timer = undefined;
         }
-        if (!this.send([T.ITEM, call.id, r.value])) await this.conn.drain();
+        if (!this.sendEncoded(encodeValue(T.ITEM, call.id, r.value))) await this.conn.drain();
       }
     } catch (e) {
       complete = true; // the iterator threw: it has already finished

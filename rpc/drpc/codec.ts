@@ -110,29 +110,38 @@ function withHead(len: number, value: unknown): Uint8Array {
   return out;
 }
 
-export function encode(m: Msg): Uint8Array {
-  switch (m[0]) {
-    case T.RESULT:
-    case T.ITEM:
-      if (isUint32(m[1])) {
-        head[0] = 0x93;
-        head[1] = m[0];
-        return withHead(putUint(2, m[1]), m[2]);
-      }
-      break;
-    case T.CALL: {
-      const [, id, method, args, kwargs, deadline, credit] = m;
-      if (kwargs !== null || !isUint32(id) || !isUint32(credit) || !(deadline === null || isUint32(deadline))) break;
-      head[0] = 0x97;
-      head[1] = T.CALL;
-      let p = putAscii(putUint(2, id), method);
-      if (p < 0 || p > MAX_HEAD - 12) break;
+/** A RESULT or an ITEM, without building the message first. */
+export function encodeValue(type: T.RESULT | T.ITEM, id: number, value: unknown): Uint8Array {
+  if (!isUint32(id)) return packr.pack([type, id, value]) as Uint8Array;
+  head[0] = 0x93;
+  head[1] = type;
+  return withHead(putUint(2, id), value);
+}
+
+/** A CALL, without building the message first. */
+export function encodeCall(id: number, method: string, args: readonly unknown[], kwargs: Record<string, unknown> | null, deadline: number | null, credit: number): Uint8Array {
+  if (kwargs === null && isUint32(id) && isUint32(credit) && (deadline === null || isUint32(deadline))) {
+    head[0] = 0x97;
+    head[1] = T.CALL;
+    let p = putAscii(putUint(2, id), method);
+    if (p >= 0 && p <= MAX_HEAD - 12) {
       head[p++] = 0xc0; // kwargs: nil
       p = deadline === null ? ((head[p] = 0xc0), p + 1) : putUint(p, deadline);
       return withHead(putUint(p, credit), args);
     }
   }
-  return packr.pack(m[0] === T.CALL ? [T.CALL, m[1], m[2], m[4], m[5], m[6], m[3]] : m) as Uint8Array;
+  return packr.pack([T.CALL, id, method, kwargs, deadline, credit, args]) as Uint8Array;
+}
+
+export function encode(m: Msg): Uint8Array {
+  switch (m[0]) {
+    case T.RESULT:
+    case T.ITEM:
+      return encodeValue(m[0], m[1], m[2]);
+    case T.CALL:
+      return encodeCall(m[1], m[2], m[3], m[4], m[5], m[6]);
+  }
+  return packr.pack(m) as Uint8Array;
 }
 
 // ---- decoding ----
