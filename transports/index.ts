@@ -7,6 +7,7 @@
  * | `ipc:///path/to.sock` | {@link NetTransport} | node:net (unix socket) |
  * | `tls://host:port` | {@link TlsTransport} | node:tls |
  * | `inproc://name` | {@link InprocTransport} | memory, one loop |
+ * | `zmq+tcp://host:port`, `zmq+ipc:///path` | {@link ZmqTransport} | ZeroMQ (zeromq.js) |
  *
  * Call {@link registerTransports} once per loop (it is idempotent), then use
  * `loop.connect(url)` and `loop.listen(url)`. See docs/transports.md.
@@ -28,6 +29,7 @@ import type { Loop } from "../core/Loop.js";
 import { InprocTransport } from "./inproc.js";
 import { netTransport } from "./net.js";
 import { tlsTransport } from "./tls.js";
+import { zmqTransport } from "./zmq.js";
 
 export * from "./errors.js";
 export * from "./framing.js";
@@ -35,6 +37,7 @@ export { StreamConnection } from "./StreamConnection.js";
 export { NetTransport, netTransport } from "./net.js";
 export { TlsTransport, tlsTransport, type TlsConnectOptions, type TlsListenOptions } from "./tls.js";
 export { InprocTransport, InprocConnection, InprocListener, inprocName } from "./inproc.js";
+export { ZmqTransport, zmqTransport, ZmqListener, ZmqDealerConnection, ZmqPeerConnection, zmqEndpoint } from "./zmq.js";
 export { DEFAULT_HIGH_WATER_MARK } from "./internal/ConnectionBase.js";
 export { DEFAULT_BACKLOG } from "./internal/ListenerBase.js";
 
@@ -53,5 +56,6 @@ export function registerTransports<L extends Loop>(loop: L): L {
   }
   if (!r.has("tls")) r.register(tlsTransport);
   if (!r.has("inproc")) r.register(new InprocTransport());
+  if (!r.has("zmq+tcp") && !r.has("zmq+ipc")) r.register(zmqTransport);
   return loop;
 }

@@ -1,0 +1,243 @@
+/**
+ * ZeroMQ transports: the shared conformance suite on zmq+tcp, zmq+tcp over ::1
+ * and zmq+ipc, and what is particular to ZeroMQ (ROUTER-side ends, listener
+ * close, a raw DEALER's frames, sockets accounted for).
+ *
+ * Two cases of the shared suite cannot apply to ZeroMQ (NOT_FOR_ZMQ below,
+ * and docs/zeromq.md, "How connections end"). The suite runs unchanged for
+ * every other transport; for zmq it runs in a child process whose test-name
+ * pattern leaves those two out, and the parts of them that do hold on ZeroMQ
+ * are tested here.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { describe, test } from "node:test";
+import { NodeLoop } from "../../adapters/node.js";
+import { openZmqSockets, ZmqSocket } from "../../adapters/zeromq.js";
+import { isTilthError } from "../../core/errors.js";
+import type { Connection } from "../../core/Transport.js";
+import { registerTransports } from "../../transports/index.js";
+import { leakCheck } from "../helpers/leaks.js";
+import { collect, connectPair, defer, echo, pattern } from "./util.js";
+import { zmqCases } from "./zmq-conformance.js";
+
+/** Conformance cases that cannot apply to ZeroMQ, and why. */
+export const NOT_FOR_ZMQ: Record<string, string> = {
+  "a message above the receiver's maxMessageSize ends only that connection, with ERR_MESSAGE_TOO_LARGE":
+    "ZeroMQ cannot disconnect one peer of a ROUTER: the listener side ends with ERR_MESSAGE_TOO_LARGE and the listener serves on (tested below), but the DEALER is not told",
+  "listener: close stops accepting (ERR_CONNECTION_REFUSED after) and keeps accepted connections open":
+    "libzmq drops every accepted connection on unbind and cannot refuse a TCP peer while bound: a closed zmq listener keeps its accepted connections and drops new peers' messages (tested below), and is refused once the last accepted connection ends",
+};
+
+const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+const childFile = fileURLToPath(new URL("./zmq-conformance.js", import.meta.url));
+
+function runConformance(which: string): Promise<{ code: number | null; out: string }> {
+  const pattern = `^(?!<root>|transport conformance|${Object.keys(NOT_FOR_ZMQ).map(escape).join("|")}).+`;
+  // Without NODE_TEST_CONTEXT: the child is a test run of its own, reporting TAP.
+  const { NODE_TEST_CONTEXT: _ctx, ...env } = process.env;
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, ["--test", "--test-reporter=tap", `--test-name-pattern=${pattern}`, childFile], {
+      env: { ...env, TILTH_ZMQ_CONFORMANCE: which },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    p.stdout.on("data", (d) => (out += String(d)));
+    p.stderr.on("data", (d) => (out += String(d)));
+    p.on("close", (code) => resolve({ code, out }));
+  });
+}
+
+describe("zmq transports: the shared conformance suite", () => {
+  for (const which of Object.keys(zmqCases)) {
+    test(`zmq+${which === "tcp6" ? "tcp over ::1" : which}: every case but the ${Object.keys(NOT_FOR_ZMQ).length} that cannot apply`, { timeout: 300_000 }, async () => {
+      const { code, out } = await runConformance(which);
+      const count = (k: string): number => Number(new RegExp(`^# ${k} (\\d+)$`, "m").exec(out)?.[1] ?? NaN);
+      const failed = out.split("\n").filter((l) => /^\s*not ok/.test(l));
+      assert.equal(code, 0, `conformance failed:\n${failed.join("\n")}\n${out.slice(-4000)}`);
+      assert.equal(count("fail"), 0);
+      assert.equal(count("skipped"), Object.keys(NOT_FOR_ZMQ).length, "exactly the cases that cannot apply are left out");
+      assert.ok(count("pass") >= 20, `only ${count("pass")} cases ran`);
+    });
+  }
+});
+
+const newLoop = (): NodeLoop => registerTransports(new NodeLoop());
+const zmqCase = zmqCases.tcp!();
+
+function assertCode(e: unknown, code: string): true {
+  assert.ok(isTilthError(e, code), `expected ${code}, got ${String(e)}`);
+  return true;
+}
+
+describe("zmq transports: what is particular to ZeroMQ", () => {
+  test("a message above the listener's maxMessageSize ends that peer's Connection with ERR_MESSAGE_TOO_LARGE; the listener serves on", async () => {
+    const done = leakCheck();
+    const loop = newLoop();
+    const { listener, client, server, nextServer } = await connectPair(zmqCase, loop, { listen: { maxMessageSize: 4096 } });
+    const b = collect(server);
+    collect(client);
+    client.send([pattern(4097)]);
+    const end = await b.end;
+    assert.equal(end.by, "peer");
+    assertCode(end.error, "ERR_MESSAGE_TOO_LARGE");
+    // The DEALER is not told (no per-peer disconnect on a ROUTER); its later messages are dropped.
+    client.send([Buffer.from("dropped")]);
+    const second = await loop.connect(listener.url);
+    const got = collect(second);
+    const server2 = await nextServer();
+    void echo(server2);
+    second.send([pattern(4096)]);
+    await got.until(1);
+    assert.equal(b.msgs.length, 0);
+    await second.close();
+    await client.close();
+    await listener.close();
+    await server2.closed;
+    assert.equal(openZmqSockets(), 0);
+    await done();
+  });
+
+  test("a closed listener keeps accepted Connections, drops new peers, and unbinds when the last Connection ends", async () => {
+    const done = leakCheck();
+    const loop = newLoop();
+    const { listener, client, server } = await connectPair(zmqCase, loop);
+    const got = collect(client);
+    void echo(server);
+    await listener.close();
+    // A newcomer still completes the ZMTP handshake (libzmq cannot refuse it while bound), but is not accepted.
+    const late = await loop.connect(listener.url);
+    const lateGot = collect(late);
+    late.send([Buffer.from("anyone?")]);
+    client.send([Buffer.from("still here")]);
+    await got.until(1);
+    assert.equal(String(got.msgs[0]![0]), "still here");
+    await client.close();
+    await server.closed;
+    // Now the ROUTER is closed: the newcomer's connection drops, a new connect is refused.
+    const lateEnd = await lateGot.end;
+    assert.equal(lateEnd.by, "peer");
+    assert.equal(lateGot.msgs.length, 0);
+    await assert.rejects(loop.connect(listener.url), (e) => assertCode(e, "ERR_CONNECTION_REFUSED"));
+    assert.equal(openZmqSockets(), 0);
+    await done();
+  });
+
+  test("closing a ROUTER-side Connection flushes what it sent; the peer's later messages are dropped", async () => {
+    const done = leakCheck();
+    const loop = newLoop();
+    const { listener, client, server } = await connectPair(zmqCase, loop);
+    const got = collect(client);
+    const b = collect(server);
+    for (let i = 0; i < 100; i++) server.send([Buffer.from(`m${i}`)]);
+    await server.close();
+    assert.deepEqual(server.ended, { by: "local" });
+    await got.until(100);
+    client.send([Buffer.from("into the void")]);
+    assert.equal(b.msgs.length, 0);
+    await client.close();
+    await listener.close();
+    await done();
+  });
+
+  test("a raw DEALER's [\"\", payload] arrives as two frames, and two frames go back as they are", async () => {
+    const done = leakCheck();
+    const loop = newLoop();
+    const listener = await loop.listen("zmq+tcp://127.0.0.1:0");
+    const accepted = defer<Connection>();
+    listener.start(accepted.resolve);
+    const dealer = ZmqSocket.open(loop, "dealer");
+    dealer.connect(listener.url.replace(/^zmq\+/, ""));
+    const reply = defer<Buffer[]>();
+    dealer.start({ message: reply.resolve });
+    dealer.send([new Uint8Array(0), Buffer.from("payload")]);
+    const server = await accepted.promise;
+    const got = collect(server);
+    await got.until(1);
+    assert.deepEqual(got.msgs[0]!.map((f) => Buffer.from(f).toString()), ["", "payload"]);
+    server.send([new Uint8Array(0), Buffer.from("answer")]);
+    assert.deepEqual((await reply.promise).map((f) => f.toString()), ["", "answer"]);
+    await dealer.close();
+    await server.closed;
+    await listener.close();
+    assert.equal(openZmqSockets(), 0);
+    await done();
+  });
+});
+
+describe("zeromq adapter: PUSH/PULL, PUB/SUB, bounded queue, close", () => {
+  test("PUSH/PULL carries multi-frame messages in order; PUB/SUB filters by topic", async () => {
+    const done = leakCheck();
+    const loop = new NodeLoop();
+    const pull = ZmqSocket.open(loop, "pull");
+    const url = await pull.bind("tcp://127.0.0.1:*");
+    const got: string[] = [];
+    const all = defer();
+    pull.start({
+      message(f) {
+        got.push(f.map(String).join("|"));
+        if (got.length === 100) all.resolve();
+      },
+    });
+    const push = ZmqSocket.open(loop, "push");
+    push.connect(url);
+    for (let i = 0; i < 100; i++) push.send([Buffer.from(`a${i}`), Buffer.from("b")]);
+    await all.promise;
+    assert.deepEqual(got, Array.from({ length: 100 }, (_, i) => `a${i}|b`));
+    await push.close();
+    await pull.close();
+
+    const pub = ZmqSocket.open(loop, "pub");
+    const purl = await pub.bind("tcp://127.0.0.1:*");
+    const sub = ZmqSocket.open(loop, "sub", { subscribe: ["news."] });
+    const heard: string[] = [];
+    const first = defer();
+    sub.start({
+      message(f) {
+        heard.push(String(f[0]));
+        first.resolve();
+      },
+    });
+    sub.connect(purl);
+    // PUB drops messages until the subscription arrives: publish until one is heard.
+    for (let i = 0; i < 200 && heard.length === 0; i++) {
+      pub.send([Buffer.from("weather.x")]);
+      pub.send([Buffer.from(`news.${i}`)]);
+      await new Promise<void>((r) => loop.timer(5, r));
+    }
+    await first.promise;
+    assert.ok(heard.every((h) => h.startsWith("news.")), heard.join(","));
+    assert.throws(() => sub.send([Buffer.from("x")]), TypeError);
+    await sub.close();
+    await pub.close();
+    assert.equal(openZmqSockets(), 0);
+    await done();
+  });
+
+  test("the send queue is bounded: false past the high-water mark, ERR_BUSY past the limit; close rejects drain with ERR_CLOSED; close is idempotent", async () => {
+    const done = leakCheck();
+    const loop = new NodeLoop();
+    // A DEALER with no peer: libzmq takes up to its send high-water mark, then the queue here fills.
+    const d = ZmqSocket.open(loop, "dealer", { highWaterMark: 1000, maxQueuedBytes: 4000, sendHighWaterMark: 1 });
+    d.connect("tcp://127.0.0.1:1");
+    const results: boolean[] = [];
+    let busy: unknown;
+    try {
+      for (let i = 0; i < 100; i++) results.push(d.send([pattern(300)]));
+    } catch (e) {
+      busy = e;
+    }
+    assert.ok(results.includes(false), "send returned false past the high-water mark");
+    assertCode(busy, "ERR_BUSY");
+    assert.ok(d.bufferedAmount <= 4000 + 300);
+    const drained = d.drain();
+    d.destroy();
+    await assert.rejects(drained, (e) => assertCode(e, "ERR_CLOSED"));
+    assert.throws(() => d.send([Buffer.from("x")]), (e) => assertCode(e, "ERR_CLOSED"));
+    await d.close();
+    d.destroy();
+    assert.equal(openZmqSockets(), 0);
+    await done();
+  });
+});
