@@ -29,6 +29,7 @@ import type { Middleware } from "./context.js";
 import type { CallOptions, CallPromise, PendingCall } from "./PendingCall.js";
 import type { PeerOptions } from "./drpc/Peer.js";
 import { drpc } from "./drpc/index.js";
+import { zrpc } from "./zerorpc/index.js";
 import type { ClientSessionLike, RpcProtocol } from "./protocol.js";
 import { parseRpcUrl } from "./url.js";
 
@@ -70,7 +71,7 @@ export interface ClientOptions extends PeerOptions {
    * since apps started together come up in any order.
    */
   waitForReady?: boolean;
-  /** Wire protocols this client can speak, by URL prefix. Default: drpc. */
+  /** Wire protocols this client can speak, by URL prefix. Default: drpc and zrpc. */
   protocols?: readonly RpcProtocol[];
 }
 
@@ -96,13 +97,13 @@ export class RpcClient implements AsyncDisposable {
 
   constructor(url: string, options: ClientOptions) {
     const u = parseRpcUrl(url);
-    const protocols = options.protocols ?? [drpc];
+    const protocols = options.protocols ?? [drpc, zrpc];
     const protocol = protocols.find((p) => p.name === u.protocol);
     if (protocol === undefined)
       throw new TilthError("ERR_UNKNOWN_PROTOCOL", `no RPC protocol "${u.protocol}" for ${url} (known: ${protocols.map((p) => p.name).join(", ")})`);
     this.#protocol = protocol;
     this.url = url;
-    this.#transportUrl = u.transport;
+    this.#transportUrl = protocol.transportUrl ? protocol.transportUrl(u.transport) : u.transport;
     this.loop = options.loop;
     this.timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
     this.#options = options;

@@ -17,6 +17,7 @@ import { exposedMethods, type ExposeOptions, type ExposedMethod, type MethodInfo
 import type { Middleware } from "./context.js";
 import type { PeerOptions } from "./drpc/Peer.js";
 import { drpc } from "./drpc/index.js";
+import { zrpc } from "./zerorpc/index.js";
 import type { RpcProtocol, ServerCore, ServerSessionLike } from "./protocol.js";
 import { formatRpcUrl, parseRpcUrl } from "./url.js";
 
@@ -29,7 +30,7 @@ export interface ServerOptions extends PeerOptions, ExposeOptions {
   middleware?: Middleware[];
   /** Passed to the transport's listen (TLS keys, socket mode, backlog). */
   transport?: ListenOptions;
-  /** Wire protocols this server can speak, by URL prefix. Default: drpc. */
+  /** Wire protocols this server can speak, by URL prefix. Default: drpc and zrpc. */
   protocols?: readonly RpcProtocol[];
   /**
    * Serve the debug API (`.debug.status`, `.debug.settings`) beside `.ping`
@@ -64,7 +65,7 @@ export class RpcServer implements ServerCore, AsyncDisposable {
     this.middleware = [...(options.middleware ?? [])];
     this.maxConcurrentCalls = options.maxConcurrentCalls ?? 1024;
     this.exposeStack = options.exposeStack ?? false;
-    this.#protocols = new Map((options.protocols ?? [drpc]).map((p) => [p.name, p]));
+    this.#protocols = new Map((options.protocols ?? [drpc, zrpc]).map((p) => [p.name, p]));
     const listing = (): MethodInfo[] => [...this.methods.values()].filter((m) => !m.name.startsWith(".")).map(({ fn: _fn, contextual: _c, ...info }) => info);
     this.#builtin(".inspect", "The methods of this server, with parameters and docs.", () => ({ methods: listing() }));
     this.#builtin(".ping", "Answers \"pong\".", () => "pong");
@@ -127,11 +128,11 @@ export class RpcServer implements ServerCore, AsyncDisposable {
     if (protocol === undefined)
       throw new TilthError("ERR_UNKNOWN_PROTOCOL", `no RPC protocol "${u.protocol}" for ${url} (known: ${[...this.#protocols.keys()].join(", ")})`);
     const o = this.#options;
-    const listener = await this.loop.listen(u.transport, {
+    const listener = await this.loop.listen(protocol.transportUrl ? protocol.transportUrl(u.transport) : u.transport, {
       ...o.transport,
       ...(o.maxMessageSize === undefined ? {} : { maxMessageSize: o.maxMessageSize }),
     });
-    const bound = formatRpcUrl(u.protocol, listener.url);
+    const bound = formatRpcUrl(u.protocol, protocol.publicUrl ? protocol.publicUrl(listener.url) : listener.url);
     this.#listeners.push({ listener, url: bound });
     listener.start((conn) => {
       if (this.#closing) {

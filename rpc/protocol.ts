@@ -59,6 +59,13 @@ export interface ClientSessionHooks {
 export interface RpcProtocol {
   /** The URL prefix: `drpc` in `drpc+tcp://…`. */
   readonly name: string;
+  /**
+   * The transport URL for a URL of this protocol, when the protocol implies a
+   * transport (zrpc: `zrpc+tcp://` runs on `zmq+tcp://`). Default: as given.
+   */
+  transportUrl?(transport: string): string;
+  /** The inverse of `transportUrl`, for the URLs a server reports. */
+  publicUrl?(transport: string): string;
   /** Serve one accepted connection. */
   accept(server: ServerCore, conn: Connection, options: ServerOptions): ServerSessionLike;
   /** Start a client session on a fresh connection. */

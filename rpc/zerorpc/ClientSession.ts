@@ -1,0 +1,232 @@
+/**
+ * The client end of one ZeroRPC connection: a channel per call (keyed by the
+ * request's message id), results, errors and streams, `_zpc_more` credit sent
+ * only after the first reply, per-channel `_zpc_hb` heartbeats with
+ * lost-remote detection, and time limits.
+ * @internal
+ */
+import type { Loop, Timer } from "../../core/Loop.js";
+import type { Connection, Message } from "../../core/Transport.js";
+import { TimeoutError, abortReason } from "../../core/errors.js";
+import type { ClientOptions } from "../Client.js";
+import { ConnectionLostError, ProtocolError, RemoteError } from "../errors.js";
+import { PendingCall, STREAM_WINDOW, type CallOptions, type CallOwner } from "../PendingCall.js";
+import type { ClientSessionHooks, ClientSessionLike } from "../protocol.js";
+import { decodeEvent, encodeEvent, idKey, IdGenerator, ZRPC_VERSION, type MessageId } from "./codec.js";
+import { DEFAULT_HEARTBEAT_MS } from "./ServerSession.js";
+
+/** The stable code of every error a ZeroRPC server answers with (the kind is in `remoteName`). */
+export const ZRPC_REMOTE_CODE = "ERR_REMOTE";
+
+interface Chan {
+  call: PendingCall<any>;
+  msgId: MessageId;
+  key: string;
+  lastSeen: number;
+  hb: Timer | undefined;
+  /** A reply arrived: `_zpc_more` may be sent from now on. */
+  answered: boolean;
+}
+
+/** A RemoteError from an ERR event's args `[name, message, traceback]`. */
+export function remoteErrorOf(args: unknown, method: string): RemoteError {
+  const a = Array.isArray(args) ? args : [args];
+  const str = (x: unknown): string => (typeof x === "string" ? x : x instanceof Uint8Array ? Buffer.from(x).toString() : x === undefined || x === null ? "" : String(x));
+  // A v1 server sends one arg: the repr of the exception.
+  const name = a.length >= 2 ? str(a[0]) || "RemoteError" : "RemoteError";
+  const message = a.length >= 2 ? str(a[1]) : str(a[0]);
+  const tb = a.length >= 3 ? str(a[2]) : undefined;
+  return new RemoteError({ name, message, code: ZRPC_REMOTE_CODE, ...(tb ? { stack: tb } : {}) }, method);
+}
+
+export class ZrpcClientSession implements CallOwner, ClientSessionLike {
+  readonly #loop: Loop;
+  readonly #conn: Connection;
+  readonly #opts: ClientOptions & ClientSessionHooks;
+  readonly #hbMs: number;
+  readonly #ids = new IdGenerator();
+  readonly #chans = new Map<string, Chan>();
+  readonly #byCall = new Map<PendingCall<any>, Chan>();
+  #seq = 0;
+  #ended = false;
+
+  constructor(loop: Loop, conn: Connection, options: ClientOptions & ClientSessionHooks) {
+    this.#loop = loop;
+    this.#conn = conn;
+    this.#opts = options;
+    this.#hbMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    conn.start({ message: (m) => this.#onMessage(m), end: (e) => this.#onEnd(e.error) });
+  }
+
+  get usable(): boolean {
+    return !this.#ended;
+  }
+
+  get inFlight(): number {
+    return this.#chans.size;
+  }
+
+  get peerUrl(): string {
+    return this.#conn.remoteUrl;
+  }
+
+  call<R>(method: string, args: readonly unknown[], timeoutMs: number | undefined, options: CallOptions | undefined): PendingCall<R> {
+    const signal = options?.signal;
+    const call = new PendingCall<R>(this, ++this.#seq, method, args, signal);
+    const mw = this.#opts.middleware;
+    try {
+      for (let i = 0; i < mw.length; i++) mw[i]!.before?.(call);
+    } catch (e) {
+      call._settle(false, e);
+      return call;
+    }
+    if (signal?.aborted) {
+      call._settle(false, abortReason(signal));
+      return call;
+    }
+    if (options?.kwargs !== undefined && Object.keys(options.kwargs).length > 0) {
+      call._settle(false, new ProtocolError("ZeroRPC has no named arguments; pass them by position"));
+      return call;
+    }
+    const msgId = this.#ids.next();
+    const key = idKey(msgId);
+    const ch: Chan = { call, msgId, key, lastSeen: this.#loop.now(), hb: undefined, answered: false };
+    try {
+      this.#conn.send(encodeEvent({ message_id: msgId, v: ZRPC_VERSION }, method, args as unknown[]));
+    } catch (e) {
+      call._settle(false, e);
+      return call;
+    }
+    this.#chans.set(key, ch);
+    this.#byCall.set(call, ch);
+    this.#armHeartbeat(ch);
+    if (timeoutMs !== undefined) {
+      call.timer = this.#loop.timer(timeoutMs, () => {
+        if (this.#chans.get(key) === ch) call.cancel(new TimeoutError(timeoutMs, `call ${method}`));
+      });
+    }
+    if (signal !== undefined) call._watchSignal(signal);
+    return call;
+  }
+
+  /** The consumer took items: grant the server as many more (only once it has answered). */
+  grantCredit(call: PendingCall<any>, n: number): void {
+    const ch = this.#byCall.get(call);
+    if (ch === undefined || !ch.answered) return;
+    this.#sendOn(ch, "_zpc_more", [n]);
+  }
+
+  /**
+   * ZeroRPC has no cancel event: the channel is forgotten here (later events on
+   * it are dropped, and it gets no more heartbeats or credit), so the server
+   * stalls on credit and drops the call when its heartbeats go unanswered.
+   */
+  cancelCall(call: PendingCall<any>, _reason: Error): void {
+    const ch = this.#byCall.get(call);
+    if (ch !== undefined) this.#forget(ch);
+  }
+
+  #sendOn(ch: Chan, name: string, args: unknown): void {
+    if (this.#ended) return;
+    try {
+      this.#conn.send(encodeEvent({ message_id: this.#ids.next(), v: ZRPC_VERSION, response_to: ch.msgId }, name, args));
+    } catch {
+      // the connection ended; its end fails the calls
+    }
+  }
+
+  #armHeartbeat(ch: Chan): void {
+    const ms = this.#hbMs;
+    if (ms <= 0) return;
+    const tick = (): void => {
+      if (this.#chans.get(ch.key) !== ch) return;
+      const silent = this.#loop.now() - ch.lastSeen;
+      if (silent > 2 * ms) {
+        this.#forget(ch);
+        this.#done(ch, false, new ConnectionLostError(`lost remote: no event on the call's channel for ${silent} ms (heartbeat ${ms} ms)`, { silentMs: silent }));
+        return;
+      }
+      this.#sendOn(ch, "_zpc_hb", [0]);
+      ch.hb = this.#loop.timer(ms, tick);
+    };
+    ch.hb = this.#loop.timer(ms, tick);
+  }
+
+  #forget(ch: Chan): void {
+    ch.hb?.cancel();
+    ch.hb = undefined;
+    if (this.#chans.get(ch.key) === ch) this.#chans.delete(ch.key);
+    this.#byCall.delete(ch.call);
+  }
+
+  #done(ch: Chan, ok: boolean, v: unknown): void {
+    const mw = this.#opts.middleware;
+    for (let i = 0; i < mw.length; i++) {
+      if (ok) mw[i]!.after?.(ch.call, v);
+      else mw[i]!.error?.(ch.call, v);
+    }
+    ch.call._settle(ok, v);
+  }
+
+  #onMessage(frames: Message): void {
+    let ev;
+    try {
+      ev = decodeEvent(frames);
+    } catch {
+      return; // not an event: dropped, as the reference implementations do
+    }
+    const rt = ev.header.response_to;
+    if (rt === undefined || rt === null) return;
+    const ch = this.#chans.get(idKey(rt));
+    if (ch === undefined) return; // a channel we no longer track
+    ch.lastSeen = this.#loop.now();
+    const call = ch.call;
+    switch (ev.name) {
+      case "OK": {
+        this.#forget(ch);
+        const v = Array.isArray(ev.args) ? ev.args[0] : ev.args;
+        this.#done(ch, true, v === null ? undefined : v);
+        return;
+      }
+      case "ERR": {
+        this.#forget(ch);
+        this.#done(ch, false, remoteErrorOf(ev.args, call.method));
+        return;
+      }
+      case "STREAM": {
+        call._item(ev.args);
+        if (!ch.answered) {
+          ch.answered = true;
+          // Credit only after the first reply (zerorpc-python drops an earlier one).
+          this.#sendOn(ch, "_zpc_more", [STREAM_WINDOW]);
+        }
+        return;
+      }
+      case "STREAM_DONE": {
+        this.#forget(ch);
+        const mw = this.#opts.middleware;
+        for (let i = 0; i < mw.length; i++) mw[i]!.after?.(call, undefined);
+        call._end();
+        return;
+      }
+      default:
+        // _zpc_hb and anything unknown: a sign of life only.
+        return;
+    }
+  }
+
+  #onEnd(cause: Error | undefined): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const error = new ConnectionLostError(cause ? `connection lost: ${cause.message}` : "connection closed", { cause });
+    for (const ch of [...this.#chans.values()]) {
+      this.#forget(ch);
+      this.#done(ch, false, error);
+    }
+    this.#opts.onEnded(this, error);
+  }
+
+  close(): Promise<void> {
+    return this.#conn.close();
+  }
+}

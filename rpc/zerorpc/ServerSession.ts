@@ -1,0 +1,366 @@
+/**
+ * The server end of one ZeroRPC connection (one DEALER peer on a ROUTER):
+ * channels keyed by the opening request's message id, OK / ERR / STREAM /
+ * STREAM_DONE replies, `_zpc_more` credit, per-channel heartbeats with
+ * lost-remote detection, and the `_zerorpc_*` built-ins.
+ * @internal
+ */
+import type { Loop, Timer } from "../../core/Loop.js";
+import type { Connection, Message } from "../../core/Transport.js";
+import { CancelledError, TilthError } from "../../core/errors.js";
+import { bindArguments, type ExposedMethod } from "../api.js";
+import type { CallContext } from "../context.js";
+import { ConnectionLostError } from "../errors.js";
+import type { ServerCore, ServerSessionLike } from "../protocol.js";
+import type { ServerOptions } from "../Server.js";
+import { decodeEvent, encodeEvent, idKey, IdGenerator, ZRPC_VERSION, type MessageId } from "./codec.js";
+
+export const DEFAULT_HEARTBEAT_MS = 5000;
+
+class Channel implements CallContext {
+  readonly id: number;
+  readonly method: string;
+  readonly args: readonly unknown[];
+  readonly peer: string;
+  readonly msgId: MessageId;
+  readonly key: string;
+  /** Replies the client can take (every event we send on the channel spends one). */
+  credit = 1;
+  creditWaiter: (() => void) | undefined;
+  lastSeen: number;
+  hb: Timer | undefined;
+  done = false;
+  #ac: AbortController | undefined;
+  #reason: unknown;
+  #meta: Record<string, unknown> | undefined;
+
+  constructor(id: number, msgId: MessageId, key: string, method: string, args: readonly unknown[], peer: string, now: number) {
+    this.id = id;
+    this.msgId = msgId;
+    this.key = key;
+    this.method = method;
+    this.args = args;
+    this.peer = peer;
+    this.lastSeen = now;
+  }
+
+  get signal(): AbortSignal {
+    if (this.#ac === undefined) {
+      this.#ac = new AbortController();
+      if (this.done && this.#reason !== undefined) this.#ac.abort(this.#reason);
+    }
+    return this.#ac.signal;
+  }
+  get deadline(): number | undefined {
+    return undefined;
+  }
+  get meta(): Record<string, unknown> {
+    return (this.#meta ??= {});
+  }
+
+  finish(reason?: unknown): void {
+    if (this.done) return;
+    this.done = true;
+    this.hb?.cancel();
+    this.hb = undefined;
+    if (reason !== undefined) {
+      this.#reason = reason;
+      this.#ac?.abort(reason);
+    }
+    this.wake();
+  }
+
+  wake(): void {
+    const w = this.creditWaiter;
+    if (w) {
+      this.creditWaiter = undefined;
+      w();
+    }
+  }
+}
+
+function isAsyncIterable(v: unknown): v is AsyncIterable<unknown> {
+  return typeof v === "object" && v !== null && typeof (v as AsyncIterable<unknown>)[Symbol.asyncIterator] === "function";
+}
+
+/** `[name, message, traceback]` of an ERR event. */
+export function errArgs(e: unknown, exposeStack: boolean): [string, string, string] {
+  if (e instanceof Error) return [e.name, e.message, exposeStack && e.stack ? e.stack : `${e.name}: ${e.message}`];
+  const s = typeof e === "string" ? e : (() => {
+    try {
+      return JSON.stringify(e);
+    } catch {
+      return String(e);
+    }
+  })();
+  return ["NonError", s, `non-Error thrown: ${s}`];
+}
+
+/** The `_zerorpc_inspect` form of one method. */
+function describeMethod(m: ExposedMethod): { args: { name: string }[]; doc: string | null } {
+  return { args: m.params.map((name) => ({ name })), doc: m.doc ?? null };
+}
+
+export class ZrpcServerSession implements ServerSessionLike {
+  readonly #server: ServerCore;
+  readonly #conn: Connection;
+  readonly #loop: Loop;
+  readonly #hbMs: number;
+  readonly #name: string;
+  readonly #ids = new IdGenerator();
+  readonly #channels = new Map<string, Channel>();
+  #seq = 0;
+  #draining = false;
+  #ended = false;
+  #idle: (() => void) | undefined;
+
+  constructor(server: ServerCore, conn: Connection, options: ServerOptions) {
+    this.#server = server;
+    this.#conn = conn;
+    this.#loop = server.loop;
+    this.#hbMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    this.#name = options.name ?? "tilth";
+    conn.start({ message: (m) => this.#onMessage(m), end: () => this.#onEnd() });
+  }
+
+  get active(): number {
+    return this.#channels.size;
+  }
+
+  goaway(_reason: string): void {
+    // ZeroRPC cannot tell a client to go elsewhere: new calls are answered as unavailable.
+    this.#draining = true;
+  }
+
+  idle(): Promise<void> {
+    if (this.#channels.size === 0) return Promise.resolve();
+    return new Promise((resolve) => (this.#idle = resolve));
+  }
+
+  async shutdown(reason: string): Promise<void> {
+    const err = new CancelledError(reason);
+    for (const ch of [...this.#channels.values()]) {
+      this.#send(ch, "ERR", ["UnavailableError", reason, ""], true);
+      this.#finish(ch, err);
+    }
+    await this.#conn.close();
+  }
+
+  #send(ch: Channel, name: string, args: unknown, force = false): boolean {
+    if (this.#ended) return false;
+    if (!force) ch.credit--;
+    try {
+      return this.#conn.send(encodeEvent({ message_id: this.#ids.next(), v: ZRPC_VERSION, response_to: ch.msgId }, name, args));
+    } catch {
+      return false;
+    }
+  }
+
+  #onMessage(frames: Message): void {
+    let ev;
+    try {
+      ev = decodeEvent(frames);
+    } catch {
+      return; // as zerorpc-python: undecodable events get no reply
+    }
+    const { header, name, args } = ev;
+    const rt = header.response_to;
+    if (rt !== undefined && rt !== null) {
+      const ch = this.#channels.get(idKey(rt));
+      if (ch === undefined) return; // unroutable: the channel is closed
+      ch.lastSeen = this.#loop.now();
+      if (name === "_zpc_more") {
+        const n = Array.isArray(args) ? args[0] : undefined;
+        if (typeof n === "number" && n > 0) {
+          ch.credit += n;
+          ch.wake();
+        }
+      }
+      // _zpc_hb (and anything else on a channel) only counts as a sign of life.
+      return;
+    }
+    if (name.startsWith("_zpc_")) return;
+    this.#onRequest(header.message_id, name, args);
+  }
+
+  #onRequest(msgId: MessageId, method: string, rawArgs: unknown): void {
+    const key = idKey(msgId);
+    if (this.#channels.has(key)) return; // a reused id while open: drop it, as an unroutable event
+    const args = Array.isArray(rawArgs) ? rawArgs : rawArgs === undefined || rawArgs === null ? [] : [rawArgs];
+    const ch = new Channel(++this.#seq, msgId, key, method, args, this.#conn.remoteUrl, this.#loop.now());
+    const server = this.#server;
+    if (this.#draining) {
+      this.#send(ch, "ERR", ["UnavailableError", "server is closing; call again elsewhere", ""]);
+      return;
+    }
+    if (this.#channels.size >= server.maxConcurrentCalls) {
+      this.#send(ch, "ERR", ["BusyError", `too many concurrent calls on this connection (limit ${server.maxConcurrentCalls})`, ""]);
+      return;
+    }
+    const builtin = this.#builtin(method, args);
+    if (builtin !== undefined) {
+      if (builtin.ok) this.#send(ch, "OK", [builtin.v]);
+      else this.#send(ch, "ERR", builtin.v as [string, string, string]);
+      return;
+    }
+    const m = server.methods.get(method);
+    if (m === undefined) {
+      this.#send(ch, "ERR", ["NameError", method, `NameError: unknown method "${method}"`]);
+      return;
+    }
+    const bound = bindArguments(m, args as unknown[], null);
+    if (typeof bound === "string") {
+      this.#send(ch, "ERR", ["TypeError", bound, `TypeError: ${bound}`]);
+      return;
+    }
+    this.#channels.set(key, ch);
+    this.#armHeartbeat(ch);
+    const mw = server.middleware;
+    let r: unknown;
+    try {
+      for (let i = 0; i < mw.length; i++) mw[i]!.before?.(ch);
+      r = m.contextual ? m.fn(ch, ...bound) : m.fn(...bound);
+    } catch (e) {
+      this.#fail(ch, e);
+      return;
+    }
+    if (r instanceof Promise) {
+      r.then(
+        (v) => this.#result(ch, v),
+        (e: unknown) => this.#fail(ch, e),
+      );
+    } else this.#result(ch, r);
+  }
+
+  #builtin(method: string, args: unknown[]): { ok: boolean; v: unknown } | undefined {
+    if (!method.startsWith("_zerorpc_")) return undefined;
+    const methods = [...this.#server.methods.values()].filter((m) => !m.name.startsWith("."));
+    const one = (): ExposedMethod | [string, string, string] => {
+      const name = args[0];
+      const m = typeof name === "string" ? this.#server.methods.get(name) : undefined;
+      return m ?? ["NameError", String(name), `NameError: unknown method "${String(name)}"`];
+    };
+    switch (method) {
+      case "_zerorpc_ping":
+        return { ok: true, v: ["pong", this.#name] };
+      case "_zerorpc_name":
+        return { ok: true, v: this.#name };
+      case "_zerorpc_list":
+        return { ok: true, v: methods.map((m) => m.name) };
+      case "_zerorpc_inspect":
+        return { ok: true, v: { name: this.#name, methods: Object.fromEntries(methods.map((m) => [m.name, describeMethod(m)])) } };
+      case "_zerorpc_help": {
+        const m = one();
+        return Array.isArray(m) ? { ok: false, v: m } : { ok: true, v: m.doc ?? null };
+      }
+      case "_zerorpc_args": {
+        const m = one();
+        return Array.isArray(m) ? { ok: false, v: m } : { ok: true, v: describeMethod(m).args };
+      }
+      default:
+        return undefined;
+    }
+  }
+
+  /** Per-channel heartbeat: `_zpc_hb` every interval; no event for 2 intervals past a tick: the remote is lost. */
+  #armHeartbeat(ch: Channel): void {
+    const ms = this.#hbMs;
+    if (ms <= 0) return;
+    const tick = (): void => {
+      if (ch.done) return;
+      const silent = this.#loop.now() - ch.lastSeen;
+      if (silent > 2 * ms) {
+        // zerorpc-python: the method is killed and nothing more is sent.
+        this.#finish(ch, new ConnectionLostError(`lost remote after ${silent} ms without an event (heartbeat ${ms} ms)`, { silentMs: silent }));
+        return;
+      }
+      this.#send(ch, "_zpc_hb", [0], true);
+      ch.hb = this.#loop.timer(ms, tick);
+    };
+    ch.hb = this.#loop.timer(ms, tick);
+  }
+
+  #result(ch: Channel, v: unknown): void {
+    if (ch.done) return;
+    if (isAsyncIterable(v)) {
+      void this.#pump(ch, v);
+      return;
+    }
+    const mw = this.#server.middleware;
+    for (let i = 0; i < mw.length; i++) mw[i]!.after?.(ch, v);
+    this.#finish(ch);
+    try {
+      this.#conn.send(encodeEvent({ message_id: this.#ids.next(), v: ZRPC_VERSION, response_to: ch.msgId }, "OK", [v === undefined ? null : v]));
+    } catch (e) {
+      if (!this.#ended) this.#send(ch, "ERR", errArgs(e, this.#server.exposeStack), true);
+    }
+  }
+
+  #fail(ch: Channel, e: unknown): void {
+    if (ch.done) return;
+    const mw = this.#server.middleware;
+    for (let i = 0; i < mw.length; i++) mw[i]!.error?.(ch, e);
+    this.#finish(ch, e instanceof TilthError && e.code === "ERR_TIMEOUT" ? e : undefined);
+    this.#send(ch, "ERR", errArgs(e, this.#server.exposeStack), true);
+  }
+
+  async #pump(ch: Channel, iterable: AsyncIterable<unknown>): Promise<void> {
+    const it = iterable[Symbol.asyncIterator]();
+    let complete = false;
+    try {
+      for (;;) {
+        if (ch.done) return;
+        if (ch.credit <= 0) {
+          await new Promise<void>((resolve) => (ch.creditWaiter = resolve));
+          continue;
+        }
+        const r = await it.next();
+        if (ch.done) return;
+        if (r.done) {
+          complete = true;
+          const mw = this.#server.middleware;
+          for (let i = 0; i < mw.length; i++) mw[i]!.after?.(ch, undefined);
+          this.#finish(ch);
+          this.#send(ch, "STREAM_DONE", null, true);
+          return;
+        }
+        if (!this.#send(ch, "STREAM", r.value === undefined ? null : r.value) && !this.#ended) {
+          try {
+            await this.#conn.drain();
+          } catch {
+            // the connection ended; the end handler drops the channel
+          }
+        }
+      }
+    } catch (e) {
+      complete = true;
+      this.#fail(ch, e);
+    } finally {
+      if (!complete) {
+        try {
+          await it.return?.();
+        } catch {
+          // the caller is gone; nothing to tell
+        }
+      }
+    }
+  }
+
+  #finish(ch: Channel, reason?: unknown): void {
+    ch.finish(reason);
+    if (this.#channels.get(ch.key) === ch) this.#channels.delete(ch.key);
+    if (this.#channels.size === 0 && this.#idle) {
+      const idle = this.#idle;
+      this.#idle = undefined;
+      idle();
+    }
+  }
+
+  #onEnd(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const err = new ConnectionLostError("the client's connection ended");
+    for (const ch of [...this.#channels.values()]) this.#finish(ch, err);
+    this.#server.sessionEnded(this);
+  }
+}
