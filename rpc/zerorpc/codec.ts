@@ -63,10 +63,64 @@ function exact(v: unknown, depth: number): unknown {
   return o;
 }
 
-/** Encode one event as the two frames `[b"", payload]`. */
+const K_MESSAGE_ID = Buffer.from("aa6d6573736167655f6964", "hex"); // "message_id"
+const K_V3 = Buffer.from("a17603", "hex"); // "v": 3
+const K_RESPONSE_TO = Buffer.from("ab726573706f6e73655f746f", "hex"); // "response_to"
+
+/** Bytes of an id as msgpack str or bin (the smallest header), written at `pos`; returns the new position. */
+function writeId(out: Buffer, pos: number, id: MessageId): number {
+  if (typeof id === "string") {
+    const n = Buffer.byteLength(id);
+    if (n < 32) out[pos++] = 0xa0 | n;
+    else if (n < 256) {
+      out[pos++] = 0xd9;
+      out[pos++] = n;
+    } else {
+      out[pos++] = 0xda;
+      out.writeUInt16BE(n, pos);
+      pos += 2;
+    }
+    return pos + out.write(id, pos);
+  }
+  const n = id.byteLength;
+  if (n < 256) {
+    out[pos++] = 0xc4;
+    out[pos++] = n;
+  } else {
+    out[pos++] = 0xc5;
+    out.writeUInt16BE(n, pos);
+    pos += 2;
+  }
+  out.set(id, pos);
+  return pos + n;
+}
+
+const idSize = (id: MessageId): number => (typeof id === "string" ? Buffer.byteLength(id) : id.byteLength) + 3;
+
+/**
+ * Encode one event as the two frames `[b"", payload]`. The header is written
+ * by hand as zerorpc-python writes it (a fixmap, keys in the order
+ * `message_id`, `v`, `response_to`); name and args go through msgpackr.
+ */
 export function encodeEvent(header: Header, name: string, args: unknown): Uint8Array[] {
+  if (typeof header.message_id === "string" && Buffer.byteLength(header.message_id) > 0xffff) throw new ProtocolError("message id too long");
   const a = needsExact(args, 0) ? exact(args, 0) : args;
-  return [EMPTY, packr.pack([header, name, a])];
+  const body = packr.pack([name, a]); // 0x92, then name and args
+  const rt = header.response_to;
+  const size = 2 + K_MESSAGE_ID.length + idSize(header.message_id) + K_V3.length + (rt === undefined ? 0 : K_RESPONSE_TO.length + idSize(rt)) + body.length - 1;
+  const out = Buffer.allocUnsafe(size);
+  out[0] = 0x93;
+  out[1] = rt === undefined ? 0x82 : 0x83;
+  let pos = 2;
+  pos += K_MESSAGE_ID.copy(out, pos);
+  pos = writeId(out, pos, header.message_id);
+  pos += K_V3.copy(out, pos);
+  if (rt !== undefined) {
+    pos += K_RESPONSE_TO.copy(out, pos);
+    pos = writeId(out, pos, rt);
+  }
+  pos += body.copy(out, pos, 1);
+  return [EMPTY, out.subarray(0, pos)];
 }
 
 /**
