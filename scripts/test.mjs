@@ -17,6 +17,11 @@ function testFiles(dir) {
   return out.sort();
 }
 
+// The third-party ZeroRPC peer of the interop tests (npm zerorpc in test/interop/):
+// installed when missing, quick when present. If it cannot be installed the
+// interop tests skip, saying why.
+spawnSync(process.execPath, [join(import.meta.dirname ?? ".", "setup-interop.mjs"), "--optional", "--quiet"], { stdio: "inherit" });
+
 const args = process.argv.slice(2);
 const paths = args.filter((a) => !a.startsWith("-"));
 const flags = args.filter((a) => a.startsWith("-"));

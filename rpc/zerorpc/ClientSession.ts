@@ -141,7 +141,7 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
     const tick = (): void => {
       if (this.#chans.get(ch.key) !== ch) return;
       const silent = this.#loop.now() - ch.lastSeen;
-      if (silent > 2 * ms) {
+      if (silent > 2.5 * ms) {
         this.#forget(ch);
         this.#done(ch, false, new ConnectionLostError(`lost remote: no event on the call's channel for ${silent} ms (heartbeat ${ms} ms)`, { silentMs: silent }));
         return;

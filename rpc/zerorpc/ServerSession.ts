@@ -262,14 +262,18 @@ export class ZrpcServerSession implements ServerSessionLike {
     }
   }
 
-  /** Per-channel heartbeat: `_zpc_hb` every interval; no event for 2 intervals past a tick: the remote is lost. */
+  /**
+   * Per-channel heartbeat: `_zpc_hb` every interval. A tick that finds the channel
+   * silent for more than 2.5 intervals declares the remote lost: the third tick
+   * of silence (15 s at 5 s, as zerorpc-python), with room for timer jitter.
+   */
   #armHeartbeat(ch: Channel): void {
     const ms = this.#hbMs;
     if (ms <= 0) return;
     const tick = (): void => {
       if (ch.done) return;
       const silent = this.#loop.now() - ch.lastSeen;
-      if (silent > 2 * ms) {
+      if (silent > 2.5 * ms) {
         // zerorpc-python: the method is killed and nothing more is sent.
         this.#finish(ch, new ConnectionLostError(`lost remote after ${silent} ms without an event (heartbeat ${ms} ms)`, { silentMs: silent }));
         return;
