@@ -431,7 +431,7 @@ function writeOutputs(results: BenchResult[], quick: boolean, info: RunInfo): vo
     "## Per scenario",
     "",
   ];
-  writeFileSync(join(dir, "peers.md"), [...header, ...summary].join("\n") + tables(results));
+  writeFileSync(join(dir, "peers.md"), [...header, ...summary, ""].join("\n") + tables(results));
   writeFileSync(join(dir, "peers.json"), JSON.stringify({ suite: "peers", machine: info.machine, date: info.started.toISOString(), loadAverage: info.load, results }, null, 2) + "\n");
   for (const def of SCENARIOS) {
     const rows = results.filter((r) => r.extra?.scenario === def.id);
