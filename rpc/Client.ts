@@ -134,7 +134,23 @@ export class RpcClient implements AsyncDisposable {
 
   /** The server's methods, with parameters and docs. */
   async inspect(): Promise<{ methods: MethodInfo[] }> {
-    return (await this.call(".inspect", [])) as { methods: MethodInfo[] };
+    if (this.#protocol.name !== "zrpc") return (await this.call(".inspect", [])) as { methods: MethodInfo[] };
+    // A ZeroRPC server, in whatever language: its `_zerorpc_inspect`.
+    const r = (await this.call("_zerorpc_inspect", [])) as { methods?: Record<string, { args?: { name?: unknown; default?: unknown }[]; doc?: unknown }> };
+    const methods = Object.entries(r.methods ?? {}).map(([name, m]): MethodInfo => {
+      const args = (m.args ?? []).filter((a) => a.name !== "self");
+      const firstDefault = args.findIndex((a) => a.default !== undefined);
+      const info: MethodInfo = {
+        name,
+        params: args.map((a, i) => (typeof a.name === "string" ? a.name : `arg${i}`)),
+        rest: false,
+        required: firstDefault < 0 ? args.length : firstDefault,
+        stream: false, // ZeroRPC does not say; the first reply does
+      };
+      if (typeof m.doc === "string" && m.doc) info.doc = m.doc;
+      return info;
+    });
+    return { methods };
   }
 
   /** Graceful: stop new calls, let calls in flight end, close the connection. Idempotent. */

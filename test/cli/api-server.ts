@@ -30,6 +30,6 @@ const api = {
   },
   slow: contextual((ctx: CallContext, ms: number) => sleep(loop, ms, { signal: ctx.signal }).then(() => "done")),
 };
-const server = await serve(api, process.argv[2]!, { loop });
-process.stdout.write(`${server.urls[0]}\n`);
+const server = await serve(api, process.argv.slice(2), { loop });
+process.stdout.write(`${server.urls.join(" ")}\n`);
 process.on("SIGTERM", () => void server.close({ graceMs: 0 }).then(() => process.exit(0)));

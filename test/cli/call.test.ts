@@ -14,14 +14,15 @@ const cli = fileURLToPath(new URL("../../cli/main.js", import.meta.url));
 const serverScript = fileURLToPath(new URL("./api-server.js", import.meta.url));
 let server: ChildProcess;
 let url = "";
+let zurl = "";
 let serverOut = "";
 const dir = mkdtempSync(join(tmpdir(), "tilth-call-"));
 
 before(async () => {
-  server = spawn(process.execPath, [serverScript, "drpc+tcp://127.0.0.1:0"], { stdio: ["ignore", "pipe", "inherit"] });
+  server = spawn(process.execPath, [serverScript, "drpc+tcp://127.0.0.1:0", "zrpc+tcp://127.0.0.1:0"], { stdio: ["ignore", "pipe", "inherit"] });
   server.stdout!.on("data", (c: Buffer) => (serverOut += String(c)));
   while (!serverOut.includes("\n")) await once(server.stdout!, "data");
-  url = serverOut.split("\n")[0]!;
+  [url, zurl] = serverOut.split("\n")[0]!.split(" ") as [string, string];
 });
 
 after(async () => {
@@ -106,4 +107,18 @@ test("inspect: a table of methods with parameters and docs, or JSON", () => {
   r = tilth("inspect", url, "--json");
   const parsed = JSON.parse(r.stdout) as { methods: { name: string; params: string[] }[] };
   assert.deepEqual(parsed.methods.find((m) => m.name === "add")?.params, ["a", "b"]);
+});
+
+test("call and inspect over zrpc: the same commands against a ZeroRPC URL (inspect through _zerorpc_inspect)", () => {
+  let r = tilth("call", zurl, "add", "2", "3");
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, "5\n");
+  r = tilth("call", zurl, "count", "2");
+  assert.equal(r.stdout, '{"i":0}\n{"i":1}\n');
+  r = tilth("inspect", zurl);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^add\(a, b\)\s+call\s+Adds two numbers\.$/m);
+  r = tilth("call", zurl, "fail");
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /no more widgets/);
 });

@@ -23,7 +23,7 @@ before(async () => {
   server = spawn(process.execPath, [serverScript, "drpc+tcp://127.0.0.1:0"], { stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
   while (!out.includes("\n")) out += String((await once(server.stdout!, "data"))[0]);
-  url = out.split("\n")[0]!;
+  url = out.split("\n")[0]!.split(" ")[0]!;
 });
 
 after(async () => {
