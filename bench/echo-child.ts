@@ -7,7 +7,9 @@
  *
  * KIND is `net` (raw node:net, 4-byte length prefix, one write per message:
  * the plain baseline), `net-cork` (the same with writes batched by
- * cork/uncork per turn), or `drpc` (a tilth RPC echo on the URL).
+ * cork/uncork per turn), `drpc` (a tilth RPC echo on the URL), `zrpc` (the
+ * same, the URL saying zrpc+…), or `zmq-raw` (zeromq.js DEALER/ROUTER echo,
+ * one frame per message, no framing of its own: the zmq baseline).
  * Every reply is checked: a wrong echo fails the run.
  */
 import net from "node:net";
@@ -204,15 +206,69 @@ function report(calls: number, ms: number, lat: number[]): void {
   process.stdout.write(JSON.stringify({ calls, ms, p50: pct(lat, 50), p99: pct(lat, 99), p999: pct(lat, 99.9) }) + "\n");
 }
 
+// ---------------------------------------------------------------- raw zeromq
+
+async function zmqRawServer(): Promise<void> {
+  const zmq = await import("zeromq");
+  const sock = new zmq.Router();
+  await sock.bind(url!.replace(/:0$/, ":*"));
+  process.stdout.write(`${sock.lastEndpoint}\n`);
+  for await (const msg of sock) await sock.send(msg);
+}
+
+async function zmqRawClient(size: number, inflight: number, warmupMs: number, runMs: number): Promise<void> {
+  const zmq = await import("zeromq");
+  const sock = new zmq.Dealer();
+  sock.connect(url!);
+  const payload = Buffer.alloc(size, 7);
+  let seq = 0;
+  let expect = 0;
+  let calls = 0;
+  let measuring = false;
+  let running = true;
+  let t0 = 0n;
+  let sentAt = 0n;
+  const lat: number[] = [];
+  const next = (): Buffer => {
+    const p = Buffer.from(payload);
+    p.writeUInt32BE(seq++ >>> 0, 0);
+    if (inflight === 1) sentAt = process.hrtime.bigint();
+    return p;
+  };
+  timers(warmupMs, runMs, () => {
+    measuring = true;
+    t0 = process.hrtime.bigint();
+  }, () => {
+    measuring = false;
+    running = false;
+    report(calls, Number(process.hrtime.bigint() - t0) / 1e6, lat);
+    sock.close();
+  });
+  for (let i = 0; i < inflight; i++) await sock.send(next());
+  for await (const [m] of sock) {
+    if (m!.length !== size || m!.readUInt32BE(0) !== expect >>> 0) throw new Error("wrong echo");
+    expect++;
+    if (measuring) {
+      calls++;
+      if (inflight === 1) lat.push(Number(process.hrtime.bigint() - sentAt) / 1e3);
+    }
+    if (!running) break;
+    await sock.send(next());
+  }
+  process.exit(0);
+}
+
 const [size, inflight, warmupMs, runMs] = rest.map(Number) as [number, number, number, number];
 if (role === "server") {
   process.on("SIGTERM", () => process.exit(0)); // a clean exit (lets --cpu-prof write its profile)
   if (kind === "net" || kind === "net-cork") netServer(kind === "net-cork");
-  else if (kind === "drpc") await drpcServer();
+  else if (kind === "drpc" || kind === "zrpc") await drpcServer();
+  else if (kind === "zmq-raw") await zmqRawServer();
   else throw new Error(`unknown kind ${kind}`);
 } else if (role === "client") {
   if (kind === "net" || kind === "net-cork") netClient(kind === "net-cork", size, inflight, warmupMs, runMs);
-  else if (kind === "drpc") await drpcClient(size, inflight, warmupMs, runMs);
+  else if (kind === "drpc" || kind === "zrpc") await drpcClient(size, inflight, warmupMs, runMs);
+  else if (kind === "zmq-raw") await zmqRawClient(size, inflight, warmupMs, runMs);
   else throw new Error(`unknown kind ${kind}`);
 } else {
   console.error("usage: echo-child.js server|client KIND URL [SIZE INFLIGHT WARMUP_MS RUN_MS]");
