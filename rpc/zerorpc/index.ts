@@ -19,3 +19,4 @@ export const zrpc: RpcProtocol = {
 export { ZRPC_VERSION, encodeEvent, decodeEvent, type Header, type MessageId, type ZEvent } from "./codec.js";
 export { ZRPC_REMOTE_CODE, remoteErrorOf } from "./ClientSession.js";
 export { errArgs } from "./ServerSession.js";
+export { zrpcEmitter, zrpcReceiver, type ZrpcEmitter, type ZrpcReceiver, type ReceiverOptions, type EventEndpointOptions } from "./events.js";

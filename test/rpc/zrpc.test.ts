@@ -193,3 +193,46 @@ describe("tilth's zrpc bytes against the recorded examples (plain zeromq DEALER)
     });
   });
 });
+
+describe("zrpc one-way events", () => {
+  test("PUSH/PULL delivers each event to the puller's method; PUB/SUB to every subscriber; bad events are reported, not fatal", async () => {
+    const done = leakCheck();
+    const loop = new NodeLoop();
+    const { zrpcEmitter, zrpcReceiver } = await import("../../rpc/index.js");
+    const got: unknown[][] = [];
+    const errors: string[] = [];
+    let wake: (() => void) | undefined;
+    const api = {
+      log(level: string, n: unknown) {
+        got.push([level, n]);
+        wake?.();
+      },
+    };
+    const until = async (n: number): Promise<void> => {
+      while (got.length < n) await new Promise<void>((r) => (wake = r));
+    };
+    const puller = await zrpcReceiver(loop, "pull", "tcp://127.0.0.1:*", api, { bind: true, onError: (e, name) => errors.push(`${name}: ${String(e)}`) });
+    const pusher = await zrpcEmitter(loop, "push", puller.endpoint);
+    pusher.emit("nope", 1);
+    for (let i = 0; i < 10; i++) pusher.emit("log", "info", i === 9 ? 2 ** 40 : i);
+    await until(10);
+    assert.deepEqual(got.map((g) => g[1]), [0, 1, 2, 3, 4, 5, 6, 7, 8, 2 ** 40]);
+    assert.equal(errors.length, 1);
+    await pusher.close();
+    await puller.close();
+
+    got.length = 0;
+    const pub = await zrpcEmitter(loop, "pub", "tcp://127.0.0.1:*", { bind: true });
+    const subs = [await zrpcReceiver(loop, "sub", pub.endpoint, api), await zrpcReceiver(loop, "sub", pub.endpoint, api)];
+    // PUB drops events until a subscriber's subscription has arrived: publish until both heard one.
+    for (let i = 0; i < 400 && got.length < 2; i++) {
+      pub.emit("log", "pub", i);
+      await new Promise<void>((r) => loop.timer(5, r));
+    }
+    assert.ok(got.length >= 2);
+    await pub.close();
+    for (const s of subs) await s.close();
+    assert.equal(openZmqSockets(), 0);
+    await done();
+  });
+});
