@@ -5,7 +5,8 @@
  * lost-remote detection, and time limits.
  * @internal
  */
-import type { Loop, Timer } from "../../core/Loop.js";
+import { Deadlines, type Deadline } from "../../core/Deadlines.js";
+import type { Loop } from "../../core/Loop.js";
 import type { Connection, Message } from "../../core/Transport.js";
 import { TimeoutError, abortReason } from "../../core/errors.js";
 import type { ClientOptions } from "../Client.js";
@@ -23,7 +24,7 @@ interface Chan {
   msgId: MessageId;
   key: string;
   lastSeen: number;
-  hb: Timer | undefined;
+  hb: Deadline | undefined;
   /** A reply arrived: `_zpc_more` may be sent from now on. */
   answered: boolean;
 }
@@ -49,12 +50,19 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
   readonly #byCall = new Map<PendingCall<any>, Chan>();
   #seq = 0;
   #ended = false;
+  /** Every call's time limit and every channel's next heartbeat, each on one timer (core/Deadlines). */
+  readonly #limits: Deadlines<PendingCall<any>>;
+  readonly #beats: Deadlines<Chan>;
 
   constructor(loop: Loop, conn: Connection, options: ClientOptions & ClientSessionHooks) {
     this.#loop = loop;
     this.#conn = conn;
     this.#opts = options;
     this.#hbMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    this.#limits = new Deadlines(loop, (call) => {
+      if (this.#byCall.has(call)) call.cancel(new TimeoutError(call.limitMs!, `call ${call.method}`));
+    });
+    this.#beats = new Deadlines(loop, this.#beat);
     conn.start({ message: (m) => this.#onMessage(m), end: (e) => this.#onEnd(e.error) });
   }
 
@@ -99,11 +107,11 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
     }
     this.#chans.set(key, ch);
     this.#byCall.set(call, ch);
-    this.#armHeartbeat(ch);
+    const now = this.#loop.now();
+    if (this.#hbMs > 0) ch.hb = this.#beats.add(this.#hbMs, ch, now);
     if (timeoutMs !== undefined) {
-      call.timer = this.#loop.timer(timeoutMs, () => {
-        if (this.#chans.get(key) === ch) call.cancel(new TimeoutError(timeoutMs, `call ${method}`));
-      });
+      call.limitMs = timeoutMs;
+      call.timer = this.#limits.add(timeoutMs, call, now);
     }
     if (signal !== undefined) call._watchSignal(signal);
     return call;
@@ -135,22 +143,23 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
     }
   }
 
-  #armHeartbeat(ch: Chan): void {
+  /** A channel's heartbeat tick: lost after more than 2.5 silent intervals, else `_zpc_hb` and the next tick. */
+  readonly #beat = (ch: Chan): void => {
+    if (this.#chans.get(ch.key) !== ch) return;
     const ms = this.#hbMs;
-    if (ms <= 0) return;
-    const tick = (): void => {
-      if (this.#chans.get(ch.key) !== ch) return;
-      const silent = this.#loop.now() - ch.lastSeen;
-      if (silent > 2.5 * ms) {
-        this.#forget(ch);
-        this.#done(ch, false, new ConnectionLostError(`lost remote: no event on the call's channel for ${silent} ms (heartbeat ${ms} ms)`, { silentMs: silent }));
-        return;
-      }
-      this.#sendOn(ch, "_zpc_hb", [0]);
-      ch.hb = this.#loop.timer(ms, tick);
-    };
-    ch.hb = this.#loop.timer(ms, tick);
-  }
+    const now = this.#loop.now();
+    const silent = now - ch.lastSeen;
+    if (silent > 2.5 * ms) {
+      this.#forget(ch);
+      this.#done(ch, false, new ConnectionLostError(`lost remote: no event on the call's channel for ${silent} ms (heartbeat ${ms} ms)`, { silentMs: silent }));
+      return;
+    }
+    this.#sendOn(ch, "_zpc_hb", [0]);
+    // Re-armed from a later turn: Deadlines does not expect add() from inside its expiry callback.
+    this.#loop.post(() => {
+      if (this.#chans.get(ch.key) === ch && !this.#ended) ch.hb = this.#beats.add(ms, ch, now);
+    });
+  };
 
   #forget(ch: Chan): void {
     ch.hb?.cancel();
@@ -218,6 +227,8 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
   #onEnd(cause: Error | undefined): void {
     if (this.#ended) return;
     this.#ended = true;
+    this.#beats.clear();
+    this.#limits.clear();
     const error = new ConnectionLostError(cause ? `connection lost: ${cause.message}` : "connection closed", { cause });
     for (const ch of [...this.#chans.values()]) {
       this.#forget(ch);

@@ -5,7 +5,8 @@
  * lost-remote detection, and the `_zerorpc_*` built-ins.
  * @internal
  */
-import type { Loop, Timer } from "../../core/Loop.js";
+import { Deadlines, type Deadline } from "../../core/Deadlines.js";
+import type { Loop } from "../../core/Loop.js";
 import type { Connection, Message } from "../../core/Transport.js";
 import { CancelledError, TilthError } from "../../core/errors.js";
 import { bindArguments, type ExposedMethod } from "../api.js";
@@ -28,7 +29,7 @@ class Channel implements CallContext {
   credit = 1;
   creditWaiter: (() => void) | undefined;
   lastSeen: number;
-  hb: Timer | undefined;
+  hb: Deadline | undefined;
   done = false;
   #ac: AbortController | undefined;
   #reason: unknown;
@@ -112,6 +113,8 @@ export class ZrpcServerSession implements ServerSessionLike {
   #seq = 0;
   #draining = false;
   #ended = false;
+  /** Every open channel's next heartbeat, on one timer (core/Deadlines). */
+  readonly #beats: Deadlines<Channel>;
   #idle: (() => void) | undefined;
 
   constructor(server: ServerCore, conn: Connection, options: ServerOptions) {
@@ -120,6 +123,7 @@ export class ZrpcServerSession implements ServerSessionLike {
     this.#loop = server.loop;
     this.#hbMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.#name = options.name ?? "tilth";
+    this.#beats = new Deadlines(this.#loop, this.#beat);
     conn.start({ message: (m) => this.#onMessage(m), end: () => this.#onEnd() });
   }
 
@@ -214,7 +218,7 @@ export class ZrpcServerSession implements ServerSessionLike {
       return;
     }
     this.#channels.set(key, ch);
-    this.#armHeartbeat(ch);
+    if (this.#hbMs > 0) ch.hb = this.#beats.add(this.#hbMs, ch, ch.lastSeen);
     const mw = server.middleware;
     let r: unknown;
     try {
@@ -267,22 +271,22 @@ export class ZrpcServerSession implements ServerSessionLike {
    * silent for more than 2.5 intervals declares the remote lost: the third tick
    * of silence (15 s at 5 s, as zerorpc-python), with room for timer jitter.
    */
-  #armHeartbeat(ch: Channel): void {
+  readonly #beat = (ch: Channel): void => {
+    if (ch.done) return;
     const ms = this.#hbMs;
-    if (ms <= 0) return;
-    const tick = (): void => {
-      if (ch.done) return;
-      const silent = this.#loop.now() - ch.lastSeen;
-      if (silent > 2.5 * ms) {
-        // zerorpc-python: the method is killed and nothing more is sent.
-        this.#finish(ch, new ConnectionLostError(`lost remote after ${silent} ms without an event (heartbeat ${ms} ms)`, { silentMs: silent }));
-        return;
-      }
-      this.#send(ch, "_zpc_hb", [0], true);
-      ch.hb = this.#loop.timer(ms, tick);
-    };
-    ch.hb = this.#loop.timer(ms, tick);
-  }
+    const now = this.#loop.now();
+    const silent = now - ch.lastSeen;
+    if (silent > 2.5 * ms) {
+      // zerorpc-python: the method is killed and nothing more is sent.
+      this.#finish(ch, new ConnectionLostError(`lost remote after ${silent} ms without an event (heartbeat ${ms} ms)`, { silentMs: silent }));
+      return;
+    }
+    this.#send(ch, "_zpc_hb", [0], true);
+    // Re-armed from a later turn: Deadlines does not expect add() from inside its expiry callback.
+    this.#loop.post(() => {
+      if (!ch.done && !this.#ended) ch.hb = this.#beats.add(ms, ch, now);
+    });
+  };
 
   #result(ch: Channel, v: unknown): void {
     if (ch.done) return;
@@ -363,6 +367,7 @@ export class ZrpcServerSession implements ServerSessionLike {
   #onEnd(): void {
     if (this.#ended) return;
     this.#ended = true;
+    this.#beats.clear();
     const err = new ConnectionLostError("the client's connection ended");
     for (const ch of [...this.#channels.values()]) this.#finish(ch, err);
     this.#server.sessionEnded(this);
