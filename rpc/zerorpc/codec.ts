@@ -95,6 +95,17 @@ function writeId(out: Buffer, pos: number, id: MessageId): number {
   return pos + n;
 }
 
+/** Whether `v` (or an item of the array `v`) is binary above 4 KiB. */
+function hasLargeBinary(v: unknown): boolean {
+  if (ArrayBuffer.isView(v)) return v.byteLength > 4096;
+  if (!Array.isArray(v)) return false;
+  for (let i = 0; i < v.length && i < 16; i++) {
+    const x: unknown = v[i];
+    if (ArrayBuffer.isView(x) && x.byteLength > 4096) return true;
+  }
+  return false;
+}
+
 const idSize = (id: MessageId): number => (typeof id === "string" ? Buffer.byteLength(id) : id.byteLength) + 3;
 
 /**
@@ -105,6 +116,9 @@ const idSize = (id: MessageId): number => (typeof id === "string" ? Buffer.byteL
 export function encodeEvent(header: Header, name: string, args: unknown): Uint8Array[] {
   if (typeof header.message_id === "string" && Buffer.byteLength(header.message_id) > 0xffff) throw new ProtocolError("message id too long");
   const a = needsExact(args, 0) ? exact(args, 0) : args;
+  // Large binary values: one msgpackr pass over the whole event, no second copy
+  // (the header is then a map16 rather than a fixmap: the same msgpack map).
+  if (hasLargeBinary(a)) return [EMPTY, packr.pack([header, name, a])];
   const body = packr.pack([name, a]); // 0x92, then name and args
   const rt = header.response_to;
   const size = 2 + K_MESSAGE_ID.length + idSize(header.message_id) + K_V3.length + (rt === undefined ? 0 : K_RESPONSE_TO.length + idSize(rt)) + body.length - 1;
