@@ -63,6 +63,8 @@ export class Deadlines<T> {
   readonly #own = new Set<Entry<T>>();
   #timer: Timer | undefined;
   #armedAt = Infinity;
+  /** Inside #fire: an add() from an expiry callback must not arm a second timer. */
+  #firing = false;
   #last = -Infinity;
 
   constructor(loop: Loop, expire: (item: T) => void) {
@@ -97,7 +99,7 @@ export class Deadlines<T> {
     }
     this.#last = at;
     this.#queue.push(e);
-    if (this.#timer === undefined) this.#arm(at);
+    if (this.#timer === undefined && !this.#firing) this.#arm(at);
     return e;
   }
 
@@ -117,6 +119,15 @@ export class Deadlines<T> {
   }
 
   readonly #fire = (): void => {
+    this.#firing = true;
+    try {
+      this.#drainDue();
+    } finally {
+      this.#firing = false;
+    }
+  };
+
+  #drainDue(): void {
     this.#timer = undefined;
     this.#armedAt = Infinity;
     const now = this.#loop.now();
@@ -140,5 +151,5 @@ export class Deadlines<T> {
       e.item = undefined;
       this.#expire(x);
     }
-  };
+  }
 }

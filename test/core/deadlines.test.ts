@@ -54,3 +54,16 @@ test("Deadlines: clear() cancels everything and leaves no timer", async () => {
   await loop.runAll();
   assert.equal(n, 0);
 });
+
+test("Deadlines: an add() from inside an expiry callback arms no second timer", async () => {
+  const loop = new VirtualLoop();
+  const fired: number[] = [];
+  const d: Deadlines<number> = new Deadlines<number>(loop, (x) => {
+    fired.push(loop.now());
+    if (x < 3) d.add(1000, x + 1);
+  });
+  d.add(1000, 0);
+  await loop.runAll();
+  assert.deepEqual(fired, [1000, 2000, 3000, 4000]);
+  assert.equal(loop.pendingTimers, 0);
+});
