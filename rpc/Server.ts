@@ -37,6 +37,8 @@ export interface ServerOptions extends PeerOptions, ExposeOptions {
    * and `.inspect`. Default true.
    */
   debug?: boolean;
+  /** Serve the debug API over zrpc too (off by default: ZeroRPC peers see only the API's own methods). */
+  zrpcDebug?: boolean;
   /** Extra facts for `.debug.settings` (the app's settings, with secrets masked by the server). */
   debugInfo?: () => Record<string, unknown>;
 }

@@ -108,6 +108,7 @@ export class ZrpcServerSession implements ServerSessionLike {
   readonly #loop: Loop;
   readonly #hbMs: number;
   readonly #name: string;
+  readonly #zrpcDebug: boolean;
   readonly #ids = new IdGenerator();
   readonly #channels = new Map<string, Channel>();
   #seq = 0;
@@ -123,6 +124,7 @@ export class ZrpcServerSession implements ServerSessionLike {
     this.#loop = server.loop;
     this.#hbMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.#name = options.name ?? "tilth";
+    this.#zrpcDebug = options.zrpcDebug === true;
     this.#beats = new Deadlines(this.#loop, this.#beat);
     conn.start({ message: (m) => this.#onMessage(m), end: () => this.#onEnd() });
   }
@@ -207,7 +209,10 @@ export class ZrpcServerSession implements ServerSessionLike {
       else this.#send(ch, "ERR", builtin.v as [string, string, string]);
       return;
     }
-    const m = server.methods.get(method);
+    // tilth's own built-ins (".inspect", ".debug.status", ...) are drpc's; over zrpc the
+    // debug API is off unless the server asks for it (`zrpcDebug`).
+    const hidden = method.startsWith(".") && !(method.startsWith(".debug.") && this.#zrpcDebug);
+    const m = hidden ? undefined : server.methods.get(method);
     if (m === undefined) {
       this.#send(ch, "ERR", ["NameError", method, `NameError: unknown method "${method}"`]);
       return;

@@ -121,4 +121,11 @@ test("call and inspect over zrpc: the same commands against a ZeroRPC URL (inspe
   r = tilth("call", zurl, "fail");
   assert.equal(r.code, 1);
   assert.match(r.stderr, /no more widgets/);
+  // the debug API is off over zrpc by default, on over drpc
+  r = tilth("call", zurl, ".debug.status");
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /NameError/);
+  r = tilth("call", url, ".debug.status");
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /"uptimeMs":\d+/);
 });
