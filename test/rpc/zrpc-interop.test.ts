@@ -147,6 +147,9 @@ describe("interop: tilth zrpc client -> npm zerorpc 0.9.8 server", { skip }, () 
       assert.deepEqual(await c.echo({ a: [1, 2.5, "x", null, true] }), { a: [1, 2.5, "x", null, true] });
       const inspect = (await clientOf(c).call("_zerorpc_inspect")) as { methods: Record<string, { args: { name: string }[] }> };
       assert.deepEqual(inspect.methods.add!.args, [{ name: "a" }, { name: "b" }]);
+      // what `tilth inspect` shows for a ZeroRPC server nobody here wrote
+      const listed = await clientOf(c).inspect();
+      assert.deepEqual(listed.methods.find((m) => m.name === "add")?.params, ["a", "b"]);
       assert.deepEqual(await clientOf(c).call("_zerorpc_ping"), ["pong", ""]);
       // Heartbeats both ways keep a call alive well past twice the interval.
       assert.equal(await c.slow(4 * HB), 4 * HB);
