@@ -43,16 +43,29 @@ function runConformance(which: string): Promise<{ code: number | null; out: stri
       stdio: ["ignore", "pipe", "pipe"],
     });
     let out = "";
+    // Bounded: a run that hangs (seen once, under heavy load, on zmq+ipc) is killed after 90 s.
+    const guard = setTimeout(() => {
+      out += "\n# killed: the conformance run did not finish within 90 s\n";
+      p.kill("SIGKILL");
+    }, 90_000);
     p.stdout.on("data", (d) => (out += String(d)));
     p.stderr.on("data", (d) => (out += String(d)));
-    p.on("close", (code) => resolve({ code, out }));
+    p.on("close", (code) => {
+      clearTimeout(guard);
+      resolve({ code, out });
+    });
   });
 }
 
 describe("zmq transports: the shared conformance suite", () => {
   for (const which of Object.keys(zmqCases)) {
-    test(`zmq+${which === "tcp6" ? "tcp over ::1" : which}: every case but the ${Object.keys(NOT_FOR_ZMQ).length} that cannot apply`, { timeout: 300_000 }, async () => {
-      const { code, out } = await runConformance(which);
+    test(`zmq+${which === "tcp6" ? "tcp over ::1" : which}: every case but the ${Object.keys(NOT_FOR_ZMQ).length} that cannot apply`, { timeout: 200_000 }, async () => {
+      let { code, out } = await runConformance(which);
+      if (out.includes("# killed:")) {
+        // A hung run is retried once and reported; a second hang fails the test.
+        process.stderr.write(`zmq ${which} conformance run hung; retrying once. Its output ended with:\n${out.slice(-2000)}\n`);
+        ({ code, out } = await runConformance(which));
+      }
       const count = (k: string): number => Number(new RegExp(`^# ${k} (\\d+)$`, "m").exec(out)?.[1] ?? NaN);
       const failed = out.split("\n").filter((l) => /^\s*not ok/.test(l));
       assert.equal(code, 0, `conformance failed:\n${failed.join("\n")}\n${out.slice(-4000)}`);
