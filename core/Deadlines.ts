@@ -6,9 +6,15 @@
  * wake-up adjustment each time. When limits are equal (the usual case: one
  * default timeout), deadlines arrive in increasing order, so a FIFO queue
  * holds them sorted: adding is a push, finishing is a flag, and a single loop
- * timer is armed for the oldest entry. When it fires it drops finished
- * entries, expires the due ones and re-arms for the next. An entry whose
- * deadline is earlier than the newest queued one gets its own loop timer.
+ * timer is armed for the oldest entry. When it fires it expires the due
+ * entries and re-arms for the next. An entry whose deadline is earlier than
+ * the newest queued one gets its own loop timer.
+ *
+ * Finished entries leave the queue early: from its head as soon as they
+ * finish, and by a compaction when more than three quarters of a large queue
+ * has finished (one slow call at the head must not keep the entries of every
+ * call behind it alive until its deadline: at many calls a second, those would
+ * survive into the old generation and cost the garbage collector dearly).
  *
  * @example
  * ```ts
@@ -38,22 +44,29 @@ class Entry<T> implements Deadline {
   timer: Timer | undefined = undefined;
   /** For an entry with a timer of its own: the set that tracks it. */
   own: Set<Entry<T>> | undefined = undefined;
-  constructor(at: number, item: T) {
+  /** For a queued entry: the Deadlines whose queue holds it. */
+  readonly owner: Deadlines<T> | undefined;
+  constructor(at: number, item: T, owner: Deadlines<T> | undefined) {
     this.at = at;
     this.item = item;
+    this.owner = owner;
   }
   get pending(): boolean {
     return this.item !== undefined;
   }
   cancel(): void {
+    if (this.item === undefined) return;
     this.item = undefined;
-    if (this.timer !== undefined) {
+    if (this.owner !== undefined) this.owner._finished();
+    else if (this.timer !== undefined) {
       this.timer.cancel();
       this.timer = undefined;
       this.own?.delete(this);
     }
   }
 }
+
+const isPending = (e: { readonly item: unknown }): boolean => e.item !== undefined;
 
 /** Deadlines of items of one kind, all expiring through one callback (no closure per item). */
 export class Deadlines<T> {
@@ -66,6 +79,8 @@ export class Deadlines<T> {
   /** Inside #fire: an add() from an expiry callback must not arm a second timer. */
   #firing = false;
   #last = -Infinity;
+  /** Queued entries still pending. */
+  #live = 0;
 
   constructor(loop: Loop, expire: (item: T) => void) {
     this.#loop = loop;
@@ -83,8 +98,8 @@ export class Deadlines<T> {
    */
   add(ms: number, item: T, now: number = this.#loop.now()): Deadline {
     const at = now + Math.max(0, ms);
-    const e = new Entry(at, item);
     if (at < this.#last) {
+      const e = new Entry(at, item, undefined);
       // Out of order: a timer of its own keeps the queue sorted.
       e.own = this.#own;
       this.#own.add(e);
@@ -98,9 +113,19 @@ export class Deadlines<T> {
       return e;
     }
     this.#last = at;
+    const e = new Entry(at, item, this);
     this.#queue.push(e);
+    this.#live++;
     if (this.#timer === undefined && !this.#firing) this.#arm(at);
     return e;
+  }
+
+  /** @internal a queued entry finished before its deadline */
+  _finished(): void {
+    this.#live--;
+    const q = this.#queue;
+    while (q.length > 0 && q.peek()!.item === undefined) q.shift();
+    if (q.length > 64 && q.length > 4 * this.#live) q.retain(isPending);
   }
 
   /** Cancel every pending deadline and the timer. */
@@ -111,6 +136,7 @@ export class Deadlines<T> {
     this.#timer = undefined;
     this.#armedAt = Infinity;
     this.#last = -Infinity;
+    this.#live = 0;
   }
 
   #arm(at: number): void {
@@ -149,6 +175,7 @@ export class Deadlines<T> {
       q.shift();
       const x = e.item;
       e.item = undefined;
+      this.#live--;
       this.#expire(x);
     }
   }

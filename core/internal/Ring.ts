@@ -58,6 +58,17 @@ export class Ring<T> {
     return false;
   }
 
+  /** Keep only the items for which `keep` holds, in order. O(n). */
+  retain(keep: (v: T) => boolean): void {
+    let n = 0;
+    for (let i = 0; i < this.#len; i++) {
+      const v = this.#buf[(this.#head + i) & this.#mask] as T;
+      if (keep(v)) this.#buf[(this.#head + n++) & this.#mask] = v;
+    }
+    for (let i = n; i < this.#len; i++) this.#buf[(this.#head + i) & this.#mask] = undefined;
+    this.#len = n;
+  }
+
   /** Remove and return every item, oldest first. */
   drain(): T[] {
     const out: T[] = [];
