@@ -10,13 +10,14 @@ import { TimeoutError, abortReason } from "../../core/errors.js";
 import type { ClientSessionHooks, ClientSessionLike } from "../protocol.js";
 import { ProtocolError, RemoteError } from "../errors.js";
 import { PendingCall, STREAM_WINDOW, type CallOptions, type CallOwner } from "../PendingCall.js";
-import { T, encodeCall, type Msg } from "./codec.js";
+import { IdTable } from "../internal/IdTable.js";
+import { MAX_ID, T, encodeCall, type Msg } from "./codec.js";
 import { Peer, type PeerOptions } from "./Peer.js";
 
 export interface ClientSessionOptions extends PeerOptions, ClientSessionHooks {}
 
 export class ClientSession extends Peer implements CallOwner, ClientSessionLike {
-  readonly #pending = new Map<number, PendingCall<any>>();
+  readonly #pending = new IdTable<PendingCall<any>>();
   /** Every call's time limit, on one timer (see core/Deadlines). */
   readonly #deadlines: Deadlines<PendingCall<any>>;
   #nextId = 1;
@@ -45,7 +46,7 @@ export class ClientSession extends Peer implements CallOwner, ClientSessionLike 
   call<R>(method: string, args: readonly unknown[], timeoutMs: number | undefined, options: CallOptions | undefined): PendingCall<R> {
     if (timeoutMs === Infinity) timeoutMs = undefined; // no limit
     const id = this.#nextId++;
-    if (this.#nextId > 0x7fffffff) this.#nextId = 1;
+    if (this.#nextId > MAX_ID) this.#nextId = 1;
     const signal = options?.signal;
     const call = new PendingCall<R>(this, id, method, args, signal);
     if (timeoutMs !== undefined) call.limitMs = options?.limitMs ?? timeoutMs;
@@ -155,7 +156,7 @@ export class ClientSession extends Peer implements CallOwner, ClientSessionLike 
 
   protected onEnded(error: Error): void {
     this.#deadlines.clear();
-    const calls = [...this.#pending.values()];
+    const calls = this.#pending.values();
     this.#pending.clear();
     for (const c of calls) {
       const mw = this.#opts.middleware;

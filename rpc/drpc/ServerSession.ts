@@ -12,6 +12,7 @@ import { bindArguments } from "../api.js";
 import type { CallContext } from "../context.js";
 import { ProtocolError, errorInfo } from "../errors.js";
 import type { ServerCore, ServerSessionLike } from "../protocol.js";
+import { IdTable } from "../internal/IdTable.js";
 import { T, encodeValue, type Msg } from "./codec.js";
 import { Peer, type PeerOptions } from "./Peer.js";
 
@@ -94,7 +95,7 @@ function isAsyncIterable(v: unknown): v is AsyncIterable<unknown> {
 
 export class ServerSession extends Peer implements ServerSessionLike {
   readonly #server: ServerCore;
-  readonly #calls = new Map<number, ServerCall>();
+  readonly #calls = new IdTable<ServerCall>();
   /** Every call's deadline, on one timer (see core/Deadlines). */
   readonly #deadlines: Deadlines<ServerCall>;
   #helloed = false;
@@ -117,7 +118,7 @@ export class ServerSession extends Peer implements ServerSessionLike {
 
   /** The calls in flight: id, method, peer and loop time of arrival. */
   activeCalls(): { id: number; method: string; peer: string; startedAt: number }[] {
-    return [...this.#calls.values()].map((c) => ({ id: c.id, method: c.method, peer: c.peer, startedAt: c.startedAt }));
+    return this.#calls.values().map((c) => ({ id: c.id, method: c.method, peer: c.peer, startedAt: c.startedAt }));
   }
 
   /** Stop taking calls: tell the client to go elsewhere for new ones. */
@@ -136,7 +137,7 @@ export class ServerSession extends Peer implements ServerSessionLike {
   /** Cancel what is still running (answering each with ERR_UNAVAILABLE), then close. */
   async shutdown(reason: string): Promise<void> {
     const err = new CancelledError(reason);
-    for (const call of [...this.#calls.values()]) {
+    for (const call of this.#calls.values()) {
       this.sendError(call.id, { name: "UnavailableError", message: reason, code: "ERR_UNAVAILABLE", retryable: true });
       this.#drop(call, err);
     }
@@ -170,7 +171,7 @@ export class ServerSession extends Peer implements ServerSessionLike {
 
   protected onEnded(error: Error): void {
     this.#deadlines.clear();
-    for (const call of [...this.#calls.values()]) this.#drop(call, error);
+    for (const call of this.#calls.values()) this.#drop(call, error);
     this.#server.sessionEnded(this);
   }
 
@@ -230,10 +231,12 @@ export class ServerSession extends Peer implements ServerSessionLike {
     // An Observable streams like a generator. It has no backpressure of its
     // own: items wait in a bounded buffer while the client has no credit, and
     // a stream that overflows it ends with ERR_OVERFLOW.
-    if (isObservable(v)) v = fromObservable(this.loop, v, { capacity: OBSERVABLE_BUFFER });
-    if (isAsyncIterable(v)) {
-      void this.#pump(call, v);
-      return;
+    if (typeof v === "object" && v !== null && !ArrayBuffer.isView(v)) {
+      if (isObservable(v)) v = fromObservable(this.loop, v, { capacity: OBSERVABLE_BUFFER });
+      if (isAsyncIterable(v)) {
+        void this.#pump(call, v);
+        return;
+      }
     }
     this.#finishCall(call);
     const mw = this.#server.middleware;

@@ -11,6 +11,7 @@
  */
 import { Packr, RESERVE_START_SPACE } from "msgpackr";
 import { ProtocolError, type RemoteErrorInfo } from "../errors.js";
+import { NOT_SIMPLE, readSimple, sizeOfSimple, writeSimple } from "../msgpack.js";
 
 export const PROTOCOL = "drpc";
 /** The wire format's version. A peer with another major version is refused at HELLO. */
@@ -66,22 +67,7 @@ const MAX_HEAD = 255;
 
 /** Write a non-negative integer below 2^32 at `p`; returns the position after it. */
 function putUint(p: number, n: number): number {
-  if (n < 0x80) head[p++] = n;
-  else if (n < 0x100) {
-    head[p++] = 0xcc;
-    head[p++] = n;
-  } else if (n < 0x10000) {
-    head[p++] = 0xcd;
-    head[p++] = n >>> 8;
-    head[p++] = n & 0xff;
-  } else {
-    head[p++] = 0xce;
-    head[p++] = n >>> 24;
-    head[p++] = (n >>> 16) & 0xff;
-    head[p++] = (n >>> 8) & 0xff;
-    head[p++] = n & 0xff;
-  }
-  return p;
+  return writeSimple(head, p, n);
 }
 
 const isUint32 = (n: unknown): n is number => typeof n === "number" && Number.isInteger(n) && n >= 0 && n <= 0xffffffff;
@@ -105,6 +91,13 @@ function putAscii(p: number, s: string): number {
 
 /** Pack `value` after the header of `len` bytes in `head`. */
 function withHead(len: number, value: unknown): Uint8Array {
+  const size = sizeOfSimple(value);
+  if (size >= 0) {
+    const frame = Buffer.allocUnsafe(len + size);
+    for (let i = 0; i < len; i++) frame[i] = head[i]!;
+    writeSimple(frame, len, value);
+    return frame;
+  }
   const out = packr.pack(value, RESERVE_START_SPACE | len) as Uint8Array;
   for (let i = 0; i < len; i++) out[i] = head[i]!;
   return out;
@@ -146,7 +139,9 @@ export function encode(m: Msg): Uint8Array {
 
 // ---- decoding ----
 
-const isId = (x: unknown): x is number => typeof x === "number" && Number.isInteger(x) && x > 0;
+/** Call ids are positive 31-bit integers. */
+export const MAX_ID = 0x7fffffff;
+const isId = (x: unknown): x is number => typeof x === "number" && Number.isInteger(x) && x > 0 && x <= MAX_ID;
 const isObj = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x);
 
 /** Where the fast reader is in the frame it reads; -1 when it gave up. */
@@ -236,6 +231,8 @@ const copying = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType:
 const tail = { start: 0, end: 0 };
 
 function unpackTail(frame: Uint8Array, start: number): unknown {
+  const simple = readSimple(frame, start);
+  if (simple !== NOT_SIMPLE) return simple;
   const n = frame.length - start;
   try {
     if (n <= SCRATCH_SIZE) {
@@ -265,13 +262,13 @@ function decodeFast(f: Uint8Array): Msg | undefined {
     case T.ITEM: {
       if (b0 !== 0x93) return undefined;
       const id = getUint(f);
-      if (pos < 0 || pos >= n || id === 0) return undefined;
+      if (pos < 0 || pos >= n || id === 0 || id > MAX_ID) return undefined;
       return [type, id, unpackTail(f, pos)];
     }
     case T.CALL: {
       if (b0 !== 0x97) return undefined;
       const id = getUint(f);
-      if (pos < 0 || id === 0) return undefined;
+      if (pos < 0 || id === 0 || id > MAX_ID) return undefined;
       const method = getAscii(f);
       if (pos < 0 || pos + 3 >= n || f[pos] !== 0xc0) return undefined; // kwargs other than nil: the slow way
       pos++;
@@ -291,7 +288,7 @@ function decodeFast(f: Uint8Array): Msg | undefined {
       if (b0 !== 0x92) return undefined;
       {
         const id = getUint(f);
-        if (pos !== n || id === 0) return undefined;
+        if (pos !== n || id === 0 || id > MAX_ID) return undefined;
         return [T.END, id];
       }
   }

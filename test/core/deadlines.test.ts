@@ -67,3 +67,16 @@ test("Deadlines: an add() from inside an expiry callback arms no second timer", 
   assert.deepEqual(fired, [1000, 2000, 3000, 4000]);
   assert.equal(loop.pendingTimers, 0);
 });
+
+test("Deadlines: finished entries do not stay queued until their deadline (also behind one long-running entry)", () => {
+  const loop = new VirtualLoop();
+  const d = new Deadlines<number>(loop, () => {});
+  for (let i = 0; i < 1000; i++) d.add(30_000, i).cancel();
+  assert.equal(d.size, 0, "finished entries leave from the head");
+  const slow = d.add(30_000, -1);
+  for (let i = 0; i < 1000; i++) d.add(30_000, i).cancel();
+  assert.ok(d.size <= 65, `a slow entry at the head keeps at most a bounded tail: ${d.size}`);
+  slow.cancel();
+  assert.equal(d.size, 0);
+  d.clear();
+});

@@ -46,3 +46,20 @@ test("property: the ring buffer behaves as a FIFO queue", () => {
     }),
   );
 });
+
+test("property: Ring.retain keeps the items that pass, in order, and the ring stays a FIFO", () => {
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 0, max: 99 }), { maxLength: 200 }), fc.integer({ min: 0, max: 50 }), (items, shifts) => {
+      const ring = new Ring<number>(2);
+      for (const x of items) ring.push(x);
+      const model = [...items];
+      for (let i = 0; i < shifts; i++) assert.equal(ring.shift(), model.shift());
+      ring.retain((x) => x % 3 !== 0);
+      const kept = model.filter((x) => x % 3 !== 0);
+      ring.push(1000);
+      kept.push(1000);
+      assert.equal(ring.length, kept.length);
+      assert.deepEqual(ring.drain(), kept);
+    }),
+  );
+});

@@ -1,0 +1,111 @@
+/**
+ * Calls in flight by their integer id: an open-addressing hash table with
+ * linear probing. Call ids are handed out in sequence, so `id & mask` spreads
+ * them without collisions in the usual case, and a set/delete pair allocates
+ * nothing (a `Map` whose keys keep changing rehashes and shrinks its backing
+ * store over and over).
+ * @internal
+ */
+export class IdTable<V> {
+  #keys: Int32Array;
+  #vals: (V | undefined)[];
+  #mask: number;
+  #size = 0;
+
+  constructor(capacity = 16) {
+    let cap = 16;
+    while (cap < capacity) cap <<= 1;
+    this.#keys = new Int32Array(cap);
+    this.#vals = new Array<V | undefined>(cap).fill(undefined);
+    this.#mask = cap - 1;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** The value of `id` (a positive 31-bit integer), or undefined. */
+  get(id: number): V | undefined {
+    const keys = this.#keys;
+    const mask = this.#mask;
+    for (let i = id & mask; ; i = (i + 1) & mask) {
+      const k = keys[i]!;
+      if (k === id) return this.#vals[i];
+      if (k === 0) return undefined;
+    }
+  }
+
+  has(id: number): boolean {
+    return this.get(id) !== undefined;
+  }
+
+  /** Add `id` (absent: the caller checked). */
+  set(id: number, v: V): void {
+    if ((this.#size + 1) * 2 > this.#keys.length) this.#grow();
+    this.#put(id, v);
+    this.#size++;
+  }
+
+  #put(id: number, v: V): void {
+    const keys = this.#keys;
+    const mask = this.#mask;
+    let i = id & mask;
+    while (keys[i] !== 0) i = (i + 1) & mask;
+    keys[i] = id;
+    this.#vals[i] = v;
+  }
+
+  /** Remove `id`; whether it was there. */
+  delete(id: number): boolean {
+    const keys = this.#keys;
+    const vals = this.#vals;
+    const mask = this.#mask;
+    let i = id & mask;
+    for (;;) {
+      const k = keys[i]!;
+      if (k === 0) return false;
+      if (k === id) break;
+      i = (i + 1) & mask;
+    }
+    // Backward-shift deletion: move later entries of the probe run into the hole.
+    let hole = i;
+    for (let j = (i + 1) & mask; keys[j] !== 0; j = (j + 1) & mask) {
+      const home = keys[j]! & mask;
+      // Entry j may move to the hole if its home is not in (hole, j] cyclically.
+      const fits = hole <= j ? home <= hole || home > j : home <= hole && home > j;
+      if (fits) {
+        keys[hole] = keys[j]!;
+        vals[hole] = vals[j];
+        hole = j;
+      }
+    }
+    keys[hole] = 0;
+    vals[hole] = undefined;
+    this.#size--;
+    return true;
+  }
+
+  /** The values, in no particular order (a copy: safe to change the table meanwhile). */
+  values(): V[] {
+    const out: V[] = [];
+    const keys = this.#keys;
+    for (let i = 0; i < keys.length; i++) if (keys[i] !== 0) out.push(this.#vals[i] as V);
+    return out;
+  }
+
+  clear(): void {
+    this.#keys.fill(0);
+    this.#vals.fill(undefined);
+    this.#size = 0;
+  }
+
+  #grow(): void {
+    const keys = this.#keys;
+    const vals = this.#vals;
+    const cap = keys.length * 2;
+    this.#keys = new Int32Array(cap);
+    this.#vals = new Array<V | undefined>(cap).fill(undefined);
+    this.#mask = cap - 1;
+    for (let i = 0; i < keys.length; i++) if (keys[i] !== 0) this.#put(keys[i]!, vals[i] as V);
+  }
+}

@@ -1,0 +1,97 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import fc from "fast-check";
+import { Packr } from "msgpackr";
+import { IdTable } from "../../rpc/internal/IdTable.js";
+import { NOT_SIMPLE, readSimple, sizeOfSimple, writeSimple } from "../../rpc/msgpack.js";
+
+test("property: IdTable behaves as a Map of call ids under set, get and delete", () => {
+  const id = fc.oneof(fc.integer({ min: 1, max: 64 }), fc.integer({ min: 1, max: 0x7fffffff }));
+  fc.assert(
+    fc.property(fc.array(fc.tuple(fc.constantFrom("set", "delete", "get"), id), { maxLength: 400 }), (ops) => {
+      const table = new IdTable<string>(2);
+      const model = new Map<number, string>();
+      for (const [op, k] of ops) {
+        if (op === "set") {
+          if (model.has(k)) continue; // the table's contract: set only what is absent
+          table.set(k, `v${k}`);
+          model.set(k, `v${k}`);
+        } else if (op === "delete") assert.equal(table.delete(k), model.delete(k));
+        assert.equal(table.get(k), model.get(k));
+        assert.equal(table.size, model.size);
+      }
+      for (const [k, v] of model) assert.equal(table.get(k), v);
+      assert.deepEqual(table.values().sort(), [...model.values()].sort());
+    }),
+  );
+});
+
+test("IdTable: ids that collide on their slot are all found, and deleting one keeps the others reachable", () => {
+  const t = new IdTable<number>(16);
+  const ids = [5, 5 + 16, 5 + 32, 6, 5 + 48]; // one probe run across slots 5..9
+  for (const i of ids) t.set(i, i);
+  assert.equal(t.delete(5 + 16), true);
+  for (const i of ids.filter((x) => x !== 21)) assert.equal(t.get(i), i);
+  assert.equal(t.get(21), undefined);
+  assert.equal(t.delete(21), false);
+});
+
+const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: "bigint" } as ConstructorParameters<typeof Packr>[0]);
+
+const scalar = fc.oneof(
+  fc.integer(),
+  fc.integer({ min: -40, max: 300 }),
+  fc.constantFrom(0, -0, 2 ** 31, 2 ** 32 - 1, 2 ** 32, -(2 ** 31), -(2 ** 31) - 1, 2 ** 53, NaN, Infinity, -Infinity, 1.5, -33, -129, -32769),
+  fc.double(),
+  fc.boolean(),
+  fc.constant(null),
+  fc.constant(undefined),
+  fc.string({ maxLength: 70 }),
+  fc.string({ unit: "grapheme", maxLength: 8 }),
+  fc.uint8Array({ maxLength: 300 }),
+);
+const simple = fc.oneof(scalar, fc.array(scalar, { maxLength: 16 }));
+
+test("property: the by-hand msgpack writer writes exactly msgpackr's bytes, and reads back what msgpackr reads", () => {
+  fc.assert(
+    fc.property(simple, (v) => {
+      const expected = packr.pack(v) as Uint8Array;
+      const size = sizeOfSimple(v);
+      if (size >= 0) {
+        const out = new Uint8Array(size + 3);
+        assert.equal(writeSimple(out, 3, v), size + 3);
+        assert.deepEqual(Buffer.from(out.subarray(3)), Buffer.from(expected));
+      }
+      const framed = new Uint8Array(expected.length + 2);
+      framed.set(expected, 2);
+      const r = readSimple(framed, 2);
+      if (r !== NOT_SIMPLE) assert.deepEqual(norm(r), norm(packr.unpack(expected)));
+      else assert.equal(size, -1, "what the writer writes, the reader reads");
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+test("the by-hand msgpack reader leaves trailing, truncated and unknown data to msgpackr", () => {
+  const ok = packr.pack([1, "a", new Uint8Array([1, 2])]) as Uint8Array;
+  assert.notEqual(readSimple(ok, 0), NOT_SIMPLE);
+  assert.equal(readSimple(Buffer.concat([ok, Buffer.from([0])]), 0), NOT_SIMPLE, "trailing byte");
+  assert.equal(readSimple(ok.subarray(0, ok.length - 1), 0), NOT_SIMPLE, "truncated");
+  assert.equal(readSimple(Buffer.from([0xc1]), 0), NOT_SIMPLE, "never-used byte");
+  assert.equal(readSimple(packr.pack({ a: 1 }) as Uint8Array, 0), NOT_SIMPLE, "maps");
+  assert.equal(readSimple(Buffer.from([]), 0), NOT_SIMPLE, "nothing");
+  assert.equal(sizeOfSimple({ a: 1 }), -1);
+  assert.equal(sizeOfSimple([[1]]), -1, "nested arrays");
+  assert.equal(sizeOfSimple(new Float64Array(1)), -1, "other typed arrays");
+  assert.equal(sizeOfSimple(10n), -1);
+  const bin = readSimple(packr.pack(new Uint8Array([9, 8])) as Uint8Array, 0);
+  assert.ok(Buffer.isBuffer(bin), "binary values arrive as Buffers, as from msgpackr");
+});
+
+/** Buffers and Uint8Arrays compare by bytes; -0 and 0 are one value on the wire. */
+function norm(v: unknown): unknown {
+  if (v instanceof Uint8Array) return [...v];
+  if (Array.isArray(v)) return v.map(norm);
+  if (Object.is(v, -0)) return 0;
+  return v;
+}
