@@ -288,23 +288,27 @@ const OPTIONS = Symbol("tilth.rpc.options");
 /** Never forwarded as remote method names: promise machinery and inspection probes. */
 const NOT_METHODS = new Set(["then", "catch", "finally", "toJSON", "constructor", "inspect", "valueOf", "toString"]);
 
+/**
+ * A proxy's methods are made on first use and then kept as own properties of
+ * the object the caller holds, so later calls read a plain property; only
+ * the first lookup of a name reaches the Proxy behind it (its prototype).
+ */
 function makeProxy<T>(client: RpcClient, callOptions: CallOptions | undefined): Remote<T> {
-  const cache = new Map<string, (...args: unknown[]) => unknown>();
-  return new Proxy(Object.create(null) as object, {
-    get(_t, prop) {
-      if (prop === CLIENT) return client;
-      if (prop === OPTIONS) return callOptions;
-      if (typeof prop !== "string" || NOT_METHODS.has(prop)) return undefined;
-      let f = cache.get(prop);
-      if (f === undefined) {
-        f = callOptions === undefined ? (...args: unknown[]) => client.call(prop, args) : (...args: unknown[]) => client.call(prop, args, callOptions);
-        cache.set(prop, f);
-      }
-      return f;
-    },
-    has: () => false,
-    set: () => false,
-  }) as Remote<T>;
+  const methods: Record<string | symbol, unknown> = Object.create(
+    new Proxy(Object.create(null) as object, {
+      get(_t, prop, receiver: object) {
+        if (prop === CLIENT) return client;
+        if (prop === OPTIONS) return callOptions;
+        if (typeof prop !== "string" || NOT_METHODS.has(prop)) return undefined;
+        const f = callOptions === undefined ? (...args: unknown[]) => client.call(prop, args) : (...args: unknown[]) => client.call(prop, args, callOptions);
+        if (receiver === methods) Object.defineProperty(methods, prop, { value: f, enumerable: true });
+        return f;
+      },
+      has: () => false,
+      set: () => false,
+    }),
+  ) as Record<string | symbol, unknown>;
+  return methods as Remote<T>;
 }
 
 /**

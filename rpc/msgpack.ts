@@ -9,7 +9,8 @@
  * options the protocols use (`useRecords: false`): a peer cannot tell which
  * wrote them. The reader accepts only the encodings listed here and leaves
  * anything else (and any error) to msgpackr. Binary values are read as
- * Buffer copies; small ones come from Node's buffer pool, as `Buffer.from`'s do.
+ * Buffers that are views of the received frame, not copies (as msgpackr's
+ * own reader gives them): transports hand every message its own memory.
  *
  * Why: a one-argument call through msgpackr costs its general setup on both
  * ends. These paths are what an echo of a small value needs, and nothing more.
@@ -265,11 +266,8 @@ function readAscii(f: Uint8Array, p: number, n: number, end: number): unknown {
 
 function readBin(f: Uint8Array, p: number, n: number, end: number): unknown {
   if (p + n > end) return NOT_SIMPLE;
-  const b = Buffer.allocUnsafe(n);
-  if (n <= 32) for (let i = 0; i < n; i++) b[i] = f[p + i]!;
-  else b.set(f.subarray(p, p + n), 0);
   at = p + n;
-  return b;
+  return Buffer.from(f.buffer, f.byteOffset + p, n);
 }
 
 /**
