@@ -4,7 +4,9 @@
  * line, prints a table and writes JSON in one shape for all of them.
  *
  * Benchmarks report ratios against a baseline measured in the same run, never
- * absolute budgets: `ratio = value / baselineValue`, higher is better.
+ * absolute budgets: `ratio = value / baselineValue` (or, where a suite runs
+ * baseline and tilth in alternating pairs, the median of the pairs' ratios),
+ * higher is better.
  */
 
 export interface BenchResult {

@@ -5,6 +5,11 @@
  * one process, as it must be). Scenarios: sequential (1 in flight, 16 B, with
  * p50/p99 latency), pipelined (100 in flight, 16 B), 64 KiB (10 in flight).
  * `--pin` runs both processes of the sequential scenarios on CPU 0.
+ *
+ * This machine's speed drifts by up to a third over seconds (both systems
+ * slow down together), so baseline and tilth runs alternate in pairs, the
+ * order flipping each pair, and the ratio reported is the median of the
+ * pairs' ratios; sequential scenarios (the most sensitive) run 5 pairs.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -94,18 +99,32 @@ export const run: Suite = async ({ quick, pin, progress }) => {
         const label = `drpc+${p.t} ${sc.name}`;
         const tilth: EchoRun[] = [];
         const base: EchoRun[] = [];
-        for (let r = 0; r < repeats; r++) {
-          progress(`${label}: run ${r + 1}/${repeats}, baseline`);
-          base.push(await echoRun("net", p.base(), sc.size, sc.inflight, warmupMs, runMs, pinned));
-          progress(`${label}: run ${r + 1}/${repeats}, tilth`);
-          tilth.push(await echoRun("drpc", `drpc+${p.url()}`, sc.size, sc.inflight, warmupMs, runMs, pinned));
+        const pairs = sc.inflight === 1 && !quick ? 5 : repeats;
+        for (let r = 0; r < pairs; r++) {
+          const runBase = async (): Promise<void> => {
+            progress(`${label}: pair ${r + 1}/${pairs}, baseline`);
+            base.push(await echoRun("net", p.base(), sc.size, sc.inflight, warmupMs, runMs, pinned));
+          };
+          const runTilth = async (): Promise<void> => {
+            progress(`${label}: pair ${r + 1}/${pairs}, tilth`);
+            tilth.push(await echoRun("drpc", `drpc+${p.url()}`, sc.size, sc.inflight, warmupMs, runMs, pinned));
+          };
+          if (r % 2 === 0) {
+            await runBase();
+            await runTilth();
+          } else {
+            await runTilth();
+            await runBase();
+          }
         }
         const rate = (x: EchoRun): number => (x.calls / x.ms) * 1000;
         const tr = tilth.map(rate);
         const br = base.map(rate);
+        const pairRatios = tr.map((t, i) => t / br[i]!);
         const extra: Record<string, unknown> = {
           pinned,
-          repeats,
+          repeats: pairs,
+          pairRatios: pairRatios.map((x) => Math.round(x * 1000) / 1000),
           runMs,
           tilthSpread: [Math.min(...tr), Math.max(...tr)],
           baselineSpread: [Math.min(...br), Math.max(...br)],
@@ -117,6 +136,7 @@ export const run: Suite = async ({ quick, pin, progress }) => {
           extra.baselineP99us = median(base.map((x) => x.p99));
         }
         const res = result(label, "calls/s", median(tr), p.t === "ipc" ? "raw net (unix socket)" : "raw net (tcp)", median(br), extra);
+        res.ratio = median(pairRatios);
         out.push(res);
         progress(`${label}: ${formatRate(res.value)} vs ${formatRate(res.baselineValue)} calls/s (${res.ratio.toFixed(2)}x)`);
       }
