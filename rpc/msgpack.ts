@@ -174,8 +174,13 @@ export function writeSimple(out: Uint8Array, p: number, v: unknown): number {
 
 // ---- reading ----
 
-/** Where the reader is; set by each read. */
+/** Where the reader is; set by each read (the position after what it read). */
 let at = 0;
+
+/** The position after the value the last successful read took. */
+export function readEnd(): number {
+  return at;
+}
 
 function u32(f: Uint8Array, p: number): number {
   return f[p]! * 0x1000000 + ((f[p + 1]! << 16) | (f[p + 2]! << 8) | f[p + 3]!);
@@ -250,6 +255,40 @@ function readScalar(f: Uint8Array, p: number, end: number): unknown {
       return readAscii(f, p + 2, f[p + 1]!, end);
   }
   return NOT_SIMPLE;
+}
+
+/**
+ * Names recently read (method and event names), so that a name read again is
+ * the same string, its hash already computed, and not built again.
+ */
+const names: ({ bytes: Uint8Array; s: string } | undefined)[] = new Array(64).fill(undefined);
+
+/** A short ASCII string (a msgpack fixstr or str8) at `p`, from a small cache of names; NOT_SIMPLE otherwise. */
+export function readName(f: Uint8Array, p: number): unknown {
+  const b = f[p];
+  let n: number;
+  if (b !== undefined && b >= 0xa0 && b <= 0xbf) {
+    n = b & 0x1f;
+    p++;
+  } else if (b === 0xd9 && p + 1 < f.length) {
+    n = f[p + 1]!;
+    p += 2;
+  } else return NOT_SIMPLE;
+  if (n === 0 || n > MAX_STR || p + n > f.length) return n === 0 ? ((at = p), "") : NOT_SIMPLE;
+  const slot = (n * 7 + f[p]! * 3 + f[p + n - 1]!) & 63;
+  const hit = names[slot];
+  if (hit !== undefined && hit.bytes.length === n) {
+    const h = hit.bytes;
+    let i = 0;
+    while (i < n && h[i] === f[p + i]) i++;
+    if (i === n) {
+      at = p + n;
+      return hit.s;
+    }
+  }
+  const s = readAscii(f, p, n, f.length);
+  if (typeof s === "string") names[slot] = { bytes: f.slice(p, p + n), s };
+  return s;
 }
 
 function readAscii(f: Uint8Array, p: number, n: number, end: number): unknown {

@@ -11,7 +11,7 @@
  */
 import { Packr, RESERVE_START_SPACE } from "msgpackr";
 import { ProtocolError, type RemoteErrorInfo } from "../errors.js";
-import { NOT_SIMPLE, readSimple, sizeOfSimple, writeSimple } from "../msgpack.js";
+import { NOT_SIMPLE, readEnd, readName, readSimple, sizeOfSimple, writeSimple } from "../msgpack.js";
 
 export const PROTOCOL = "drpc";
 /** The wire format's version. A peer with another major version is refused at HELLO. */
@@ -172,49 +172,14 @@ function getUint(f: Uint8Array): number {
   return (pos = -1);
 }
 
-/**
- * Method names recently read, so that a name called again is the same string
- * (its hash already computed) and not built again: slot by length and ends.
- */
-const names: ({ bytes: Uint8Array; s: string } | undefined)[] = new Array(64).fill(undefined);
-
-/** Read a short ASCII string; undefined (and pos -1) on anything else. */
+/** Read a short ASCII string (a method name, from readName's cache); undefined (and pos -1) on anything else. */
 function getAscii(f: Uint8Array): string | undefined {
-  let p = pos;
-  const b = f[p++];
-  let n: number;
-  if (b !== undefined && b >= 0xa0 && b <= 0xbf) n = b & 0x1f;
-  else if (b === 0xd9 && p < f.length) n = f[p++]!;
-  else {
+  const s = readName(f, pos);
+  if (typeof s !== "string") {
     pos = -1;
     return undefined;
   }
-  if (p + n > f.length || n === 0) {
-    pos = n === 0 ? p : -1;
-    return n === 0 ? "" : undefined;
-  }
-  const slot = (n * 7 + f[p]! * 3 + f[p + n - 1]!) & 63;
-  const hit = names[slot];
-  if (hit !== undefined && hit.bytes.length === n) {
-    const h = hit.bytes;
-    let i = 0;
-    while (i < n && h[i] === f[p + i]) i++;
-    if (i === n) {
-      pos = p + n;
-      return hit.s;
-    }
-  }
-  let s = "";
-  for (let i = 0; i < n; i++) {
-    const c = f[p + i]!;
-    if (c >= 0x80) {
-      pos = -1;
-      return undefined;
-    }
-    s += String.fromCharCode(c);
-  }
-  names[slot] = { bytes: f.slice(p, p + n), s };
-  pos = p + n;
+  pos = readEnd();
   return s;
 }
 

@@ -13,7 +13,8 @@ import type { ClientOptions } from "../Client.js";
 import { ConnectionLostError, ProtocolError, RemoteError } from "../errors.js";
 import { PendingCall, STREAM_WINDOW, type CallOptions, type CallOwner } from "../PendingCall.js";
 import type { ClientSessionHooks, ClientSessionLike } from "../protocol.js";
-import { decodeEvent, encodeEvent, idKey, IdGenerator, ZRPC_VERSION, type MessageId } from "./codec.js";
+import { IdTable } from "../internal/IdTable.js";
+import { encodeWith, IdGenerator, readEvent } from "./codec.js";
 import { DEFAULT_HEARTBEAT_MS } from "./ServerSession.js";
 
 /** The stable code of every error a ZeroRPC server answers with (the kind is in `remoteName`). */
@@ -21,8 +22,8 @@ export const ZRPC_REMOTE_CODE = "ERR_REMOTE";
 
 interface Chan {
   call: PendingCall<any>;
-  msgId: MessageId;
-  key: string;
+  /** The counter of the request's message id (also the call's id). */
+  n: number;
   lastSeen: number;
   hb: Deadline | undefined;
   /** A reply arrived: `_zpc_more` may be sent from now on. */
@@ -46,9 +47,8 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
   readonly #opts: ClientOptions & ClientSessionHooks;
   readonly #hbMs: number;
   readonly #ids = new IdGenerator();
-  readonly #chans = new Map<string, Chan>();
-  readonly #byCall = new Map<PendingCall<any>, Chan>();
-  #seq = 0;
+  /** Open channels by the counter of their request's message id. */
+  readonly #chans = new IdTable<Chan>();
   #ended = false;
   /** Every call's time limit and every channel's next heartbeat, each on one timer (core/Deadlines). */
   readonly #limits: Deadlines<PendingCall<any>>;
@@ -60,7 +60,7 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
     this.#opts = options;
     this.#hbMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.#limits = new Deadlines(loop, (call) => {
-      if (this.#byCall.has(call)) call.cancel(new TimeoutError(call.limitMs!, `call ${call.method}`));
+      if (this.#chans.get(call.id)?.call === call) call.cancel(new TimeoutError(call.limitMs!, `call ${call.method}`));
     });
     this.#beats = new Deadlines(loop, this.#beat);
     conn.start({ message: (m) => this.#onMessage(m), end: (e) => this.#onEnd(e.error) });
@@ -80,7 +80,8 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
 
   call<R>(method: string, args: readonly unknown[], timeoutMs: number | undefined, options: CallOptions | undefined): PendingCall<R> {
     const signal = options?.signal;
-    const call = new PendingCall<R>(this, ++this.#seq, method, args, signal);
+    const n = this.#ids.advance();
+    const call = new PendingCall<R>(this, n, method, args, signal);
     const mw = this.#opts.middleware;
     try {
       for (let i = 0; i < mw.length; i++) mw[i]!.before?.(call);
@@ -96,18 +97,15 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
       call._settle(false, new ProtocolError("ZeroRPC has no named arguments; pass them by position"));
       return call;
     }
-    const msgId = this.#ids.next();
-    const key = idKey(msgId);
-    const ch: Chan = { call, msgId, key, lastSeen: this.#loop.now(), hb: undefined, answered: false };
+    const now = this.#loop.now();
+    const ch: Chan = { call, n, lastSeen: now, hb: undefined, answered: false };
     try {
-      this.#conn.send(encodeEvent({ message_id: msgId, v: ZRPC_VERSION }, method, args as unknown[]));
+      this.#conn.send(encodeWith(this.#ids, n, undefined, method, args));
     } catch (e) {
       call._settle(false, e);
       return call;
     }
-    this.#chans.set(key, ch);
-    this.#byCall.set(call, ch);
-    const now = this.#loop.now();
+    this.#chans.set(n, ch);
     if (this.#hbMs > 0) ch.hb = this.#beats.add(this.#hbMs, ch, now);
     if (timeoutMs !== undefined) {
       call.limitMs = timeoutMs;
@@ -119,8 +117,8 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
 
   /** The consumer took items: grant the server as many more (only once it has answered). */
   grantCredit(call: PendingCall<any>, n: number): void {
-    const ch = this.#byCall.get(call);
-    if (ch === undefined || !ch.answered) return;
+    const ch = this.#chans.get(call.id);
+    if (ch === undefined || ch.call !== call || !ch.answered) return;
     this.#sendOn(ch, "_zpc_more", [n]);
   }
 
@@ -130,14 +128,14 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
    * stalls on credit and drops the call when its heartbeats go unanswered.
    */
   cancelCall(call: PendingCall<any>, _reason: Error): void {
-    const ch = this.#byCall.get(call);
-    if (ch !== undefined) this.#forget(ch);
+    const ch = this.#chans.get(call.id);
+    if (ch !== undefined && ch.call === call) this.#forget(ch);
   }
 
   #sendOn(ch: Chan, name: string, args: unknown): void {
     if (this.#ended) return;
     try {
-      this.#conn.send(encodeEvent({ message_id: this.#ids.next(), v: ZRPC_VERSION, response_to: ch.msgId }, name, args));
+      this.#conn.send(encodeWith(this.#ids, this.#ids.advance(), ch.n, name, args));
     } catch {
       // the connection ended; its end fails the calls
     }
@@ -145,7 +143,7 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
 
   /** A channel's heartbeat tick: lost after more than 2.5 silent intervals, else `_zpc_hb` and the next tick. */
   readonly #beat = (ch: Chan): void => {
-    if (this.#chans.get(ch.key) !== ch) return;
+    if (this.#chans.get(ch.n) !== ch) return;
     const ms = this.#hbMs;
     const now = this.#loop.now();
     const silent = now - ch.lastSeen;
@@ -157,15 +155,14 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
     this.#sendOn(ch, "_zpc_hb", [0]);
     // Re-armed from a later turn: Deadlines does not expect add() from inside its expiry callback.
     this.#loop.post(() => {
-      if (this.#chans.get(ch.key) === ch && !this.#ended) ch.hb = this.#beats.add(ms, ch, now);
+      if (this.#chans.get(ch.n) === ch && !this.#ended) ch.hb = this.#beats.add(ms, ch, now);
     });
   };
 
   #forget(ch: Chan): void {
     ch.hb?.cancel();
     ch.hb = undefined;
-    if (this.#chans.get(ch.key) === ch) this.#chans.delete(ch.key);
-    this.#byCall.delete(ch.call);
+    if (this.#chans.get(ch.n) === ch) this.#chans.delete(ch.n);
   }
 
   #done(ch: Chan, ok: boolean, v: unknown): void {
@@ -180,14 +177,15 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
   #onMessage(frames: Message): void {
     let ev;
     try {
-      ev = decodeEvent(frames);
+      ev = readEvent(frames);
     } catch {
       return; // not an event: dropped, as the reference implementations do
     }
-    const rt = ev.header.response_to;
-    if (rt === undefined || rt === null) return;
-    const ch = this.#chans.get(idKey(rt));
-    if (ch === undefined) return; // a channel we no longer track
+    const rt = ev.rt;
+    if (rt === undefined) return;
+    const n = this.#ids.counterOf(rt.buf, rt.start, rt.end);
+    const ch = n < 0 ? undefined : this.#chans.get(n);
+    if (ch === undefined) return; // a channel we no longer track (or never opened)
     ch.lastSeen = this.#loop.now();
     const call = ch.call;
     switch (ev.name) {
@@ -230,7 +228,7 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
     this.#beats.clear();
     this.#limits.clear();
     const error = new ConnectionLostError(cause ? `connection lost: ${cause.message}` : "connection closed", { cause });
-    for (const ch of [...this.#chans.values()]) {
+    for (const ch of this.#chans.values()) {
       this.#forget(ch);
       this.#done(ch, false, error);
     }

@@ -14,7 +14,7 @@ import type { CallContext } from "../context.js";
 import { ConnectionLostError } from "../errors.js";
 import type { ServerCore, ServerSessionLike } from "../protocol.js";
 import type { ServerOptions } from "../Server.js";
-import { decodeEvent, encodeEvent, idKey, IdGenerator, ZRPC_VERSION, type MessageId } from "./codec.js";
+import { encodeWith, idRefKey, IdGenerator, readEvent, type IdRef } from "./codec.js";
 
 export const DEFAULT_HEARTBEAT_MS = 5000;
 
@@ -23,8 +23,10 @@ class Channel implements CallContext {
   readonly method: string;
   readonly args: readonly unknown[];
   readonly peer: string;
-  readonly msgId: MessageId;
-  readonly key: string;
+  /** The request's message id, where it lies in the request. */
+  readonly msgId: IdRef;
+  /** Its key in the session's open channels (set when the call stays open past its handler's return). */
+  key: string | undefined = undefined;
   /** Replies the client can take (every event we send on the channel spends one). */
   credit = 1;
   creditWaiter: (() => void) | undefined;
@@ -35,10 +37,9 @@ class Channel implements CallContext {
   #reason: unknown;
   #meta: Record<string, unknown> | undefined;
 
-  constructor(id: number, msgId: MessageId, key: string, method: string, args: readonly unknown[], peer: string, now: number) {
+  constructor(id: number, msgId: IdRef, method: string, args: readonly unknown[], peer: string, now: number) {
     this.id = id;
     this.msgId = msgId;
-    this.key = key;
     this.method = method;
     this.args = args;
     this.peer = peer;
@@ -156,7 +157,7 @@ export class ZrpcServerSession implements ServerSessionLike {
     if (this.#ended) return false;
     if (!force) ch.credit--;
     try {
-      return this.#conn.send(encodeEvent({ message_id: this.#ids.next(), v: ZRPC_VERSION, response_to: ch.msgId }, name, args));
+      return this.#conn.send(encodeWith(this.#ids, this.#ids.advance(), ch.msgId, name, args));
     } catch {
       return false;
     }
@@ -165,14 +166,14 @@ export class ZrpcServerSession implements ServerSessionLike {
   #onMessage(frames: Message): void {
     let ev;
     try {
-      ev = decodeEvent(frames);
+      ev = readEvent(frames);
     } catch {
       return; // as zerorpc-python: undecodable events get no reply
     }
-    const { header, name, args } = ev;
-    const rt = header.response_to;
-    if (rt !== undefined && rt !== null) {
-      const ch = this.#channels.get(idKey(rt));
+    const { name, args, rt } = ev;
+    if (rt !== undefined) {
+      if (this.#channels.size === 0) return;
+      const ch = this.#channels.get(idRefKey(rt));
       if (ch === undefined) return; // unroutable: the channel is closed
       ch.lastSeen = this.#loop.now();
       if (name === "_zpc_more") {
@@ -186,14 +187,14 @@ export class ZrpcServerSession implements ServerSessionLike {
       return;
     }
     if (name.startsWith("_zpc_")) return;
-    this.#onRequest(header.message_id, name, args);
+    this.#onRequest(ev.id, name, args);
   }
 
-  #onRequest(msgId: MessageId, method: string, rawArgs: unknown): void {
-    const key = idKey(msgId);
-    if (this.#channels.has(key)) return; // a reused id while open: drop it, as an unroutable event
+  #onRequest(msgId: IdRef, method: string, rawArgs: unknown): void {
+    // A reused id while its channel is open: drop it, as an unroutable event.
+    if (this.#channels.size > 0 && this.#channels.has(idRefKey(msgId))) return;
     const args = Array.isArray(rawArgs) ? rawArgs : rawArgs === undefined || rawArgs === null ? [] : [rawArgs];
-    const ch = new Channel(++this.#seq, msgId, key, method, args, this.#conn.remoteUrl, this.#loop.now());
+    const ch = new Channel(++this.#seq, msgId, method, args, this.#conn.remoteUrl, this.#loop.now());
     const server = this.#server;
     if (this.#draining) {
       this.#send(ch, "ERR", ["UnavailableError", "server is closing; call again elsewhere", ""]);
@@ -222,8 +223,6 @@ export class ZrpcServerSession implements ServerSessionLike {
       this.#send(ch, "ERR", ["TypeError", bound, `TypeError: ${bound}`]);
       return;
     }
-    this.#channels.set(key, ch);
-    if (this.#hbMs > 0) ch.hb = this.#beats.add(this.#hbMs, ch, ch.lastSeen);
     const mw = server.middleware;
     let r: unknown;
     try {
@@ -233,12 +232,23 @@ export class ZrpcServerSession implements ServerSessionLike {
       this.#fail(ch, e);
       return;
     }
+    // A call answered at once needs no channel; one that goes on (a promise, a
+    // stream) is tracked for credit and heartbeats until it ends.
+    if (r instanceof Promise || isAsyncIterable(r)) this.#open(ch);
     if (r instanceof Promise) {
       r.then(
         (v) => this.#result(ch, v),
         (e: unknown) => this.#fail(ch, e),
       );
     } else this.#result(ch, r);
+  }
+
+  #open(ch: Channel): void {
+    if (ch.done) return;
+    const key = idRefKey(ch.msgId);
+    ch.key = key;
+    this.#channels.set(key, ch);
+    if (this.#hbMs > 0) ch.hb = this.#beats.add(this.#hbMs, ch, ch.lastSeen);
   }
 
   #builtin(method: string, args: unknown[]): { ok: boolean; v: unknown } | undefined {
@@ -303,7 +313,7 @@ export class ZrpcServerSession implements ServerSessionLike {
     for (let i = 0; i < mw.length; i++) mw[i]!.after?.(ch, v);
     this.#finish(ch);
     try {
-      this.#conn.send(encodeEvent({ message_id: this.#ids.next(), v: ZRPC_VERSION, response_to: ch.msgId }, "OK", [v === undefined ? null : v]));
+      this.#conn.send(encodeWith(this.#ids, this.#ids.advance(), ch.msgId, "OK", [v === undefined ? null : v]));
     } catch (e) {
       if (!this.#ended) this.#send(ch, "ERR", errArgs(e, this.#server.exposeStack), true);
     }
@@ -361,7 +371,7 @@ export class ZrpcServerSession implements ServerSessionLike {
 
   #finish(ch: Channel, reason?: unknown): void {
     ch.finish(reason);
-    if (this.#channels.get(ch.key) === ch) this.#channels.delete(ch.key);
+    if (ch.key !== undefined && this.#channels.get(ch.key) === ch) this.#channels.delete(ch.key);
     if (this.#channels.size === 0 && this.#idle) {
       const idle = this.#idle;
       this.#idle = undefined;

@@ -7,6 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { Packr } from "msgpackr";
 import { ProtocolError } from "../errors.js";
+import { NOT_SIMPLE, readEnd, readName, readSimple, sizeOfSimple, writeSimple } from "../msgpack.js";
 
 /** Protocol version written in every header. */
 export const ZRPC_VERSION = 3;
@@ -36,8 +37,11 @@ const EMPTY = new Uint8Array(0);
  * ZeroRPC peer then sees a float. Such numbers become BigInt before packing, so
  * they go out as int64/uint64. Values without one are passed through untouched.
  */
+/** An integer beyond 32 bits that int64 or uint64 holds (larger ones stay float64). */
+const wantsInt64 = (v: number): boolean => Number.isInteger(v) && (v > 0xffffffff || v < -0x80000000) && v >= -(2 ** 63) && v < 2 ** 64;
+
 function needsExact(v: unknown, depth: number): boolean {
-  if (typeof v === "number") return Number.isInteger(v) && (v > 0xffffffff || v < -0x80000000);
+  if (typeof v === "number") return wantsInt64(v);
   if (typeof v !== "object" || v === null || depth > 64 || ArrayBuffer.isView(v)) return false;
   if (Array.isArray(v)) {
     for (let i = 0; i < v.length; i++) if (needsExact(v[i], depth + 1)) return true;
@@ -53,7 +57,7 @@ function needsExact(v: unknown, depth: number): boolean {
 }
 
 function exact(v: unknown, depth: number): unknown {
-  if (typeof v === "number") return Number.isInteger(v) && (v > 0xffffffff || v < -0x80000000) ? BigInt(v) : v;
+  if (typeof v === "number") return wantsInt64(v) ? BigInt(v) : v;
   if (typeof v !== "object" || v === null || depth > 64 || ArrayBuffer.isView(v)) return v;
   if (Array.isArray(v)) return v.map((x) => exact(x, depth + 1));
   if (v instanceof Map) return new Map([...v].map(([k, x]) => [k, exact(x, depth + 1)]));
@@ -163,23 +167,238 @@ export function decodeEvent(frames: readonly Uint8Array[]): ZEvent {
   return { header: h as Header, name, args };
 }
 
-/** A Map key for an id that keeps str and bin apart. */
-export function idKey(id: MessageId): string {
-  return typeof id === "string" ? `s${id}` : `b${Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString("latin1")}`;
-}
+
+/** Largest counter of an IdGenerator's ids (31 bits, so a counter is an IdTable key). */
+const MAX_COUNTER = 0x7fffffff;
+const HEX = Buffer.from("0123456789abcdef");
 
 /**
  * Message ids unique across clients: an 8-hex-digit counter, then 16 random
  * hex digits fixed per generator (zerorpc-python's layout, shorter), sent as
  * str. 24 characters keep a small reply under 128 bytes, the size above which
  * zeromq.js sends zero-copy and pays an extra main-thread callback per message.
+ * The counter (1 to 2^31 - 1, wrapping) names a client's channel.
  */
 export class IdGenerator {
   readonly #suffix = randomBytes(8).toString("hex");
-  #n = randomBytes(4).readUInt32BE(0);
+  readonly #suffixBytes = Buffer.from(this.#suffix, "latin1");
+  #n = (randomBytes(4).readUInt32BE(0) % MAX_COUNTER) + 1;
 
+  /** The next id, as a string. */
   next(): string {
-    this.#n = (this.#n + 1) >>> 0;
-    return this.#n.toString(16).padStart(8, "0") + this.#suffix;
+    return this.text(this.advance());
   }
+
+  /** The next id's counter. */
+  advance(): number {
+    this.#n = this.#n >= MAX_COUNTER ? 1 : this.#n + 1;
+    return this.#n;
+  }
+
+  /** The id of counter `n`. */
+  text(n: number): string {
+    return n.toString(16).padStart(8, "0") + this.#suffix;
+  }
+
+  /** Write the id of counter `n` as a msgpack str at `pos`; returns the position after it. */
+  write(out: Uint8Array, pos: number, n: number): number {
+    out[pos++] = 0xa0 | ID_LENGTH;
+    for (let i = 7; i >= 0; i--) out[pos + 7 - i] = HEX[(n >>> (i * 4)) & 15]!;
+    out.set(this.#suffixBytes, pos + 8);
+    return pos + ID_LENGTH;
+  }
+
+  /** The counter of one of this generator's ids held in `buf[start, end)`; -1 for any other id. */
+  counterOf(buf: Uint8Array, start: number, end: number): number {
+    if (end - start !== ID_LENGTH) return -1;
+    const sfx = this.#suffixBytes;
+    for (let i = 0; i < 16; i++) if (buf[start + 8 + i] !== sfx[i]) return -1;
+    let n = 0;
+    for (let i = 0; i < 8; i++) {
+      const c = buf[start + i]!;
+      const d = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : -1;
+      if (d < 0) return -1;
+      n = n * 16 + d;
+    }
+    return n >= 1 && n <= MAX_COUNTER ? n : -1;
+  }
+}
+
+/** Characters of an IdGenerator id. */
+const ID_LENGTH = 24;
+
+// ---- the hot path: events written and read by hand ----
+
+/** A message id where it lies in a buffer (a received id, echoed without decoding it). */
+export interface IdRef {
+  readonly buf: Uint8Array;
+  readonly start: number;
+  readonly end: number;
+  /** msgpack bin (else str). */
+  readonly bin: boolean;
+}
+
+/** A Map key for an id that keeps str and bin apart. */
+export function idRefKey(r: IdRef): string {
+  return (r.bin ? "b" : "s") + Buffer.from(r.buf.buffer, r.buf.byteOffset + r.start, r.end - r.start).toString("latin1");
+}
+
+/** The id as a MessageId (str decoded as UTF-8, bin copied). */
+export function idRefValue(r: IdRef): MessageId {
+  const b = Buffer.from(r.buf.buffer, r.buf.byteOffset + r.start, r.end - r.start);
+  return r.bin ? Uint8Array.prototype.slice.call(b) : b.toString("utf8");
+}
+
+function refOf(id: MessageId): IdRef {
+  const buf = typeof id === "string" ? Buffer.from(id, "utf8") : id;
+  return { buf, start: 0, end: buf.byteLength, bin: typeof id !== "string" };
+}
+
+function idRefSize(r: IdRef): number {
+  const n = r.end - r.start;
+  return n + (r.bin ? (n < 256 ? 2 : 3) : n < 32 ? 1 : n < 256 ? 2 : 3);
+}
+
+function writeIdRef(out: Uint8Array, pos: number, r: IdRef): number {
+  const n = r.end - r.start;
+  if (r.bin) {
+    if (n < 256) {
+      out[pos++] = 0xc4;
+      out[pos++] = n;
+    } else {
+      out[pos++] = 0xc5;
+      out[pos++] = n >>> 8;
+      out[pos++] = n & 0xff;
+    }
+  } else if (n < 32) out[pos++] = 0xa0 | n;
+  else if (n < 256) {
+    out[pos++] = 0xd9;
+    out[pos++] = n;
+  } else {
+    out[pos++] = 0xda;
+    out[pos++] = n >>> 8;
+    out[pos++] = n & 0xff;
+  }
+  out.set(r.buf.subarray(r.start, r.end), pos);
+  return pos + n;
+}
+
+/**
+ * One event `[{message_id, v: 3, response_to?}, name, args]` as `[b"", payload]`,
+ * with `own` (a counter of `ids`) as its message id and `rt` (a received id, or
+ * a counter of `ids`) as the id it answers. Small plain values are written by
+ * hand; anything else goes through `encodeEvent`. The bytes are the same.
+ */
+export function encodeWith(ids: IdGenerator, own: number, rt: IdRef | number | undefined, name: string, args: unknown): Uint8Array[] {
+  const nameSize = sizeOfSimple(name);
+  const argSize = nameSize < 0 || needsExact(args, 0) ? -1 : sizeOfSimple(args);
+  if (argSize < 0 || (typeof rt === "object" && rt.end - rt.start > 0xffff)) {
+    const header: Header = { message_id: ids.text(own), v: ZRPC_VERSION };
+    if (rt !== undefined) header.response_to = typeof rt === "number" ? ids.text(rt) : idRefValue(rt);
+    return encodeEvent(header, name, args);
+  }
+  const rtSize = rt === undefined ? 0 : K_RESPONSE_TO.length + (typeof rt === "number" ? ID_LENGTH + 1 : idRefSize(rt));
+  const out = Buffer.allocUnsafe(2 + K_MESSAGE_ID.length + ID_LENGTH + 1 + K_V3.length + rtSize + nameSize + argSize);
+  out[0] = 0x93;
+  out[1] = rt === undefined ? 0x82 : 0x83;
+  out.set(K_MESSAGE_ID, 2);
+  let pos = ids.write(out, 2 + K_MESSAGE_ID.length, own);
+  out.set(K_V3, pos);
+  pos += K_V3.length;
+  if (rt !== undefined) {
+    out.set(K_RESPONSE_TO, pos);
+    pos += K_RESPONSE_TO.length;
+    pos = typeof rt === "number" ? ids.write(out, pos, rt) : writeIdRef(out, pos, rt);
+  }
+  pos = writeSimple(out, pos, name);
+  writeSimple(out, pos, args);
+  return [EMPTY, out];
+}
+
+/**
+ * An event as read by `readEvent`: where its ids are, its name and args. One
+ * object, reused by every read: take what you need before reading the next.
+ */
+export interface EventView {
+  id: IdRef;
+  /** The id it answers; undefined for a request. */
+  rt: IdRef | undefined;
+  name: string;
+  args: unknown;
+}
+
+/** Read an id (str or bin) at `p`; undefined for anything else. */
+function readIdRef(f: Uint8Array, p: number): IdRef | undefined {
+  const b = f[p];
+  let n: number;
+  let bin = false;
+  if (b === undefined) return undefined;
+  if (b >= 0xa0 && b <= 0xbf) {
+    n = b & 0x1f;
+    p += 1;
+  } else if (b === 0xd9 || b === 0xc4) {
+    n = f[p + 1] ?? -1;
+    bin = b === 0xc4;
+    p += 2;
+  } else if (b === 0xda || b === 0xc5) {
+    n = ((f[p + 1] ?? 0) << 8) | (f[p + 2] ?? 0);
+    bin = b === 0xc5;
+    p += 3;
+  } else return undefined;
+  if (n < 0 || p + n > f.length) return undefined;
+  return { buf: f, start: p, end: p + n, bin };
+}
+
+/** Whether the fixstr key at `p` is `key` (given with its 0xa0|n byte). */
+function keyIs(f: Uint8Array, p: number, key: Uint8Array): boolean {
+  for (let i = 0; i < key.length; i++) if (f[p + i] !== key[i]) return false;
+  return true;
+}
+
+const K_V = Buffer.from("a176", "hex"); // "v"
+
+function readFast(f: Uint8Array): EventView | undefined {
+  if (f[0] !== 0x93) return undefined;
+  const h = f[1]!;
+  if ((h & 0xf0) !== 0x80) return undefined;
+  let p = 2;
+  let id: IdRef | undefined;
+  let rt: IdRef | undefined;
+  for (let k = h & 0x0f; k > 0; k--) {
+    if (keyIs(f, p, K_MESSAGE_ID)) {
+      id = readIdRef(f, p + K_MESSAGE_ID.length);
+      if (id === undefined) return undefined;
+      p = id.end;
+    } else if (keyIs(f, p, K_RESPONSE_TO)) {
+      p += K_RESPONSE_TO.length;
+      if (f[p] === 0xc0) p++;
+      else {
+        rt = readIdRef(f, p);
+        if (rt === undefined) return undefined;
+        p = rt.end;
+      }
+    } else if (keyIs(f, p, K_V) && (f[p + 2] ?? 0x80) < 0x80) p += 3;
+    else return undefined;
+  }
+  if (id === undefined) return undefined;
+  const name = readName(f, p);
+  if (typeof name !== "string") return undefined;
+  const args = readSimple(f, readEnd());
+  if (args === NOT_SIMPLE) return undefined;
+  return { id, rt, name, args };
+}
+
+/**
+ * Read the event in a message's last frame, as `decodeEvent` does (same
+ * checks, same errors), without building strings for its ids.
+ */
+export function readEvent(frames: readonly Uint8Array[]): EventView {
+  const last = frames[frames.length - 1];
+  if (last !== undefined && last.byteLength > 0) {
+    const v = readFast(last);
+    if (v !== undefined) return v;
+  }
+  const ev = decodeEvent(frames);
+  const rt = ev.header.response_to;
+  return { id: refOf(ev.header.message_id), rt: rt === undefined || rt === null ? undefined : refOf(rt), name: ev.name, args: ev.args };
 }
