@@ -252,6 +252,12 @@ export const run: Suite = async ({ quick, pin, progress }) => {
   }
 };
 
+/** Median over the rounds of a system's rate over the baseline's in the same round (the machine drifts between rounds). */
+function roundRatio(xs: number[], base: number[]): number {
+  const n = Math.min(xs.length, base.length);
+  return n === 0 ? NaN : median(Array.from({ length: n }, (_, i) => xs[i]! / base[i]!));
+}
+
 async function measureAll(quick: boolean, canPin: boolean, progress: (l: string) => void): Promise<BenchResult[]> {
   const repeats = Number(process.env.TILTH_BENCH_REPEATS) || (quick ? 1 : 3);
   const warmupMs = quick ? 150 : 500;
@@ -322,7 +328,7 @@ async function measureAll(quick: boolean, canPin: boolean, progress: (l: string)
         elu: med((o) => o.loop?.elu),
       });
       if (def.sc.inflight === 1 && def.sc.conns === 1 && def.sc.mode === "echo") {
-        Object.assign(extra, { p50us: med((o) => o.run.p50), p99us: med((o) => o.run.p99), p999us: med((o) => o.run.p999), netRatio: median(rs) / median(rates("net")) });
+        Object.assign(extra, { p50us: med((o) => o.run.p50), p99us: med((o) => o.run.p99), p999us: med((o) => o.run.p999), netRatio: roundRatio(rs, rates("net")) });
       }
       if (def.sc.mode === "stream") Object.assign(extra, { items: sc.items, complete: os_.every((o) => o.run.complete !== false) });
       out.push(result(`${def.title}: ${s.id}`, def.unit, median(rs), "net-cork", baseline, extra));
