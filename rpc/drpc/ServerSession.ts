@@ -176,7 +176,7 @@ export class ServerSession extends Peer implements ServerSessionLike {
   }
 
   #onCall(id: number, method: string, args: unknown[], kwargs: Record<string, unknown> | null, deadlineMs: number | null, credit: number): void {
-    if (this.#calls.has(id)) {
+    if (this.#calls.size > 0 && this.#calls.has(id)) {
       this.fail(new ProtocolError(`call id ${id} reused while in flight`));
       return;
     }
@@ -200,6 +200,38 @@ export class ServerSession extends Peer implements ServerSessionLike {
       this.sendError(id, { name: "BadArgumentsError", message: bound, code: "ERR_BAD_ARGUMENTS" });
       return;
     }
+    const mw = server.middleware;
+    let r: unknown;
+    if (mw.length === 0 && !m.contextual) {
+      // No hook and no context wanted: run the handler first. A plain value
+      // answers at once; the call is only tracked (deadline, status, cancel)
+      // when it goes on: a promise, a stream, or a throw to report.
+      try {
+        r = m.fn(...bound);
+      } catch (e) {
+        this.#fail(this.#track(id, method, bound, deadlineMs, credit), e);
+        return;
+      }
+      if (typeof r !== "object" || r === null || ArrayBuffer.isView(r)) {
+        this.#answer(id, r);
+        return;
+      }
+      this.#settleLater(this.#track(id, method, bound, deadlineMs, credit), r);
+      return;
+    }
+    const call = this.#track(id, method, bound, deadlineMs, credit);
+    try {
+      for (let i = 0; i < mw.length; i++) mw[i]!.before?.(call);
+      r = m.contextual ? m.fn(call, ...bound) : m.fn(...bound);
+    } catch (e) {
+      this.#fail(call, e);
+      return;
+    }
+    this.#settleLater(call, r);
+  }
+
+  /** A call in flight from now on: in the table, with its deadline. */
+  #track(id: number, method: string, bound: unknown[], deadlineMs: number | null, credit: number): ServerCall {
     const call = new ServerCall(id, method, bound.length ? bound : NO_ARGS, this.conn.remoteUrl);
     const now = this.loop.now();
     call.startedAt = now;
@@ -209,15 +241,20 @@ export class ServerSession extends Peer implements ServerSessionLike {
       call.timer = this.#deadlines.add(deadlineMs, call, now);
     }
     call.credit = credit;
-    const mw = server.middleware;
-    let r: unknown;
+    return call;
+  }
+
+  /** A plain value returned at once, with nobody to tell: the RESULT. */
+  #answer(id: number, v: unknown): void {
     try {
-      for (let i = 0; i < mw.length; i++) mw[i]!.before?.(call);
-      r = m.contextual ? m.fn(call, ...bound) : m.fn(...bound);
+      this.sendEncoded(encodeValue(T.RESULT, id, v));
     } catch (e) {
-      this.#fail(call, e);
-      return;
+      // Unsendable result (too large, not encodable): answer with the error instead.
+      if (!this.ended) this.sendError(id, errorInfo(e, this.#server.exposeStack));
     }
+  }
+
+  #settleLater(call: ServerCall, r: unknown): void {
     if (r instanceof Promise) {
       r.then(
         (v) => this.#result(call, v),
@@ -241,12 +278,7 @@ export class ServerSession extends Peer implements ServerSessionLike {
     this.#finishCall(call);
     const mw = this.#server.middleware;
     for (let i = 0; i < mw.length; i++) mw[i]!.after?.(call, v);
-    try {
-      this.sendEncoded(encodeValue(T.RESULT, call.id, v));
-    } catch (e) {
-      // Unsendable result (too large, not encodable): answer with the error instead.
-      if (!this.ended) this.sendError(call.id, errorInfo(e, this.#server.exposeStack));
-    }
+    this.#answer(call.id, v);
   }
 
   #fail(call: ServerCall, e: unknown): void {
