@@ -30,11 +30,24 @@ export const NOT_FOR_ZMQ: Record<string, string> = {
     "libzmq drops every accepted connection on unbind and cannot refuse a TCP peer while bound: a closed zmq listener keeps its accepted connections and drops new peers' messages (tested below), and is refused once the last accepted connection ends",
 };
 
+/**
+ * Cases that do not hold on zmq+ipc only. libzmq (4.3, through zeromq.js 6) loses
+ * messages over ipc when a DEALER closes while the ROUTER holds back its input:
+ * raw zeromq.js shows the same with linger 2000 ms (a ROUTER that pauses after
+ * 2000 of 5000 messages gets 3000-4500 of them over ipc, all of them over tcp).
+ */
+export const NOT_FOR_ZMQ_IPC: Record<string, string> = {
+  "messages() iterates until the peer closes":
+    "libzmq over ipc drops what a closing DEALER still has in flight while the ROUTER's input is held back (the case pauses the reader at 4096 messages); docs/zeromq.md",
+};
+
+const skippedFor = (which: string): Record<string, string> => (which === "ipc" ? { ...NOT_FOR_ZMQ, ...NOT_FOR_ZMQ_IPC } : NOT_FOR_ZMQ);
+
 const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 const childFile = fileURLToPath(new URL("./zmq-conformance.js", import.meta.url));
 
 function runConformance(which: string): Promise<{ code: number | null; out: string }> {
-  const pattern = `^(?!<root>|transport conformance|${Object.keys(NOT_FOR_ZMQ).map(escape).join("|")}).+`;
+  const pattern = `^(?!<root>|transport conformance|${Object.keys(skippedFor(which)).map(escape).join("|")}).+`;
   // Without NODE_TEST_CONTEXT: the child is a test run of its own, reporting TAP.
   const { NODE_TEST_CONTEXT: _ctx, ...env } = process.env;
   return new Promise((resolve) => {
@@ -59,7 +72,7 @@ function runConformance(which: string): Promise<{ code: number | null; out: stri
 
 describe("zmq transports: the shared conformance suite", () => {
   for (const which of Object.keys(zmqCases)) {
-    test(`zmq+${which === "tcp6" ? "tcp over ::1" : which}: every case but the ${Object.keys(NOT_FOR_ZMQ).length} that cannot apply`, { timeout: 200_000 }, async () => {
+    test(`zmq+${which === "tcp6" ? "tcp over ::1" : which}: every case but the ${Object.keys(skippedFor(which)).length} that cannot apply`, { timeout: 200_000 }, async () => {
       let { code, out } = await runConformance(which);
       if (out.includes("# killed:")) {
         // A hung run is retried once and reported; a second hang fails the test.
@@ -70,7 +83,7 @@ describe("zmq transports: the shared conformance suite", () => {
       const failed = out.split("\n").filter((l) => /^\s*not ok/.test(l));
       assert.equal(code, 0, `conformance failed:\n${failed.join("\n")}\n${out.slice(-4000)}`);
       assert.equal(count("fail"), 0);
-      assert.equal(count("skipped"), Object.keys(NOT_FOR_ZMQ).length, "exactly the cases that cannot apply are left out");
+      assert.equal(count("skipped"), Object.keys(skippedFor(which)).length, "exactly the cases that cannot apply are left out");
       assert.ok(count("pass") >= 20, `only ${count("pass")} cases ran`);
     });
   }
