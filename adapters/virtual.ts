@@ -218,20 +218,29 @@ export class VirtualLoop extends LoopBase {
     await this.#settle();
   }
 
-  /** Set the clock to `t` (never backwards) and run a turn there. */
+  /**
+   * Set the clock to `t` (never backwards) and run a turn there, as the host's
+   * wake-up would: the wake-up asked for is used up, so the next timer asks
+   * for a new one.
+   */
   #jump(t: number): void {
     if (t > this.#now) {
       this.#now = t;
       this.#advances++;
     }
-    this.runTurn();
+    this.wake();
   }
 
   /** Let real turns run until no post is queued and no timer is due. */
   async #settle(): Promise<void> {
-    do {
+    for (;;) {
       await realTurn();
-    } while (this.pendingPosts > 0 || (this.nextDeadline() ?? Infinity) <= this.#now);
+      if (this.pendingPosts > 0) continue;
+      const next = this.nextDeadline();
+      if (next === undefined || next > this.#now) return;
+      // A timer is due now: run its turn here rather than count on a wake-up.
+      this.wake();
+    }
   }
 
   #throwErrors(): void {

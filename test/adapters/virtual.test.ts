@@ -50,6 +50,28 @@ test("VirtualLoop: advance() fires due timers in order, at their deadlines, and 
   assert.equal(loop.pendingTimers, 0);
 });
 
+test("VirtualLoop: a 0 ms timer made after advance() fired a timer runs on the next advance (no hang)", async () => {
+  const loop = new VirtualLoop();
+  const seen: [string, number][] = [];
+  loop.timer(100, () => seen.push(["a", loop.now()]));
+  loop.timer(500, () => seen.push(["c", loop.now()]));
+  await loop.advance(100);
+  loop.timer(0, () => seen.push(["b", loop.now()]));
+  await loop.advance(40);
+  assert.deepEqual(seen, [
+    ["a", 100],
+    ["b", 100],
+  ]);
+  assert.equal(loop.now(), 140);
+  // And when nobody advances: runUntilIdle fires it too.
+  loop.timer(0, () => seen.push(["d", loop.now()]));
+  await loop.runUntilIdle();
+  assert.deepEqual(seen.at(-1), ["d", 140]);
+  await loop.runAll();
+  assert.deepEqual(seen.at(-1), ["c", 500]);
+  assert.equal(loop.pendingTimers, 0);
+});
+
 test("VirtualLoop: promise continuations run between timer firings", async () => {
   const loop = new VirtualLoop();
   const seen: string[] = [];
