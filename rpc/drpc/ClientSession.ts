@@ -10,7 +10,7 @@ import { TimeoutError, abortReason } from "../../core/errors.js";
 import type { ClientSessionHooks, ClientSessionLike } from "../protocol.js";
 import { ProtocolError, RemoteError } from "../errors.js";
 import { PendingCall, STREAM_WINDOW, type CallOptions, type CallOwner } from "../PendingCall.js";
-import { IdTable } from "../internal/IdTable.js";
+import { IdCounter, IdTable } from "../internal/IdTable.js";
 import { MAX_ID, T, encodeCall, type Msg } from "./codec.js";
 import { Peer, type PeerOptions } from "./Peer.js";
 
@@ -20,7 +20,7 @@ export class ClientSession extends Peer implements CallOwner, ClientSessionLike 
   readonly #pending = new IdTable<PendingCall<any>>();
   /** Every call's time limit, on one timer (see core/Deadlines). */
   readonly #deadlines: Deadlines<PendingCall<any>>;
-  #nextId = 1;
+  readonly #ids = new IdCounter(MAX_ID);
   #draining = false;
   readonly #opts: ClientSessionOptions;
 
@@ -45,8 +45,7 @@ export class ClientSession extends Peer implements CallOwner, ClientSessionLike 
 
   call<R>(method: string, args: readonly unknown[], timeoutMs: number | undefined, options: CallOptions | undefined): PendingCall<R> {
     if (timeoutMs === Infinity) timeoutMs = undefined; // no limit
-    const id = this.#nextId++;
-    if (this.#nextId > MAX_ID) this.#nextId = 1;
+    const id = this.#ids.next(this.#pending);
     const signal = options?.signal;
     const call = new PendingCall<R>(this, id, method, args, signal);
     if (timeoutMs !== undefined) call.limitMs = options?.limitMs ?? timeoutMs;

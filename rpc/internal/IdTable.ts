@@ -1,3 +1,5 @@
+import { BusyError } from "../../core/errors.js";
+
 /**
  * Calls in flight by their integer id: an open-addressing hash table with
  * linear probing. Call ids are handed out in sequence, so `id & mask` spreads
@@ -107,5 +109,40 @@ export class IdTable<V> {
     this.#vals = new Array<V | undefined>(cap).fill(undefined);
     this.#mask = cap - 1;
     for (let i = 0; i < keys.length; i++) if (keys[i] !== 0) this.#put(keys[i]!, vals[i] as V);
+  }
+}
+
+/**
+ * Ids 1..max in sequence, wrapping back to 1, never one that a table still
+ * holds: after a wrap, a call or stream that stayed open (a subscription
+ * left running for hours on a busy connection) keeps its id to itself.
+ * @internal
+ */
+export class IdCounter {
+  #next: number;
+  readonly #max: number;
+
+  /** `max`: the largest id (at most 2^31 - 1); `first`: the first id handed out. */
+  constructor(max = 0x7fffffff, first = 1) {
+    if (!(max >= 1 && max <= 0x7fffffff) || !(first >= 1 && first <= max)) throw new RangeError(`bad id range: first ${first}, max ${max}`);
+    this.#max = max;
+    this.#next = first;
+  }
+
+  /** The next id not held by `inUse`. Throws ERR_BUSY when every id is held. */
+  next(inUse: IdTable<unknown>): number {
+    if (inUse.size >= this.#max) throw new BusyError(`all ${this.#max} ids are in use`);
+    for (;;) {
+      const id = this.#next;
+      this.#next = id >= this.#max ? 1 : id + 1;
+      if (inUse.get(id) === undefined) return id;
+    }
+  }
+
+  /** The next id in sequence, in use or not (message ids that name no table entry). */
+  skip(): number {
+    const id = this.#next;
+    this.#next = id >= this.#max ? 1 : id + 1;
+    return id;
   }
 }

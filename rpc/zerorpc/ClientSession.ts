@@ -80,7 +80,7 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
 
   call<R>(method: string, args: readonly unknown[], timeoutMs: number | undefined, options: CallOptions | undefined): PendingCall<R> {
     const signal = options?.signal;
-    const n = this.#ids.advance();
+    const n = this.#ids.advanceFree(this.#chans);
     const call = new PendingCall<R>(this, n, method, args, signal);
     const mw = this.#opts.middleware;
     try {

@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { Packr } from "msgpackr";
 import { ProtocolError } from "../errors.js";
 import { NOT_SIMPLE, readEnd, readName, readSimple, sizeOfSimple, writeSimple } from "../msgpack.js";
+import { IdCounter, type IdTable } from "../internal/IdTable.js";
 
 /** Protocol version written in every header. */
 export const ZRPC_VERSION = 3;
@@ -182,17 +183,26 @@ const HEX = Buffer.from("0123456789abcdef");
 export class IdGenerator {
   readonly #suffix = randomBytes(8).toString("hex");
   readonly #suffixBytes = Buffer.from(this.#suffix, "latin1");
-  #n = (randomBytes(4).readUInt32BE(0) % MAX_COUNTER) + 1;
+  readonly #counter: IdCounter;
+
+  /** `max`: the largest counter (smaller only in tests of the wrap). */
+  constructor(max = MAX_COUNTER) {
+    this.#counter = new IdCounter(max, (randomBytes(4).readUInt32BE(0) % max) + 1);
+  }
 
   /** The next id, as a string. */
   next(): string {
     return this.text(this.advance());
   }
 
-  /** The next id's counter. */
+  /** The next id's counter (for an event that opens no channel). */
   advance(): number {
-    this.#n = this.#n >= MAX_COUNTER ? 1 : this.#n + 1;
-    return this.#n;
+    return this.#counter.skip();
+  }
+
+  /** The next counter that names no channel still open in `open` (for an event that opens one). */
+  advanceFree(open: IdTable<unknown>): number {
+    return this.#counter.next(open);
   }
 
   /** The id of counter `n`. */
