@@ -287,7 +287,8 @@ export function readName(f: Uint8Array, p: number): unknown {
     }
   }
   const s = readAscii(f, p, n, f.length);
-  if (typeof s === "string") names[slot] = { bytes: f.slice(p, p + n), s };
+  // A copy of the bytes (a Buffer's slice() is a view: it would keep the whole received chunk alive).
+  if (typeof s === "string") names[slot] = { bytes: Uint8Array.prototype.slice.call(f, p, p + n), s };
   return s;
 }
 
@@ -303,10 +304,17 @@ function readAscii(f: Uint8Array, p: number, n: number, end: number): unknown {
   return s;
 }
 
+/** Binary values up to this size are copied out of the received message; larger ones are views of it. */
+export const BIN_COPY_MAX = 1024;
+
 function readBin(f: Uint8Array, p: number, n: number, end: number): unknown {
   if (p + n > end) return NOT_SIMPLE;
   at = p + n;
-  return Buffer.from(f.buffer, f.byteOffset + p, n);
+  if (n > BIN_COPY_MAX) return Buffer.from(f.buffer, f.byteOffset + p, n);
+  // A small value kept by the handler must not keep the whole received chunk (up to 64 KiB) alive.
+  const b = Buffer.allocUnsafe(n);
+  b.set(f.subarray(p, p + n));
+  return b;
 }
 
 /**

@@ -2,8 +2,9 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
 import { Packr } from "msgpackr";
-import { IdTable } from "../../rpc/internal/IdTable.js";
-import { NOT_SIMPLE, readSimple, sizeOfSimple, writeSimple } from "../../rpc/msgpack.js";
+import { isTilthError } from "../../core/errors.js";
+import { IdCounter, IdTable } from "../../rpc/internal/IdTable.js";
+import { BIN_COPY_MAX, NOT_SIMPLE, readSimple, sizeOfSimple, writeSimple } from "../../rpc/msgpack.js";
 
 test("property: IdTable behaves as a Map of call ids under set, get and delete", () => {
   const id = fc.oneof(fc.integer({ min: 1, max: 64 }), fc.integer({ min: 1, max: 0x7fffffff }));
@@ -34,6 +35,47 @@ test("IdTable: ids that collide on their slot are all found, and deleting one ke
   for (const i of ids.filter((x) => x !== 21)) assert.equal(t.get(i), i);
   assert.equal(t.get(21), undefined);
   assert.equal(t.delete(21), false);
+});
+
+test("IdCounter: ids go 1..max and wrap, skipping the ids a table still holds (a call left open across a wrap keeps its id)", () => {
+  const open = new IdTable<string>();
+  const ids = new IdCounter(5);
+  const first = [1, 2, 3].map(() => ids.next(open));
+  assert.deepEqual(first, [1, 2, 3]);
+  open.set(2, "a stream that stays open");
+  open.set(4, "another");
+  // 4 is held: skipped; then 5, then the wrap to 1; 2 still held: skipped.
+  assert.deepEqual([ids.next(open), ids.next(open), ids.next(open)], [5, 1, 3]);
+  open.set(1, "x");
+  open.set(3, "y");
+  open.set(5, "z");
+  assert.throws(() => ids.next(open), (e: unknown) => isTilthError(e, "ERR_BUSY"));
+  open.delete(3);
+  assert.equal(ids.next(open), 3);
+  // skip() hands out the next id whether held or not (message ids that open nothing).
+  assert.equal(ids.skip(), 4);
+  assert.throws(() => new IdCounter(0), RangeError);
+  assert.throws(() => new IdCounter(5, 6), RangeError);
+});
+
+test("zrpc IdGenerator: a call's counter never names a channel still open, across the counter's wrap", async () => {
+  const { IdGenerator } = await import("../../rpc/zerorpc/codec.js");
+  const gen = new IdGenerator(8);
+  const open = new IdTable<string>();
+  const held = gen.advanceFree(open);
+  open.set(held, "a stream left open");
+  const seen: number[] = [];
+  for (let i = 0; i < 40; i++) {
+    const n = i % 3 === 0 ? gen.advance() : gen.advanceFree(open); // heartbeats and credit use counters too
+    assert.ok(n >= 1 && n <= 8);
+    if (i % 3 !== 0) {
+      assert.notEqual(n, held);
+      seen.push(n);
+    }
+    const id = Buffer.from(gen.text(n));
+    assert.equal(gen.counterOf(id, 0, id.length), n);
+  }
+  assert.ok(seen.length > 8, "the counter wrapped");
 });
 
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: "bigint" } as ConstructorParameters<typeof Packr>[0]);
@@ -86,6 +128,17 @@ test("the by-hand msgpack reader leaves trailing, truncated and unknown data to 
   assert.equal(sizeOfSimple(10n), -1);
   const bin = readSimple(packr.pack(new Uint8Array([9, 8])) as Uint8Array, 0);
   assert.ok(Buffer.isBuffer(bin), "binary values arrive as Buffers, as from msgpackr");
+  // A small one is a copy (keeping it must not keep the received chunk alive); a large one a view.
+  const chunk = Buffer.concat([Buffer.alloc(100), packr.pack(Buffer.alloc(BIN_COPY_MAX, 7)) as Buffer]);
+  const small = readSimple(chunk, 100) as Buffer;
+  const bigChunk = Buffer.concat([Buffer.alloc(100), packr.pack(Buffer.alloc(BIN_COPY_MAX + 1, 7)) as Buffer]);
+  const big = readSimple(bigChunk, 100) as Buffer;
+  assert.equal(small.length, BIN_COPY_MAX);
+  assert.equal(big.length, BIN_COPY_MAX + 1);
+  chunk.fill(0);
+  bigChunk.fill(0);
+  assert.ok(small.every((x) => x === 7), "the small value is a copy");
+  assert.ok(big.every((x) => x === 0), "the large value is a view");
 });
 
 /** Buffers and Uint8Arrays compare by bytes; -0 and 0 are one value on the wire. */
