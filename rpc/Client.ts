@@ -301,7 +301,8 @@ function makeProxy<T>(client: RpcClient, callOptions: CallOptions | undefined): 
         if (prop === OPTIONS) return callOptions;
         if (typeof prop !== "string" || NOT_METHODS.has(prop)) return undefined;
         const f = callOptions === undefined ? (...args: unknown[]) => client.call(prop, args) : (...args: unknown[]) => client.call(prop, args, callOptions);
-        if (receiver === methods) Object.defineProperty(methods, prop, { value: f, enumerable: true });
+        // Kept (not enumerable, so the proxy still lists no keys); a frozen proxy just makes a new one each time.
+        if (receiver === methods) Reflect.defineProperty(methods, prop, { value: f });
         return f;
       },
       has: () => false,

@@ -5,7 +5,6 @@ import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { NodeLoop } from "../../adapters/node.js";
 import { CancelledError, isTilthError } from "../../core/errors.js";
-import { Event } from "../../core/Event.js";
 import { registerTransports } from "../../transports/index.js";
 import { RemoteError, clientOf, close, connect, serve, withOptions, type Middleware, type Remote } from "../../rpc/index.js";
 import { leakCheck } from "../helpers/leaks.js";
@@ -276,10 +275,17 @@ test("a message above the maximum size is refused without breaking the connectio
 test("a proxy is not thenable and ignores promise machinery", async () => {
   const loop = registerTransports(new NodeLoop());
   const server = await serve({ ok: () => "ok" }, "drpc+inproc://thenable", { loop });
-  const api = await connect<{ ok(): string }>(server.urls[0]!, { loop });
+  const api = await connect<{ ok(): string; other(): string }>(server.urls[0]!, { loop });
   assert.equal((api as unknown as { then?: unknown }).then, undefined);
-  const ev = new Event();
-  ev.set();
+  assert.equal(await Promise.resolve(api), api, "awaiting a proxy gives the proxy, no remote call");
+  assert.equal((api as unknown as { toJSON?: unknown }).toJSON, undefined);
+  assert.equal(JSON.stringify(api), "{}");
+  assert.equal(await api.ok(), "ok");
+  assert.deepEqual(Object.keys(api), [], "methods used are kept, but not listed as keys");
+  // A frozen proxy works on, for methods used before and after freezing.
+  Object.freeze(api);
+  assert.equal(await api.ok(), "ok");
+  await assert.rejects(api.other(), (e: unknown) => isTilthError(e, "ERR_UNKNOWN_METHOD"));
   await close(api);
   await server.close();
 });
