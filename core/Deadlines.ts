@@ -103,7 +103,7 @@ export class Deadlines<T> {
       // Out of order: a timer of its own keeps the queue sorted.
       e.own = this.#own;
       this.#own.add(e);
-      e.timer = this.#loop.timer(ms, () => {
+      e.timer = this.#loop.timer(at - this.#loop.now(), () => {
         e.timer = undefined;
         this.#own.delete(e);
         const x = e.item;
@@ -116,7 +116,14 @@ export class Deadlines<T> {
     const e = new Entry(at, item, this);
     this.#queue.push(e);
     this.#live++;
-    if (this.#timer === undefined && !this.#firing) this.#arm(at);
+    if (!this.#firing) {
+      if (this.#timer === undefined) this.#arm(at);
+      else if (at < this.#armedAt) {
+        // The queue had emptied while its timer stayed armed for a later deadline.
+        this.#timer.cancel();
+        this.#arm(at);
+      }
+    }
     return e;
   }
 
@@ -125,7 +132,9 @@ export class Deadlines<T> {
     this.#live--;
     const q = this.#queue;
     while (q.length > 0 && q.peek()!.item === undefined) q.shift();
-    if (q.length > 64 && q.length > 4 * this.#live) q.retain(isPending);
+    // Empty: any deadline may queue next (the timer stays armed; add() re-arms it earlier if need be).
+    if (q.length === 0) this.#last = -Infinity;
+    else if (q.length > 64 && q.length > 4 * this.#live) q.retain(isPending);
   }
 
   /** Cancel every pending deadline and the timer. */

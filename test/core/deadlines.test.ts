@@ -80,3 +80,38 @@ test("Deadlines: finished entries do not stay queued until their deadline (also 
   assert.equal(d.size, 0);
   d.clear();
 });
+
+test("Deadlines: once every queued entry has finished, a shorter deadline queues too (no timer of its own) and fires on time", async () => {
+  const loop = new VirtualLoop();
+  const fired: [string, number][] = [];
+  const d = new Deadlines<string>(loop, (x) => fired.push([x, loop.now()]));
+  const long = d.add(30_000, "long");
+  long.cancel();
+  d.add(5_000, "short");
+  d.add(5_000, "short too");
+  assert.equal(loop.pendingTimers, 1, "the one timer, re-armed earlier");
+  await loop.advance(4_999);
+  assert.deepEqual(fired, []);
+  await loop.advance(1);
+  assert.deepEqual(fired, [
+    ["short", 5_000],
+    ["short too", 5_000],
+  ]);
+  await loop.runAll();
+  assert.equal(fired.length, 2);
+  assert.equal(loop.pendingTimers, 0);
+});
+
+test("Deadlines: an out-of-order entry added with an explicit earlier `now` expires at now + ms", async () => {
+  const loop = new VirtualLoop();
+  const fired: [string, number][] = [];
+  const d = new Deadlines<string>(loop, (x) => fired.push([x, loop.now()]));
+  await loop.advance(1_000);
+  d.add(10_000, "queued"); // at 11 000
+  d.add(2_000, "own timer", 500); // read at 500: at 2 500, before the queued one
+  await loop.runAll();
+  assert.deepEqual(fired, [
+    ["own timer", 2_500],
+    ["queued", 11_000],
+  ]);
+});
