@@ -313,7 +313,8 @@ function readBin(f: Uint8Array, p: number, n: number, end: number): unknown {
   if (n > BIN_COPY_MAX) return Buffer.from(f.buffer, f.byteOffset + p, n);
   // A small value kept by the handler must not keep the whole received chunk (up to 64 KiB) alive.
   const b = Buffer.allocUnsafe(n);
-  b.set(f.subarray(p, p + n));
+  if (n <= 64) for (let i = 0; i < n; i++) b[i] = f[p + i]!;
+  else b.set(new Uint8Array(f.buffer, f.byteOffset + p, n));
   return b;
 }
 

@@ -1,5 +1,70 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { NodeLoop } from "../../adapters/node.js";
+import { VirtualLoop } from "../../adapters/virtual.js";
+import type { Loop } from "../../core/Loop.js";
+import type { Connection } from "../../core/Transport.js";
+import { registerTransports } from "../../transports/index.js";
+import { MICRO_BUDGET } from "../../transports/inproc.js";
+import { leakCheck } from "../helpers/leaks.js";
 import { transportConformance } from "./conformance.js";
 import { cases } from "./util.js";
 
 transportConformance(cases.inprocNode);
 transportConformance(cases.inprocVirtual);
+
+/**
+ * A ping-pong that never waits on anything but the peer: deliveries go on
+ * microtasks, but a posted callback, a timer and the ping-pong of another
+ * pair still get their turn within MICRO_BUDGET deliveries.
+ */
+async function pingPongYields(loop: Loop, name: string, drive: (body: () => Promise<void>) => Promise<void>): Promise<void> {
+  const listener = await loop.listen(`inproc://${name}`);
+  const ends: Connection[] = [];
+  listener.start((c) => {
+    ends.push(c);
+    c.start({ message: (m) => c.send(m), end() {} });
+  });
+  const client = await loop.connect(`inproc://${name}`);
+  const ROUNDS = 20 * MICRO_BUDGET;
+  let rounds = 0;
+  let atPost = -1;
+  let atTimer = -1;
+  await drive(async () => {
+    const done = new Promise<void>((resolve) => {
+      client.start({
+        message: (m) => {
+          if (++rounds === ROUNDS) resolve();
+          else client.send(m);
+        },
+        end() {},
+      });
+    });
+    client.send([Buffer.from("ping")]);
+    loop.post(() => (atPost = rounds));
+    loop.timer(0, () => (atTimer = rounds));
+    await done;
+  });
+  assert.equal(rounds, ROUNDS);
+  // Two deliveries a round: the posted callback and the timer ran after at most MICRO_BUDGET deliveries (and a turn or two).
+  assert.ok(atPost >= 0 && atPost <= MICRO_BUDGET, `the posted callback ran after ${atPost} rounds`);
+  assert.ok(atTimer >= 0 && atTimer <= 2 * MICRO_BUDGET, `the 0 ms timer ran after ${atTimer} rounds`);
+  await client.close();
+  await listener.close();
+  await Promise.all(ends.map((c) => c.closed));
+}
+
+test("inproc: a call and its answer need no loop turn, yet a busy ping-pong lets posted work and timers run (NodeLoop)", async () => {
+  const done = leakCheck();
+  const loop = registerTransports(new NodeLoop());
+  await pingPongYields(loop, "yield-node", (body) => body());
+  assert.equal(loop.pendingTimers, 0);
+  await done();
+});
+
+test("inproc: the same on the virtual loop, where time does not move", async () => {
+  const loop = registerTransports(new VirtualLoop());
+  await pingPongYields(loop, "yield-virtual", (body) => loop.run(body));
+  assert.equal(loop.now(), 0);
+  assert.equal(loop.pendingTimers, 0);
+});
