@@ -1,25 +1,40 @@
 import { BusyError } from "../../core/errors.js";
 
+/** Fibonacci hashing: the top bits of id × 2^32/φ. */
+const GOLDEN = 0x9e3779b1;
+
+/** The home slot of `id` in a table of 2^bits slots (exported for tests). */
+export const idSlot = (id: number, bits: number): number => Math.imul(id, GOLDEN) >>> (32 - bits);
+
 /**
  * Calls in flight by their integer id: an open-addressing hash table with
- * linear probing. Call ids are handed out in sequence, so `id & mask` spreads
- * them without collisions in the usual case, and a set/delete pair allocates
- * nothing (a `Map` whose keys keep changing rehashes and shrinks its backing
- * store over and over).
+ * linear probing, and a set/delete pair allocates nothing (a `Map` whose keys
+ * keep changing rehashes and shrinks its backing store over and over).
+ *
+ * Ids come in sequence, so the slot is a Fibonacci hash of the id, not
+ * `id & mask`: consecutive ids then land apart, and probe runs stay short.
+ * With `id & mask`, a hundred calls in flight fill a hundred consecutive
+ * slots, and every delete's backward shift scans the whole run.
  * @internal
  */
 export class IdTable<V> {
   #keys: Int32Array;
   #vals: (V | undefined)[];
   #mask: number;
+  #shift: number;
   #size = 0;
 
   constructor(capacity = 16) {
     let cap = 16;
-    while (cap < capacity) cap <<= 1;
+    let bits = 4;
+    while (cap < capacity) {
+      cap <<= 1;
+      bits++;
+    }
     this.#keys = new Int32Array(cap);
     this.#vals = new Array<V | undefined>(cap).fill(undefined);
     this.#mask = cap - 1;
+    this.#shift = 32 - bits;
   }
 
   get size(): number {
@@ -30,7 +45,7 @@ export class IdTable<V> {
   get(id: number): V | undefined {
     const keys = this.#keys;
     const mask = this.#mask;
-    for (let i = id & mask; ; i = (i + 1) & mask) {
+    for (let i = Math.imul(id, GOLDEN) >>> this.#shift; ; i = (i + 1) & mask) {
       const k = keys[i]!;
       if (k === id) return this.#vals[i];
       if (k === 0) return undefined;
@@ -51,7 +66,7 @@ export class IdTable<V> {
   #put(id: number, v: V): void {
     const keys = this.#keys;
     const mask = this.#mask;
-    let i = id & mask;
+    let i = Math.imul(id, GOLDEN) >>> this.#shift;
     while (keys[i] !== 0) i = (i + 1) & mask;
     keys[i] = id;
     this.#vals[i] = v;
@@ -62,7 +77,8 @@ export class IdTable<V> {
     const keys = this.#keys;
     const vals = this.#vals;
     const mask = this.#mask;
-    let i = id & mask;
+    const shift = this.#shift;
+    let i = Math.imul(id, GOLDEN) >>> shift;
     for (;;) {
       const k = keys[i]!;
       if (k === 0) return false;
@@ -72,7 +88,7 @@ export class IdTable<V> {
     // Backward-shift deletion: move later entries of the probe run into the hole.
     let hole = i;
     for (let j = (i + 1) & mask; keys[j] !== 0; j = (j + 1) & mask) {
-      const home = keys[j]! & mask;
+      const home = Math.imul(keys[j]!, GOLDEN) >>> shift;
       // Entry j may move to the hole if its home is not in (hole, j] cyclically.
       const fits = hole <= j ? home <= hole || home > j : home <= hole && home > j;
       if (fits) {
@@ -108,6 +124,7 @@ export class IdTable<V> {
     this.#keys = new Int32Array(cap);
     this.#vals = new Array<V | undefined>(cap).fill(undefined);
     this.#mask = cap - 1;
+    this.#shift--;
     for (let i = 0; i < keys.length; i++) if (keys[i] !== 0) this.#put(keys[i]!, vals[i] as V);
   }
 }

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import fc from "fast-check";
 import { Packr } from "msgpackr";
 import { isTilthError } from "../../core/errors.js";
-import { IdCounter, IdTable } from "../../rpc/internal/IdTable.js";
+import { IdCounter, IdTable, idSlot } from "../../rpc/internal/IdTable.js";
 import { BIN_COPY_MAX, NOT_SIMPLE, readSimple, sizeOfSimple, writeSimple } from "../../rpc/msgpack.js";
 
 test("property: IdTable behaves as a Map of call ids under set, get and delete", () => {
@@ -29,12 +29,32 @@ test("property: IdTable behaves as a Map of call ids under set, get and delete",
 
 test("IdTable: ids that collide on their slot are all found, and deleting one keeps the others reachable", () => {
   const t = new IdTable<number>(16);
-  const ids = [5, 5 + 16, 5 + 32, 6, 5 + 48]; // one probe run across slots 5..9
+  // Four ids with the same home slot, and one whose home is the next slot: one probe run.
+  const home = idSlot(1, 4);
+  const same = [1];
+  let next = -1;
+  for (let id = 2; same.length < 4 || next < 0; id++) {
+    const s = idSlot(id, 4);
+    if (s === home && same.length < 4) same.push(id);
+    else if (s === ((home + 1) & 15) && next < 0) next = id;
+  }
+  const ids = [same[0]!, same[1]!, same[2]!, next, same[3]!];
   for (const i of ids) t.set(i, i);
-  assert.equal(t.delete(5 + 16), true);
-  for (const i of ids.filter((x) => x !== 21)) assert.equal(t.get(i), i);
-  assert.equal(t.get(21), undefined);
-  assert.equal(t.delete(21), false);
+  assert.equal(t.delete(same[1]!), true);
+  for (const i of ids.filter((x) => x !== same[1])) assert.equal(t.get(i), i);
+  assert.equal(t.get(same[1]!), undefined);
+  assert.equal(t.delete(same[1]!), false);
+});
+
+test("IdTable: a hundred consecutive ids land apart (short probe runs), and a table grown past them finds them all", () => {
+  const slots = new Set<number>();
+  for (let id = 1000; id < 1100; id++) slots.add(idSlot(id, 8));
+  assert.ok(slots.size >= 95, `${slots.size} distinct slots of 256 for 100 consecutive ids`);
+  const t = new IdTable<number>();
+  for (let id = 1; id <= 5000; id++) t.set(id, id);
+  for (let id = 1; id <= 5000; id += 2) assert.equal(t.delete(id), true);
+  for (let id = 1; id <= 5000; id++) assert.equal(t.get(id), id % 2 === 0 ? id : undefined);
+  assert.equal(t.size, 2500);
 });
 
 test("IdCounter: ids go 1..max and wrap, skipping the ids a table still holds (a call left open across a wrap keeps its id)", () => {
