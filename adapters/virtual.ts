@@ -233,14 +233,9 @@ export class VirtualLoop extends LoopBase {
 
   /** Let real turns run until no post is queued and no timer is due. */
   async #settle(): Promise<void> {
-    for (;;) {
+    do {
       await realTurn();
-      if (this.pendingPosts > 0) continue;
-      const next = this.nextDeadline();
-      if (next === undefined || next > this.#now) return;
-      // A timer is due now: run its turn here rather than count on a wake-up.
-      this.wake();
-    }
+    } while (this.pendingPosts > 0 || (this.nextDeadline() ?? Infinity) <= this.#now);
   }
 
   #throwErrors(): void {
