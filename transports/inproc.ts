@@ -5,10 +5,9 @@
  * value, per loop, so two loops (two simulated systems in one test) never see
  * each other's names. Delivery is never synchronous and never uses a timer,
  * so the transport runs unchanged on the virtual-time loop: messages are
- * delivered on a microtask, up to a budget per loop (a call and its answer
- * cost no event-loop turn), and once the budget is spent through `loop.post`,
- * whose turn renews it: timers, I/O and other posted work get their turn at
- * least every {@link MICRO_BUDGET} deliveries.
+ * delivered on a microtask (a call and its answer cost no event-loop turn)
+ * within the loop's cooperative budget (`loop.cooperate()`, as a channel
+ * does), so timers, I/O and other posted work still get their turn.
  *
  * Semantics match the byte-stream transports: frames are copied on `send`
  * (the receiver owns what it gets, the sender may reuse its buffers);
@@ -51,14 +50,7 @@ type Item = Message | typeof EOF;
 
 /** Messages delivered per posted turn before yielding to other work. */
 const DELIVER_BATCH = 1024;
-/** Deliveries on microtasks, per loop, between two loop turns. */
-export const MICRO_BUDGET = 256;
 const RESOLVED: Promise<void> = Promise.resolve();
-
-/** What the connections of one loop share: the deliveries still allowed on microtasks. */
-interface Pump {
-  micro: number;
-}
 /** Messages smaller than this are copied into one shared allocation. */
 const SMALL_COPY = 4096;
 
@@ -117,17 +109,15 @@ export class InprocConnection extends ConnectionBase {
   #reading = false;
   #scheduled = false;
   #eofSent = false;
-  readonly #pump: Pump;
 
-  private constructor(loop: Loop, params: ConnectionParams, pump: Pump) {
+  private constructor(loop: Loop, params: ConnectionParams) {
     super(loop, params);
-    this.#pump = pump;
   }
 
-  /** A connected pair: `[client end, server end]`; `pump` is shared by the connections of one loop. */
-  static pair(loop: Loop, client: ConnectionParams, server: ConnectionParams, pump: Pump = { micro: MICRO_BUDGET }): [InprocConnection, InprocConnection] {
-    const a = new InprocConnection(loop, client, pump);
-    const b = new InprocConnection(loop, server, pump);
+  /** A connected pair: `[client end, server end]`. */
+  static pair(loop: Loop, client: ConnectionParams, server: ConnectionParams): [InprocConnection, InprocConnection] {
+    const a = new InprocConnection(loop, client);
+    const b = new InprocConnection(loop, server);
     a.#peer = b;
     b.#peer = a;
     return [a, b];
@@ -183,18 +173,8 @@ export class InprocConnection extends ConnectionBase {
     if (!this.#discard && (!this.#reading || this.#paused)) return;
     if (this.#inbound.length === 0) return;
     this.#scheduled = true;
-    const pump = this.#pump;
-    if (pump.micro > 0) {
-      pump.micro--;
-      void RESOLVED.then(this.#deliverTask);
-    } else this.loop.post(this.#turnTask);
+    void (this.loop.cooperate() ?? RESOLVED).then(this.#deliverTask);
   }
-
-  /** A delivery on a loop turn: the microtask budget is renewed. */
-  readonly #turnTask = (): void => {
-    this.#pump.micro = MICRO_BUDGET;
-    this.#deliverTask();
-  };
 
   readonly #deliverTask = (): void => {
     this.#scheduled = false;
@@ -292,14 +272,12 @@ export class InprocConnection extends ConnectionBase {
 export class InprocListener extends ListenerBase {
   readonly #options: ListenOptions;
   readonly #release: () => void;
-  readonly #pump: Pump;
 
   /** @internal */
-  constructor(loop: Loop, url: string, options: ListenOptions, release: () => void, pump: Pump) {
+  constructor(loop: Loop, url: string, options: ListenOptions, release: () => void) {
     super(loop, "inproc", url, options.backlog);
     this.#options = options;
     this.#release = release;
-    this.#pump = pump;
   }
 
   /** @internal */
@@ -308,7 +286,6 @@ export class InprocListener extends ListenerBase {
       this.loop,
       connectionParams("inproc", this.url, this.url, clientOptions),
       connectionParams("inproc", this.url, this.url, this.#options),
-      this.#pump,
     );
     this.accept(server);
     return client;
@@ -327,7 +304,6 @@ export class InprocListener extends ListenerBase {
 export class InprocTransport implements Transport {
   readonly schemes = ["inproc"] as const;
   readonly #byLoop = new WeakMap<Loop, Map<string, InprocListener>>();
-  readonly #pumps = new WeakMap<Loop, Pump>();
 
   #names(loop: Loop): Map<string, InprocListener> {
     let m = this.#byLoop.get(loop);
@@ -336,15 +312,6 @@ export class InprocTransport implements Transport {
       this.#byLoop.set(loop, m);
     }
     return m;
-  }
-
-  #pump(loop: Loop): Pump {
-    let p = this.#pumps.get(loop);
-    if (p === undefined) {
-      p = { micro: MICRO_BUDGET };
-      this.#pumps.set(loop, p);
-    }
-    return p;
   }
 
   async connect(loop: Loop, url: URL, options: ConnectOptions): Promise<Connection> {
@@ -362,15 +329,9 @@ export class InprocTransport implements Transport {
     if (options.signal?.aborted) throw abortReason(options.signal);
     const names = this.#names(loop);
     if (names.has(name)) throw new AddressInUseError(url.href, "another inproc listener on this loop has the name");
-    const listener = new InprocListener(
-      loop,
-      url.href,
-      options,
-      () => {
-        if (names.get(name) === listener) names.delete(name);
-      },
-      this.#pump(loop),
-    );
+    const listener = new InprocListener(loop, url.href, options, () => {
+      if (names.get(name) === listener) names.delete(name);
+    });
     names.set(name, listener);
     return listener;
   }
