@@ -1,10 +1,10 @@
 import { BusyError } from "../../core/errors.js";
 
-/** Fibonacci hashing: the top bits of id × 2^32/φ. */
-const GOLDEN = 0x9e3779b1;
+/** Fibonacci hashing: the top bits of id × 2^32/φ; `shift` is 32 minus the table's bits. */
+const home = (id: number, shift: number): number => Math.imul(id, 0x9e3779b1) >>> shift;
 
 /** The home slot of `id` in a table of 2^bits slots (exported for tests). */
-export const idSlot = (id: number, bits: number): number => Math.imul(id, GOLDEN) >>> (32 - bits);
+export const idSlot = (id: number, bits: number): number => home(id, 32 - bits);
 
 /**
  * Calls in flight by their integer id: an open-addressing hash table with
@@ -18,23 +18,24 @@ export const idSlot = (id: number, bits: number): number => Math.imul(id, GOLDEN
  * @internal
  */
 export class IdTable<V> {
-  #keys: Int32Array;
-  #vals: (V | undefined)[];
-  #mask: number;
-  #shift: number;
+  #keys!: Int32Array;
+  #vals!: (V | undefined)[];
+  #mask = 0;
+  #shift = 0;
   #size = 0;
 
   constructor(capacity = 16) {
     let cap = 16;
-    let bits = 4;
-    while (cap < capacity) {
-      cap <<= 1;
-      bits++;
-    }
+    while (cap < capacity) cap <<= 1;
+    this.#alloc(cap);
+  }
+
+  /** Empty storage of `cap` slots (a power of two). */
+  #alloc(cap: number): void {
     this.#keys = new Int32Array(cap);
     this.#vals = new Array<V | undefined>(cap).fill(undefined);
     this.#mask = cap - 1;
-    this.#shift = 32 - bits;
+    this.#shift = Math.clz32(cap) + 1; // 32 - log2(cap)
   }
 
   get size(): number {
@@ -45,7 +46,7 @@ export class IdTable<V> {
   get(id: number): V | undefined {
     const keys = this.#keys;
     const mask = this.#mask;
-    for (let i = Math.imul(id, GOLDEN) >>> this.#shift; ; i = (i + 1) & mask) {
+    for (let i = home(id, this.#shift); ; i = (i + 1) & mask) {
       const k = keys[i]!;
       if (k === id) return this.#vals[i];
       if (k === 0) return undefined;
@@ -66,7 +67,7 @@ export class IdTable<V> {
   #put(id: number, v: V): void {
     const keys = this.#keys;
     const mask = this.#mask;
-    let i = Math.imul(id, GOLDEN) >>> this.#shift;
+    let i = home(id, this.#shift);
     while (keys[i] !== 0) i = (i + 1) & mask;
     keys[i] = id;
     this.#vals[i] = v;
@@ -78,7 +79,7 @@ export class IdTable<V> {
     const vals = this.#vals;
     const mask = this.#mask;
     const shift = this.#shift;
-    let i = Math.imul(id, GOLDEN) >>> shift;
+    let i = home(id, shift);
     for (;;) {
       const k = keys[i]!;
       if (k === 0) return false;
@@ -88,9 +89,9 @@ export class IdTable<V> {
     // Backward-shift deletion: move later entries of the probe run into the hole.
     let hole = i;
     for (let j = (i + 1) & mask; keys[j] !== 0; j = (j + 1) & mask) {
-      const home = Math.imul(keys[j]!, GOLDEN) >>> shift;
+      const h = home(keys[j]!, shift);
       // Entry j may move to the hole if its home is not in (hole, j] cyclically.
-      const fits = hole <= j ? home <= hole || home > j : home <= hole && home > j;
+      const fits = hole <= j ? h <= hole || h > j : h <= hole && h > j;
       if (fits) {
         keys[hole] = keys[j]!;
         vals[hole] = vals[j];
@@ -120,11 +121,7 @@ export class IdTable<V> {
   #grow(): void {
     const keys = this.#keys;
     const vals = this.#vals;
-    const cap = keys.length * 2;
-    this.#keys = new Int32Array(cap);
-    this.#vals = new Array<V | undefined>(cap).fill(undefined);
-    this.#mask = cap - 1;
-    this.#shift--;
+    this.#alloc(keys.length * 2);
     for (let i = 0; i < keys.length; i++) if (keys[i] !== 0) this.#put(keys[i]!, vals[i] as V);
   }
 }
@@ -150,8 +147,7 @@ export class IdCounter {
   next(inUse: IdTable<unknown>): number {
     if (inUse.size >= this.#max) throw new BusyError(`all ${this.#max} ids are in use`);
     for (;;) {
-      const id = this.#next;
-      this.#next = id >= this.#max ? 1 : id + 1;
+      const id = this.skip();
       if (inUse.get(id) === undefined) return id;
     }
   }
