@@ -11,7 +11,7 @@
  */
 import { Packr, RESERVE_START_SPACE } from "msgpackr";
 import { ProtocolError, type RemoteErrorInfo } from "../errors.js";
-import { NOT_SIMPLE, readEnd, readName, readSimple, sizeOfSimple, writeSimple } from "../msgpack.js";
+import { copyBytes, NOT_SIMPLE, readEnd, readName, readSimple, sizeOfSimple, writeSimple } from "../msgpack.js";
 
 export const PROTOCOL = "drpc";
 /** The wire format's version. A peer with another major version is refused at HELLO. */
@@ -201,8 +201,7 @@ function unpackTail(frame: Uint8Array, start: number): unknown {
   const n = frame.length - start;
   try {
     if (n <= SCRATCH_SIZE) {
-      if (n <= 64) for (let i = 0; i < n; i++) scratch[i] = frame[start + i]!;
-      else scratch.set(frame.subarray(start), 0);
+      copyBytes(scratch, frame, start, n);
       tail.start = 0;
       tail.end = n;
       return copying.unpack(scratch, tail);
