@@ -20,7 +20,7 @@ import net from "node:net";
 import type { Loop } from "../core/Loop.js";
 import { schemeOf, type Connection, type ConnectOptions, type Listener, type ListenOptions, type Transport } from "../core/Transport.js";
 import { connectError, listenError } from "./errors.js";
-import { StreamConnection } from "./StreamConnection.js";
+import { SocketReader, StreamConnection } from "./StreamConnection.js";
 import { connectionParams, formatHostPort, hostPort, ipcPath, waitFor } from "./internal/socket.js";
 import { StreamListener } from "./internal/StreamListener.js";
 
@@ -34,12 +34,13 @@ export class NetTransport implements Transport {
     const scheme = schemeOf(url);
     const href = url.href;
     connectionParams(scheme, href, href, options); // validate before connecting
+    const reader = new SocketReader();
     let socket: net.Socket;
     if (scheme === "ipc") {
-      socket = net.connect({ path: ipcPath(url), allowHalfOpen: true });
+      socket = net.connect({ path: ipcPath(url), allowHalfOpen: true, onread: reader.onread });
     } else {
       const { host, port } = hostPort(url);
-      socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true });
+      socket = net.connect({ host, port, allowHalfOpen: true, noDelay: true, onread: reader.onread });
     }
     return await waitFor(
       socket,
@@ -52,7 +53,7 @@ export class NetTransport implements Transport {
       () => socket.destroy(),
       () => {
         const local = scheme === "ipc" ? href : formatHostPort(scheme, socket.localAddress, socket.localPort);
-        return new StreamConnection(loop, socket, connectionParams(scheme, local, href, options));
+        return new StreamConnection(loop, socket, connectionParams(scheme, local, href, options), reader);
       },
     );
   }
