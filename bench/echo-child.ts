@@ -4,6 +4,11 @@
  *   node echo-child.js server KIND URL            prints the bound URL, echoes until killed
  *   node echo-child.js client KIND URL SIZE INFLIGHT WARMUP_MS RUN_MS
  *                                                  prints one JSON line: {calls, ms, p50, p99, p999}
+ *   node echo-child.js client KIND URL SIZE INFLIGHT WARMUP_MS 0
+ *                                                  slices: warms up, prints {"ready":true}, then for
+ *                                                  each `run MS` line on stdin sends for MS ms and
+ *                                                  prints that slice's JSON line; idle in between;
+ *                                                  `end` exits
  *
  * KIND is `net` (raw node:net, 4-byte length prefix, one write per message:
  * the plain baseline), `net-cork` (the same with writes batched by
@@ -87,10 +92,6 @@ function netClient(cork: boolean, size: number, inflight: number, warmupMs: numb
   const payload = Buffer.alloc(size, 7);
   let seq = 0;
   const sentAt: bigint[] = [];
-  const lat: number[] = [];
-  let calls = 0;
-  let measuring = false;
-  let t0 = 0n;
   let corked = false;
   const send = (): void => {
     const p = Buffer.from(payload);
@@ -107,30 +108,22 @@ function netClient(cork: boolean, size: number, inflight: number, warmupMs: numb
     sock.write(frame(p));
   };
   let expect = 0;
+  const pacer = new Pacer(() => {
+    sock.destroy();
+    process.exit(0);
+  });
   sock.on(
     "data",
     frameReader((m) => {
       if (m.length !== size || m.readUInt32BE(0) !== expect >>> 0) throw new Error("wrong echo");
       expect++;
-      if (measuring) {
-        calls++;
-        if (inflight === 1) lat.push(Number(process.hrtime.bigint() - sentAt[0]!) / 1e3);
-      }
-      send();
+      pacer.done(inflight === 1 ? sentAt[0]! : 0n);
+      pacer.next(send);
     }),
   );
   sock.on("connect", () => {
     for (let i = 0; i < inflight; i++) send();
-    timers(warmupMs, runMs, () => {
-      measuring = true;
-      t0 = process.hrtime.bigint();
-    }, () => {
-      measuring = false;
-      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-      report(calls, ms, lat);
-      sock.destroy();
-      process.exit(0);
-    });
+    pacer.begin(warmupMs, runMs);
   });
 }
 
@@ -148,62 +141,138 @@ async function drpcClient(size: number, inflight: number, warmupMs: number, runM
   const server = url!.startsWith("drpc+inproc:") ? await serve({ echo: (x: Uint8Array) => x }, url!, { loop }) : undefined;
   const api = await connect<{ echo(x: Uint8Array): Uint8Array }>(url!, { loop });
   const payload = new Uint8Array(size).fill(7);
-  let measuring = false;
-  let running = true;
-  let calls = 0;
-  const lat: number[] = [];
-  let t0 = 0n;
+  let stopped!: () => void;
+  const finished = new Promise<void>((r) => (stopped = r));
+  const pacer = new Pacer(stopped);
   const worker = async (w: number): Promise<void> => {
     const p = new Uint8Array(payload);
     const view = new DataView(p.buffer);
-    for (let i = 0; running; i++) {
+    for (let i = 0; ; i++) {
+      if (!pacer.sending) {
+        if (pacer.stopped) return;
+        await new Promise<void>((r) => pacer.next(r));
+        if (pacer.stopped) return;
+      }
       view.setUint32(0, (w * 1_000_003 + i) >>> 0);
       const t = inflight === 1 ? process.hrtime.bigint() : 0n;
       const r = await api.echo(p);
       if (r.length !== size || new DataView(r.buffer, r.byteOffset, r.byteLength).getUint32(0) !== (w * 1_000_003 + i) >>> 0) throw new Error("wrong echo");
-      if (measuring) {
-        calls++;
-        if (inflight === 1) lat.push(Number(process.hrtime.bigint() - t) / 1e3);
-      }
+      pacer.done(t);
     }
   };
   const workers = Array.from({ length: inflight }, (_, w) => worker(w));
-  await new Promise<void>((resolve) =>
-    timers(warmupMs, runMs, () => {
-      measuring = true;
-      t0 = process.hrtime.bigint();
-    }, () => {
-      measuring = false;
-      report(calls, Number(process.hrtime.bigint() - t0) / 1e6, lat);
-      running = false;
-      resolve();
-    }),
-  );
+  pacer.begin(warmupMs, runMs);
+  await finished;
   await Promise.all(workers);
   await close(api);
   await server?.close();
+  process.exit(0);
 }
 
 // ---------------------------------------------------------------- shared
 
-function timers(warmupMs: number, runMs: number, start: () => void, stop: () => void): void {
-  setTimeout(() => {
-    start();
-    setTimeout(stop, runMs);
-  }, warmupMs);
+/**
+ * When a client sends and what it counts. A timed run (RUN_MS > 0) warms up,
+ * measures RUN_MS, prints one line and stops. Slices (RUN_MS = 0) warm up,
+ * then send only while a slice asked for on stdin runs, one line per slice:
+ * the parent alternates two systems' slices, so both meet the same moments of
+ * a machine whose speed drifts.
+ */
+class Pacer {
+  /** Calls may be issued. */
+  sending = true;
+  /** No more calls, ever. */
+  stopped = false;
+  #measuring = false;
+  #calls = 0;
+  #lat: number[] = [];
+  #t0 = 0n;
+  #parked: (() => void)[] = [];
+  readonly #onStop: () => void;
+
+  constructor(onStop: () => void) {
+    this.#onStop = onStop;
+  }
+
+  begin(warmupMs: number, runMs: number): void {
+    setTimeout(() => {
+      if (runMs > 0) {
+        this.#start();
+        setTimeout(() => {
+          this.#report();
+          this.#stop();
+        }, runMs);
+        return;
+      }
+      this.sending = false;
+      process.stdout.write('{"ready":true}\n');
+      let buf = "";
+      process.stdin.on("data", (d) => {
+        buf += String(d);
+        for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
+          const cmd = buf.slice(0, i).trim().split(" ");
+          buf = buf.slice(i + 1);
+          if (cmd[0] === "run") this.#slice(Number(cmd[1]));
+          else if (cmd[0] === "end") this.#stop();
+        }
+      });
+    }, warmupMs);
+  }
+
+  /** One call answered; `sentAt` is its send time (sequential runs, for latency). */
+  done(sentAt: bigint): void {
+    if (!this.#measuring) return;
+    this.#calls++;
+    if (sentAt !== 0n) this.#lat.push(Number(process.hrtime.bigint() - sentAt) / 1e3);
+  }
+
+  /** Issue the next call now, or once sending resumes. */
+  next(send: () => void): void {
+    if (this.sending) send();
+    else if (!this.stopped) this.#parked.push(send);
+  }
+
+  #start(): void {
+    this.#calls = 0;
+    this.#lat = [];
+    this.#measuring = true;
+    this.#t0 = process.hrtime.bigint();
+  }
+
+  #slice(ms: number): void {
+    this.#start();
+    this.sending = true;
+    const parked = this.#parked;
+    this.#parked = [];
+    for (const f of parked) f();
+    setTimeout(() => {
+      this.sending = false;
+      this.#report();
+    }, ms);
+  }
+
+  #report(): void {
+    this.#measuring = false;
+    const ms = Number(process.hrtime.bigint() - this.#t0) / 1e6;
+    const lat = this.#lat;
+    process.stdout.write(JSON.stringify({ calls: this.#calls, ms, p50: pct(lat, 50), p99: pct(lat, 99), p999: pct(lat, 99.9) }) + "\n");
+  }
+
+  #stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.sending = false;
+    const parked = this.#parked;
+    this.#parked = [];
+    for (const f of parked) f();
+    this.#onStop();
+  }
 }
 
 function pct(xs: number[], p: number): number {
   if (!xs.length) return NaN;
   const s = Float64Array.from(xs).sort();
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-}
-
-let reported = false;
-function report(calls: number, ms: number, lat: number[]): void {
-  if (reported) return;
-  reported = true;
-  process.stdout.write(JSON.stringify({ calls, ms, p50: pct(lat, 50), p99: pct(lat, 99), p999: pct(lat, 99.9) }) + "\n");
 }
 
 // ---------------------------------------------------------------- raw zeromq
@@ -223,37 +292,27 @@ async function zmqRawClient(size: number, inflight: number, warmupMs: number, ru
   const payload = Buffer.alloc(size, 7);
   let seq = 0;
   let expect = 0;
-  let calls = 0;
-  let measuring = false;
-  let running = true;
-  let t0 = 0n;
   let sentAt = 0n;
-  const lat: number[] = [];
   const next = (): Buffer => {
     const p = Buffer.from(payload);
     p.writeUInt32BE(seq++ >>> 0, 0);
     if (inflight === 1) sentAt = process.hrtime.bigint();
     return p;
   };
-  timers(warmupMs, runMs, () => {
-    measuring = true;
-    t0 = process.hrtime.bigint();
-  }, () => {
-    measuring = false;
-    running = false;
-    report(calls, Number(process.hrtime.bigint() - t0) / 1e6, lat);
-    sock.close();
-  });
+  const pacer = new Pacer(() => sock.close());
+  pacer.begin(warmupMs, runMs);
   for (let i = 0; i < inflight; i++) await sock.send(next());
-  for await (const [m] of sock) {
-    if (m!.length !== size || m!.readUInt32BE(0) !== expect >>> 0) throw new Error("wrong echo");
-    expect++;
-    if (measuring) {
-      calls++;
-      if (inflight === 1) lat.push(Number(process.hrtime.bigint() - sentAt) / 1e3);
+  try {
+    for await (const [m] of sock) {
+      if (m!.length !== size || m!.readUInt32BE(0) !== expect >>> 0) throw new Error("wrong echo");
+      expect++;
+      pacer.done(inflight === 1 ? sentAt : 0n);
+      if (!pacer.sending) await new Promise<void>((r) => pacer.next(r));
+      if (pacer.stopped) break;
+      await sock.send(next());
     }
-    if (!running) break;
-    await sock.send(next());
+  } catch (e) {
+    if (!pacer.stopped) throw e;
   }
   process.exit(0);
 }

@@ -6,12 +6,15 @@
  * p50/p99 latency), pipelined (100 in flight, 16 B), 64 KiB (10 in flight).
  * `--pin` runs both processes of the sequential scenarios on CPU 0.
  *
- * This machine's speed drifts by up to a third over seconds (both systems
- * slow down together), so baseline and tilth runs alternate in pairs, the
- * order flipping each pair, and the ratio reported is the median of the
- * pairs' ratios; sequential scenarios (the most sensitive) run 5 pairs.
+ * This machine's speed drifts by a third or more within seconds, so the two
+ * systems are measured in interleaved slices: both are started and warmed up
+ * (2 s each, long enough for the JIT to settle here), then each runs a slice
+ * of 400 ms while the other idles, alternately, the order flipping each pair.
+ * The ratio reported is the median of the pairs' ratios; rates are the total
+ * calls over the total time of the slices.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { createInterface } from "node:readline";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -30,10 +33,10 @@ export interface EchoRun {
 
 const hasTaskset = (): boolean => spawnSync("taskset", ["-c", "0", "true"]).status === 0;
 
-function launch(args: string[], pin: boolean): ChildProcess {
+function launch(args: string[], pin: boolean, stdin: "ignore" | "pipe" = "ignore"): ChildProcess {
   const cmd = pin ? "taskset" : process.execPath;
   const argv = pin ? ["-c", "0", process.execPath, child, ...args] : [child, ...args];
-  return spawn(cmd, argv, { stdio: ["ignore", "pipe", "inherit"] });
+  return spawn(cmd, argv, { stdio: [stdin, "pipe", "inherit"] });
 }
 
 async function firstLine(p: ChildProcess): Promise<string> {
@@ -74,10 +77,97 @@ export async function echoRun(kind: string, url: string, size: number, inflight:
   }
 }
 
+/** One system's client (and server, unless inproc), warmed up and run in slices on request. */
+class SlicedEcho {
+  readonly #server: ChildProcess | undefined;
+  readonly #client: ChildProcess;
+  readonly #lines: AsyncIterator<string>;
+
+  private constructor(server: ChildProcess | undefined, client: ChildProcess) {
+    this.#server = server;
+    this.#client = client;
+    this.#lines = createInterface({ input: client.stdout! })[Symbol.asyncIterator]();
+  }
+
+  static async start(kind: string, url: string, size: number, inflight: number, warmupMs: number, pin: boolean): Promise<SlicedEcho> {
+    let server: ChildProcess | undefined;
+    let target = url;
+    if (!url.includes("inproc:")) {
+      server = launch(["server", kind, url], pin);
+      try {
+        target = await firstLine(server);
+      } catch (e) {
+        await stop(server);
+        throw e;
+      }
+    }
+    const client = launch(["client", kind, target, String(size), String(inflight), String(warmupMs), "0"], pin, "pipe");
+    const echo = new SlicedEcho(server, client);
+    const ready = await echo.#line();
+    if (!ready.includes('"ready"')) {
+      await echo.end();
+      throw new Error(`${kind} client said ${ready}`);
+    }
+    return echo;
+  }
+
+  async #line(): Promise<string> {
+    const r = await this.#lines.next();
+    if (r.done) throw new Error(`echo client exited (code ${this.#client.exitCode})`);
+    return r.value;
+  }
+
+  /** Send for `ms`, then idle; what the slice measured. */
+  async slice(ms: number): Promise<EchoRun> {
+    this.#client.stdin!.write(`run ${ms}\n`);
+    return JSON.parse(await this.#line()) as EchoRun;
+  }
+
+  async end(): Promise<void> {
+    if (this.#client.exitCode === null && this.#client.signalCode === null) {
+      const exited = new Promise<void>((r) => this.#client.once("exit", () => r()));
+      this.#client.stdin!.end("end\n");
+      await Promise.race([exited, new Promise<void>((r) => setTimeout(r, 5000).unref())]);
+      await stop(this.#client);
+    }
+    if (this.#server) await stop(this.#server);
+  }
+}
+
+/** Slices of two systems, interleaved: `pairs` of each, the order flipping each pair. */
+export async function interleavedEcho(
+  a: { kind: string; url: string },
+  b: { kind: string; url: string },
+  o: { size: number; inflight: number; warmupMs: number; sliceMs: number; pairs: number; pin: boolean; progress?: (i: number) => void },
+): Promise<{ a: EchoRun[]; b: EchoRun[] }> {
+  const ea = await SlicedEcho.start(a.kind, a.url, o.size, o.inflight, o.warmupMs, o.pin);
+  try {
+    const eb = await SlicedEcho.start(b.kind, b.url, o.size, o.inflight, o.warmupMs, o.pin);
+    try {
+      const ra: EchoRun[] = [];
+      const rb: EchoRun[] = [];
+      for (let i = 0; i < o.pairs; i++) {
+        o.progress?.(i);
+        if (i % 2 === 0) {
+          ra.push(await ea.slice(o.sliceMs));
+          rb.push(await eb.slice(o.sliceMs));
+        } else {
+          rb.push(await eb.slice(o.sliceMs));
+          ra.push(await ea.slice(o.sliceMs));
+        }
+      }
+      return { a: ra, b: rb };
+    } finally {
+      await eb.end();
+    }
+  } finally {
+    await ea.end();
+  }
+}
+
 export const run: Suite = async ({ quick, pin, progress }) => {
-  const repeats = quick ? 1 : 3;
-  const warmupMs = quick ? 200 : 500;
-  const runMs = quick ? 500 : 2000;
+  const warmupMs = quick ? 300 : 2000;
+  const sliceMs = quick ? 200 : 400;
   const canPin = pin && hasTaskset();
   const dir = mkdtempSync(join(tmpdir(), "tilth-bench-"));
   const out: BenchResult[] = [];
@@ -97,45 +187,35 @@ export const run: Suite = async ({ quick, pin, progress }) => {
       const pinned = canPin && sc.inflight === 1;
       for (const p of places) {
         const label = `drpc+${p.t} ${sc.name}`;
-        const tilth: EchoRun[] = [];
-        const base: EchoRun[] = [];
-        const pairs = sc.inflight === 1 && !quick ? 5 : repeats;
-        for (let r = 0; r < pairs; r++) {
-          const runBase = async (): Promise<void> => {
-            progress(`${label}: pair ${r + 1}/${pairs}, baseline`);
-            base.push(await echoRun("net", p.base(), sc.size, sc.inflight, warmupMs, runMs, pinned));
-          };
-          const runTilth = async (): Promise<void> => {
-            progress(`${label}: pair ${r + 1}/${pairs}, tilth`);
-            tilth.push(await echoRun("drpc", `drpc+${p.url()}`, sc.size, sc.inflight, warmupMs, runMs, pinned));
-          };
-          if (r % 2 === 0) {
-            await runBase();
-            await runTilth();
-          } else {
-            await runTilth();
-            await runBase();
-          }
-        }
+        // Sequential scenarios (the most sensitive) run more slices.
+        const pairs = quick ? 3 : sc.inflight === 1 ? 16 : 8;
+        const { a: base, b: tilth } = await interleavedEcho(
+          { kind: "net", url: p.base() },
+          { kind: "drpc", url: `drpc+${p.url()}` },
+          { size: sc.size, inflight: sc.inflight, warmupMs, sliceMs, pairs, pin: pinned, progress: (i) => progress(`${label}: slice pair ${i + 1}/${pairs}`) },
+        );
         const rate = (x: EchoRun): number => (x.calls / x.ms) * 1000;
+        const total = (xs: EchoRun[]): number => (xs.reduce((s, x) => s + x.calls, 0) / xs.reduce((s, x) => s + x.ms, 0)) * 1000;
         const tr = tilth.map(rate);
         const br = base.map(rate);
         const pairRatios = tr.map((t, i) => t / br[i]!);
         const extra: Record<string, unknown> = {
           pinned,
-          repeats: pairs,
+          slices: pairs,
+          sliceMs,
+          warmupMs,
           pairRatios: pairRatios.map((x) => Math.round(x * 1000) / 1000),
-          runMs,
           tilthSpread: [Math.min(...tr), Math.max(...tr)],
           baselineSpread: [Math.min(...br), Math.max(...br)],
         };
         if (sc.inflight === 1) {
+          // Medians of the slices' percentiles.
           extra.p50us = median(tilth.map((x) => x.p50));
           extra.p99us = median(tilth.map((x) => x.p99));
           extra.baselineP50us = median(base.map((x) => x.p50));
           extra.baselineP99us = median(base.map((x) => x.p99));
         }
-        const res = result(label, "calls/s", median(tr), p.t === "ipc" ? "raw net (unix socket)" : "raw net (tcp)", median(br), extra);
+        const res = result(label, "calls/s", total(tilth), p.t === "ipc" ? "raw net (unix socket)" : "raw net (tcp)", total(base), extra);
         res.ratio = median(pairRatios);
         out.push(res);
         progress(`${label}: ${formatRate(res.value)} vs ${formatRate(res.baselineValue)} calls/s (${res.ratio.toFixed(2)}x)`);
