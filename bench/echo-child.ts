@@ -299,7 +299,11 @@ async function zmqRawClient(size: number, inflight: number, warmupMs: number, ru
     if (inflight === 1) sentAt = process.hrtime.bigint();
     return p;
   };
-  const pacer = new Pacer(() => sock.close());
+  // A receive pending on a closed socket never settles: exit at once.
+  const pacer = new Pacer(() => {
+    sock.close();
+    process.exit(0);
+  });
   pacer.begin(warmupMs, runMs);
   for (let i = 0; i < inflight; i++) await sock.send(next());
   try {
