@@ -71,8 +71,12 @@ export interface Connection extends AsyncDisposable {
    * buffered bytes passed the high-water mark: wait for `drain()` before sending
    * more. Throws ClosedError/BrokenError once ended, and MessageTooLargeError for
    * a message above the connection's maximum.
+   *
+   * `owned`: the sender hands the frames (and the array) over and never touches
+   * them again, so a transport that would copy them (inproc) may pass them on
+   * as they are. Default false: the sender may reuse its buffers at once.
    */
-  send(msg: Message): boolean;
+  send(msg: Message, owned?: boolean): boolean;
   /** Bytes queued and not yet handed to the OS (or the peer, in memory). */
   readonly bufferedAmount: number;
   /** Resolves when buffered bytes fall below the low-water mark; rejects if the connection ends first. */

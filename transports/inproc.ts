@@ -10,7 +10,8 @@
  * does), so timers, I/O and other posted work still get their turn.
  *
  * Semantics match the byte-stream transports: frames are copied on `send`
- * (the receiver owns what it gets, the sender may reuse its buffers);
+ * (the receiver owns what it gets, the sender may reuse its buffers), unless
+ * the sender hands them over (`send(msg, true)`, as the RPC codecs do);
  * `bufferedAmount` counts the bytes (payload plus 4 per frame, as on the wire)
  * sent and not yet taken by the receiver's handler, so a paused or slow reader
  * holds the writer back at its high-water mark; `close()` delivers what was
@@ -127,13 +128,13 @@ export class InprocConnection extends ConnectionBase {
     return this.#outstanding;
   }
 
-  send(msg: Message): boolean {
+  send(msg: Message, owned = false): boolean {
     if (this.#writeClosed || this.ended !== undefined) throw this.sendError();
     const payload = checkMessage(msg, this.limits);
     const wire = payload + HEADER_SIZE * msg.length;
     this.checkBuffered(wire);
     this.#outstanding += wire;
-    this.#peer.#enqueue(copyMessage(msg, payload));
+    this.#peer.#enqueue(owned ? msg : copyMessage(msg, payload));
     return this.#outstanding < this.highWaterMark;
   }
 

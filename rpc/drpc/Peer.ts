@@ -100,13 +100,13 @@ export abstract class Peer {
   /** Send one message; false when the writer should wait for drain. Throws if the connection ended. */
   send(m: Msg): boolean {
     this.#sentSinceTick = true;
-    return this.conn.send([encode(m)]);
+    return this.conn.send([encode(m)], true);
   }
 
   /** Send one message already encoded (by the codec's `encodeCall`, `encodeValue`); as `send`. */
   sendEncoded(frame: Uint8Array): boolean {
     this.#sentSinceTick = true;
-    return this.conn.send([frame]);
+    return this.conn.send([frame], true);
   }
 
   /** Send without throwing (the connection may have ended meanwhile). */

@@ -4,6 +4,7 @@ import { NodeLoop } from "../../adapters/node.js";
 import { VirtualLoop } from "../../adapters/virtual.js";
 import type { Loop } from "../../core/Loop.js";
 import type { Connection } from "../../core/Transport.js";
+import { sleep } from "../../core/time.js";
 import { registerTransports } from "../../transports/index.js";
 import { leakCheck } from "../helpers/leaks.js";
 import { transportConformance } from "./conformance.js";
@@ -68,5 +69,35 @@ test("inproc: the same on the virtual loop, where time does not move", async () 
   const loop = registerTransports(new VirtualLoop());
   await pingPongYields(loop, "yield-virtual", (body) => loop.run(body));
   assert.equal(loop.now(), 0);
+  assert.equal(loop.pendingTimers, 0);
+});
+
+test("inproc: send copies the frames unless the sender hands them over (send(msg, true))", async () => {
+  const loop = registerTransports(new VirtualLoop());
+  const listener = await loop.listen("inproc://handover");
+  const got: Connection[] = [];
+  const received: Uint8Array[][] = [];
+  listener.start((c) => {
+    got.push(c);
+    c.start({ message: (m) => received.push(m as Uint8Array[]), end() {} });
+  });
+  const client = await loop.connect("inproc://handover");
+  client.start({ message() {}, end() {} });
+  const copied = Buffer.from("copied");
+  const owned = Buffer.from("owned");
+  const ownedMsg = [owned];
+  client.send([copied]);
+  client.send(ownedMsg, true);
+  copied.fill(0); // the sender may reuse its buffer at once
+  await loop.run(async () => {
+    while (received.length < 2) await sleep(loop, 1);
+  });
+  assert.equal(Buffer.from(received[0]![0]!).toString(), "copied");
+  assert.notEqual(received[0]![0], copied);
+  assert.equal(received[1], ownedMsg, "handed over: the same message, no copy");
+  assert.equal(received[1]![0], owned);
+  await client.close();
+  await listener.close();
+  await Promise.all(got.map((c) => c.closed));
   assert.equal(loop.pendingTimers, 0);
 });

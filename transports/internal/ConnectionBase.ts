@@ -96,7 +96,7 @@ export abstract class ConnectionBase implements Connection {
   }
 
   abstract get bufferedAmount(): number;
-  abstract send(msg: Message): boolean;
+  abstract send(msg: Message, owned?: boolean): boolean;
   abstract pause(): void;
   abstract resume(): void;
   /** The handler is in place (on a later turn than `start()`): begin delivering. */
