@@ -37,16 +37,23 @@ const EMPTY = Buffer.alloc(0);
 
 /** Where every socket read through `onread` lands; each read is copied out of it at once. */
 const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
+/** Reads are copied into slabs of this size, one slab per connection at a time. */
+const READ_SLAB = 64 * 1024;
 
 /**
  * The `onread` option of `net.connect()`, for a StreamConnection to read
  * through: Node reads into one buffer shared by all such sockets and calls
- * back with the count, and the bytes are copied into a chunk of their own at
- * once (so what the decoder and the handler keep is theirs). This skips the
- * stream machinery's 'data' path (push, flowing state, emit), which costs
- * about as much per small message as all the rest of a read. `pause()` and
- * `resume()` work as usual. Node offers it only for sockets it connects, not
- * for accepted ones.
+ * back with the count, and the bytes are copied at once into a slab of this
+ * connection's own (so what the decoder and the handler keep is theirs, and a
+ * chunk's memory holds no other connection's bytes). This skips the stream
+ * machinery's 'data' path (push, flowing state, emit, a nextTick per read),
+ * which costs about as much per small message as all the rest of a read.
+ * `pause()` and `resume()` work as usual. Node offers it only for sockets it
+ * connects, not for accepted ones.
+ *
+ * Build the StreamConnection in the socket's 'connect' event, before
+ * anything is read: bytes read earlier are kept for it, but an EOF read
+ * earlier is not seen.
  */
 export class SocketReader {
   /** Pass as `net.connect({ onread })`. */
@@ -55,10 +62,20 @@ export class SocketReader {
   target: ((chunk: Buffer) => void) | undefined = undefined;
   /** Reads before the connection was built (none expected: it pauses the socket first). */
   early: Buffer[] | undefined = undefined;
+  #slab: Buffer | undefined = undefined;
+  #pos = 0;
 
   #read(n: number): boolean {
-    const chunk = Buffer.allocUnsafe(n);
-    READ_BUFFER.copy(chunk, 0, 0, n);
+    let slab = this.#slab;
+    if (slab === undefined || slab.length - this.#pos < n) {
+      // The old slab stays alive while chunks cut from it are kept.
+      slab = this.#slab = Buffer.allocUnsafeSlow(Math.max(READ_SLAB, n));
+      this.#pos = 0;
+    }
+    const start = this.#pos;
+    READ_BUFFER.copy(slab, start, 0, n);
+    this.#pos = start + n;
+    const chunk = slab.subarray(start, start + n);
     const t = this.target;
     if (t !== undefined) t(chunk);
     else (this.early ??= []).push(chunk);
@@ -146,6 +163,7 @@ export class StreamConnection extends ConnectionBase {
     if (n === 0) return;
     // A write with a callback costs Node a nextTick; only a drain() waiter needs one.
     const done = this.draining ? this.#onWritten : undefined;
+    this.#uncovered = done === undefined;
     try {
       if (n === 1) {
         socket.write(chunks[0]!, done);
@@ -164,23 +182,23 @@ export class StreamConnection extends ConnectionBase {
     if (!err && this.draining) this.checkDrain();
   };
 
+  /**
+   * The last write went without a callback: nothing calls back once the bytes
+   * Node holds are out. (Once someone waits in drain(), every write has one.)
+   */
+  #uncovered = false;
+
   override drain(): Promise<void> {
     const p = super.drain();
-    // Bytes Node still holds were written without a callback: an empty write
-    // queued behind them calls back once they are out.
+    // Bytes Node holds that no callback follows: an empty write queued behind
+    // them calls back once they are out.
     const socket = this.#socket;
-    if (this.draining && !this.#watching && socket.writableLength > 0 && !socket.destroyed && !this.#endSent) {
-      this.#watching = true;
-      socket.write(EMPTY, this.#onWatched);
+    if (this.draining && this.#uncovered && socket.writableLength > 0 && socket.writable && !this.#endSent) {
+      this.#uncovered = false;
+      socket.write(EMPTY, this.#onWritten);
     }
     return p;
   }
-
-  #watching = false;
-  readonly #onWatched = (err?: Error | null): void => {
-    this.#watching = false;
-    this.#onWritten(err);
-  };
 
   pause(): void {
     if (this.#paused) return;

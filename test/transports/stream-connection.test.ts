@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import net from "node:net";
+import { Duplex } from "node:stream";
 import { test } from "node:test";
 import { NodeLoop } from "../../adapters/node.js";
 import { encodeMessage, registerTransports, SocketReader, StreamConnection } from "../../transports/index.js";
@@ -52,4 +53,62 @@ test("bytes a SocketReader read before its StreamConnection was built are delive
   await new Promise<void>((r) => server.close(() => r()));
   assert.equal(loop.pendingTimers, 0, "a timer was left pending");
   await done();
+});
+
+test("drain() resolves whatever the mix of writes made before and while someone waited (no write is left without a callback to follow it)", { timeout: 30_000 }, async () => {
+  // A socket whose writes complete only when the test says so, in order.
+  const pending: { n: number; cb: () => void }[] = [];
+  const sock = new Duplex({
+    highWaterMark: 1 << 30,
+    allowHalfOpen: true,
+    read() {},
+    write(chunk: Buffer, _enc, cb) {
+      pending.push({ n: chunk.length, cb: () => cb() });
+    },
+  });
+  const completeOne = (): void => pending.shift()!.cb();
+  const loop = new NodeLoop();
+  const turn = (): Promise<void> => new Promise((r) => loop.post(r));
+  const conn = new StreamConnection(loop, sock as unknown as net.Socket, connectionParams("tcp", "tcp://a:1", "tcp://b:1", { highWaterMark: 64 * 1024, maxBuffered: 1 << 28 }));
+  conn.start({ message() {}, end() {} });
+  const big = (): Buffer[] => [Buffer.alloc(64 * 1024 - 4)];
+  const flag = (p: Promise<void>): { done: boolean } => {
+    const f = { done: false };
+    void p.then(() => (f.done = true));
+    return f;
+  };
+
+  // Written while nobody waits (no callbacks), then a writer waits, then more is written while it waits.
+  for (let i = 0; i < 4; i++) conn.send(big());
+  await turn();
+  const d1 = flag(conn.drain());
+  for (let i = 0; i < 2; i++) conn.send(big());
+  await turn();
+  // The first writes go out, up to the empty write queued to call back after them; the later ones are still held.
+  for (;;) {
+    const n = pending[0]!.n;
+    completeOne();
+    if (n === 0) break;
+  }
+  await turn();
+  assert.equal(d1.done, false, "still above the low-water mark");
+  // A second writer waits in the same cycle; then the data writes go out (an
+  // empty write queued only to call back may stay behind them).
+  const d2 = flag(conn.drain());
+  while (pending.length > 0 && pending[0]!.n > 0) completeOne();
+  await turn();
+  assert.ok(d1.done && d2.done);
+  // Writers go on without waiting, then wait again: the bytes Node holds must be followed by a callback.
+  for (let i = 0; i < 4; i++) conn.send(big());
+  await turn();
+  const d3 = flag(conn.drain());
+  while (pending.length > 0) {
+    completeOne();
+    await turn();
+  }
+  await turn();
+  assert.equal(conn.bufferedAmount, 0);
+  assert.ok(d3.done, "the third drain() resolved");
+  conn.destroy();
+  await conn.closed;
 });
