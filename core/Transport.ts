@@ -74,7 +74,9 @@ export interface Connection extends AsyncDisposable {
    *
    * `owned`: the sender hands the frames (and the array) over and never touches
    * them again, so a transport that would copy them (inproc) may pass them on
-   * as they are. Default false: the sender may reuse its buffers at once.
+   * as they are (inproc still copies a frame that is a small part of a larger
+   * buffer, which the receiver would otherwise keep alive). Default false: the
+   * sender may reuse its buffers at once.
    */
   send(msg: Message, owned?: boolean): boolean;
   /** Bytes queued and not yet handed to the OS (or the peer, in memory). */

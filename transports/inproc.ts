@@ -66,6 +66,19 @@ export function inprocName(url: URL): string {
   }
 }
 
+/**
+ * Whether handed-over frames may be passed on as they are: each is most of
+ * its memory (or in a small pool slab), so what the receiver keeps does not
+ * keep much more alive (an encoder's large shared buffer, say).
+ */
+function compact(msg: Message): boolean {
+  for (let i = 0; i < msg.length; i++) {
+    const f = msg[i]!;
+    if (f.buffer.byteLength > Math.max(8192, 2 * f.byteLength)) return false;
+  }
+  return true;
+}
+
 function copyMessage(msg: Message, payload: number): Message {
   const n = msg.length;
   const out: Frame[] = new Array<Frame>(n);
@@ -134,7 +147,7 @@ export class InprocConnection extends ConnectionBase {
     const wire = payload + HEADER_SIZE * msg.length;
     this.checkBuffered(wire);
     this.#outstanding += wire;
-    this.#peer.#enqueue(owned ? msg : copyMessage(msg, payload));
+    this.#peer.#enqueue(owned && compact(msg) ? msg : copyMessage(msg, payload));
     return this.#outstanding < this.highWaterMark;
   }
 

@@ -72,32 +72,60 @@ test("inproc: the same on the virtual loop, where time does not move", async () 
   assert.equal(loop.pendingTimers, 0);
 });
 
-test("inproc: send copies the frames unless the sender hands them over (send(msg, true))", async () => {
+/** A client on a virtual loop, connected to a listener that collects what it receives. */
+async function receiving(name: string): Promise<{ loop: VirtualLoop; client: Connection; received: Uint8Array[][]; until(n: number): Promise<void>; close(): Promise<void> }> {
   const loop = registerTransports(new VirtualLoop());
-  const listener = await loop.listen("inproc://handover");
+  const listener = await loop.listen(`inproc://${name}`);
   const got: Connection[] = [];
   const received: Uint8Array[][] = [];
   listener.start((c) => {
     got.push(c);
     c.start({ message: (m) => received.push(m as Uint8Array[]), end() {} });
   });
-  const client = await loop.connect("inproc://handover");
+  const client = await loop.connect(`inproc://${name}`);
   client.start({ message() {}, end() {} });
+  return {
+    loop,
+    client,
+    received,
+    until: (n) =>
+      loop.run(async () => {
+        while (received.length < n) await sleep(loop, 1);
+      }),
+    close: async () => {
+      await client.close();
+      await listener.close();
+      await Promise.all(got.map((c) => c.closed));
+      assert.equal(loop.pendingTimers, 0);
+    },
+  };
+}
+
+test("inproc: send copies the frames unless the sender hands them over (send(msg, true))", async () => {
+  const { client, received, until, close } = await receiving("handover");
   const copied = Buffer.from("copied");
   const owned = Buffer.from("owned");
   const ownedMsg = [owned];
   client.send([copied]);
   client.send(ownedMsg, true);
   copied.fill(0); // the sender may reuse its buffer at once
-  await loop.run(async () => {
-    while (received.length < 2) await sleep(loop, 1);
-  });
+  await until(2);
   assert.equal(Buffer.from(received[0]![0]!).toString(), "copied");
   assert.notEqual(received[0]![0], copied);
   assert.equal(received[1], ownedMsg, "handed over: the same message, no copy");
   assert.equal(received[1]![0], owned);
-  await client.close();
-  await listener.close();
-  await Promise.all(got.map((c) => c.closed));
-  assert.equal(loop.pendingTimers, 0);
+  await close();
+});
+
+test("inproc: a handed-over frame that is a small view of a large buffer is copied (the receiver must not keep the large buffer alive)", async () => {
+  const { client, received, until, close } = await receiving("handover-view");
+  const large = Buffer.alloc(1024 * 1024, 7);
+  const view = large.subarray(100, 116);
+  client.send([view], true);
+  await until(1);
+  const f = received[0]![0]!;
+  assert.notEqual(f, view);
+  assert.ok(f.buffer.byteLength < 64 * 1024, `the frame's memory is ${f.buffer.byteLength} bytes`);
+  assert.deepEqual(Buffer.from(f), Buffer.alloc(16, 7));
+  await close();
 });
