@@ -216,6 +216,8 @@ class Pacer {
           else if (cmd[0] === "end") this.#stop();
         }
       });
+      // The parent is gone: so are we.
+      process.stdin.on("end", () => this.#stop());
     }, warmupMs);
   }
 

@@ -102,8 +102,16 @@ class SlicedEcho {
       }
     }
     const client = launch(["client", kind, target, String(size), String(inflight), String(warmupMs), "0"], pin, "pipe");
+    // A client that died: writing to it fails, and the slice that waits for it says so.
+    client.stdin!.on("error", () => {});
     const echo = new SlicedEcho(server, client);
-    const ready = await echo.#line();
+    let ready: string;
+    try {
+      ready = await echo.#line();
+    } catch (e) {
+      await echo.end();
+      throw e;
+    }
     if (!ready.includes('"ready"')) {
       await echo.end();
       throw new Error(`${kind} client said ${ready}`);
