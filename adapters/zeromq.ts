@@ -35,6 +35,7 @@ import { createRequire } from "node:module";
 import { BusyError, ClosedError, TilthError, type TilthErrorOptions } from "../core/errors.js";
 import type { Loop } from "../core/Loop.js";
 import { Ring } from "../core/internal/Ring.js";
+import { RESOLVED } from "../core/internal/resolved.js";
 
 type Zmq = typeof import("zeromq");
 type RawSocket = import("zeromq").Socket & {
@@ -143,7 +144,6 @@ export interface ZmqEvent {
 type Observer = { close(): void; on(t: string, fn: (e: ZmqEvent) => void): unknown; off(t: string, fn: (e: ZmqEvent) => void): unknown };
 
 const noop = (): void => {};
-const RESOLVED: Promise<void> = Promise.resolve();
 
 let openSockets = 0;
 /** Sockets opened by this adapter and not yet closed (for leak checks in tests). */

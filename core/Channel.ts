@@ -25,6 +25,7 @@ import { ClosedError, abortReason } from "./errors.js";
 import { onAbort } from "./internal/abort.js";
 import { Ring } from "./internal/Ring.js";
 import type { WaitOptions } from "./time.js";
+import { RESOLVED } from "./internal/resolved.js";
 
 interface Sender<T> {
   value: T;
@@ -38,7 +39,6 @@ interface Receiver<T> {
   off: () => void;
 }
 
-const RESOLVED = Promise.resolve();
 
 export class Channel<T> implements AsyncIterable<T> {
   readonly loop: Loop;

@@ -26,6 +26,7 @@ import {
 } from "./Transport.js";
 import { Ring } from "./internal/Ring.js";
 import { TimerHeap, type HeapEntry } from "./internal/TimerHeap.js";
+import { RESOLVED } from "./internal/resolved.js";
 
 /** Options every LoopBase adapter accepts. */
 export interface LoopOptions {
@@ -81,7 +82,6 @@ class LoopTimer implements Timer, HeapEntry {
   }
 }
 
-const RESOLVED = Promise.resolve();
 
 const INERT_TIMER: Timer = Object.freeze({
   deadline: Infinity,

@@ -29,10 +29,10 @@ import { BrokenError, toError } from "../core/errors.js";
 import { ioError } from "./errors.js";
 import { checkMessage, FrameDecoder, FrameEncoder, wireSize } from "./framing.js";
 import { ConnectionBase, type ConnectionParams } from "./internal/ConnectionBase.js";
+import { RESOLVED } from "../core/internal/resolved.js";
 
 /** A batch this large is written at once instead of waiting for the end of the turn. */
 const BATCH_MAX = 256 * 1024;
-const RESOLVED: Promise<void> = Promise.resolve();
 const EMPTY = Buffer.alloc(0);
 
 /** Where every socket read through `onread` lands; each read is copied out of it at once. */

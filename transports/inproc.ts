@@ -45,13 +45,13 @@ import { checkMessage, HEADER_SIZE } from "./framing.js";
 import { ConnectionBase, type ConnectionParams } from "./internal/ConnectionBase.js";
 import { ListenerBase } from "./internal/ListenerBase.js";
 import { connectionParams } from "./internal/socket.js";
+import { RESOLVED } from "../core/internal/resolved.js";
 
 const EOF: unique symbol = Symbol("inproc EOF");
 type Item = Message | typeof EOF;
 
 /** Messages delivered per posted turn before yielding to other work. */
 const DELIVER_BATCH = 1024;
-const RESOLVED: Promise<void> = Promise.resolve();
 /** Messages smaller than this are copied into one shared allocation. */
 const SMALL_COPY = 4096;
 

@@ -12,6 +12,7 @@ import type { Connection, ConnectionEnd, ConnectionHandler, Message } from "../.
 import { Ring } from "../../core/internal/Ring.js";
 import { InvalidStateError } from "../errors.js";
 import type { FramingLimits } from "../framing.js";
+import { RESOLVED } from "../../core/internal/resolved.js";
 
 /** Default high-water mark of a connection's send side: 1 MiB. */
 export const DEFAULT_HIGH_WATER_MARK = 1024 * 1024;
@@ -27,7 +28,6 @@ export interface ConnectionParams {
 }
 
 const noop = (): void => {};
-const RESOLVED: Promise<void> = Promise.resolve();
 
 /** A rejected promise that never reports an unhandled rejection when nobody awaits it. */
 export function quietReject<T>(e: Error): Promise<T> {
