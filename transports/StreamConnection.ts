@@ -10,8 +10,9 @@
  * - Receiving decodes each chunk as it arrives ({@link FrameDecoder}) and
  *   hands messages straight to the handler; frames inside one chunk are views
  *   of it. A socket made with a {@link SocketReader}'s `onread` skips the
- *   stream's 'data' path: its chunks come straight from the read. `pause()` stops both the decoder (mid-chunk) and the socket, so a
- *   slow reader stops the kernel from reading and TCP holds the writer back.
+ *   stream's 'data' path: its chunks come straight from the read. `pause()`
+ *   stops both the decoder (mid-chunk) and the socket, so a slow reader stops
+ *   the kernel from reading and TCP holds the writer back.
  * - A peer's EOF ends the connection (`{by: "peer"}`): our FIN follows (after
  *   our queued writes, where the socket is half-open capable).
  *
@@ -101,6 +102,11 @@ export class StreamConnection extends ConnectionBase {
   #endPending = false;
   #resumePosted = false;
   #peerEnded = false;
+  /**
+   * The last write went without a callback: nothing calls back once the bytes
+   * Node holds are out. (Once someone waits in drain(), every write has one.)
+   */
+  #uncovered = false;
 
   /** `reader`: the SocketReader whose `onread` the socket was made with, if any. */
   constructor(loop: Loop, socket: Socket, params: ConnectionParams, reader?: SocketReader) {
@@ -181,12 +187,6 @@ export class StreamConnection extends ConnectionBase {
   readonly #onWritten = (err?: Error | null): void => {
     if (!err && this.draining) this.checkDrain();
   };
-
-  /**
-   * The last write went without a callback: nothing calls back once the bytes
-   * Node holds are out. (Once someone waits in drain(), every write has one.)
-   */
-  #uncovered = false;
 
   override drain(): Promise<void> {
     const p = super.drain();
