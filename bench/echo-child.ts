@@ -21,6 +21,7 @@ import net from "node:net";
 import { NodeLoop } from "../adapters/node.js";
 import { registerTransports } from "../transports/index.js";
 import { close, connect, serve } from "../rpc/index.js";
+import { percentile } from "./lib.js";
 
 const [role, kind, url, ...rest] = process.argv.slice(2);
 
@@ -149,8 +150,7 @@ async function drpcClient(size: number, inflight: number, warmupMs: number, runM
     const view = new DataView(p.buffer);
     for (let i = 0; ; i++) {
       if (!pacer.sending) {
-        if (pacer.stopped) return;
-        await new Promise<void>((r) => pacer.next(r));
+        await pacer.resumed();
         if (pacer.stopped) return;
       }
       view.setUint32(0, (w * 1_000_003 + i) >>> 0);
@@ -234,6 +234,18 @@ class Pacer {
     else if (!this.stopped) this.#parked.push(send);
   }
 
+  /** Resolves once sending resumes (or stops for good). */
+  resumed(): Promise<void> {
+    return new Promise<void>((r) => (this.stopped ? r() : this.next(r)));
+  }
+
+  /** Let every parked call go (a slice starts, or the client stops). */
+  #release(): void {
+    const parked = this.#parked;
+    this.#parked = [];
+    for (const f of parked) f();
+  }
+
   #start(): void {
     this.#calls = 0;
     this.#lat = [];
@@ -244,9 +256,7 @@ class Pacer {
   #slice(ms: number): void {
     this.#start();
     this.sending = true;
-    const parked = this.#parked;
-    this.#parked = [];
-    for (const f of parked) f();
+    this.#release();
     setTimeout(() => {
       this.sending = false;
       this.#report();
@@ -257,24 +267,16 @@ class Pacer {
     this.#measuring = false;
     const ms = Number(process.hrtime.bigint() - this.#t0) / 1e6;
     const lat = this.#lat;
-    process.stdout.write(JSON.stringify({ calls: this.#calls, ms, p50: pct(lat, 50), p99: pct(lat, 99), p999: pct(lat, 99.9) }) + "\n");
+    process.stdout.write(JSON.stringify({ calls: this.#calls, ms, p50: percentile(lat, 50), p99: percentile(lat, 99), p999: percentile(lat, 99.9) }) + "\n");
   }
 
   #stop(): void {
     if (this.stopped) return;
     this.stopped = true;
     this.sending = false;
-    const parked = this.#parked;
-    this.#parked = [];
-    for (const f of parked) f();
+    this.#release();
     this.#onStop();
   }
-}
-
-function pct(xs: number[], p: number): number {
-  if (!xs.length) return NaN;
-  const s = Float64Array.from(xs).sort();
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
 }
 
 // ---------------------------------------------------------------- raw zeromq
@@ -313,7 +315,7 @@ async function zmqRawClient(size: number, inflight: number, warmupMs: number, ru
       if (m!.length !== size || m!.readUInt32BE(0) !== expect >>> 0) throw new Error("wrong echo");
       expect++;
       pacer.done(inflight === 1 ? sentAt : 0n);
-      if (!pacer.sending) await new Promise<void>((r) => pacer.next(r));
+      if (!pacer.sending) await pacer.resumed();
       if (pacer.stopped) break;
       await sock.send(next());
     }

@@ -57,16 +57,24 @@ function stop(p: ChildProcess): Promise<void> {
   });
 }
 
+/** The echo server for `url` (none for inproc: the client serves itself) and the URL it listens on; stopped again if it fails to start. */
+async function startServer(kind: string, url: string, pin: boolean): Promise<{ server: ChildProcess | undefined; target: string }> {
+  if (url.includes("inproc:")) return { server: undefined, target: url };
+  const server = launch(["server", kind, url], pin);
+  try {
+    const target = await firstLine(server);
+    if (kind === "drpc" && !target.startsWith("drpc+")) throw new Error(`server said ${target}`);
+    return { server, target };
+  } catch (e) {
+    await stop(server);
+    throw e;
+  }
+}
+
 /** One measured echo run: a server process (unless inproc) and a client process. */
 export async function echoRun(kind: string, url: string, size: number, inflight: number, warmupMs: number, runMs: number, pin: boolean): Promise<EchoRun> {
-  let server: ChildProcess | undefined;
+  const { server, target } = await startServer(kind, url, pin);
   try {
-    let target = url;
-    if (!url.includes("inproc:")) {
-      server = launch(["server", kind, url], pin);
-      target = await firstLine(server);
-      if (kind === "drpc" && !target.startsWith("drpc+")) throw new Error(`server said ${target}`);
-    }
     const client = launch(["client", kind, target, String(size), String(inflight), String(warmupMs), String(runMs)], pin);
     const line = await firstLine(client);
     await new Promise<void>((r) => (client.exitCode !== null ? r() : client.once("exit", () => r())));
@@ -90,17 +98,7 @@ class SlicedEcho {
   }
 
   static async start(kind: string, url: string, size: number, inflight: number, warmupMs: number, pin: boolean): Promise<SlicedEcho> {
-    let server: ChildProcess | undefined;
-    let target = url;
-    if (!url.includes("inproc:")) {
-      server = launch(["server", kind, url], pin);
-      try {
-        target = await firstLine(server);
-      } catch (e) {
-        await stop(server);
-        throw e;
-      }
-    }
+    const { server, target } = await startServer(kind, url, pin);
     const client = launch(["client", kind, target, String(size), String(inflight), String(warmupMs), "0"], pin, "pipe");
     // A client that died: writing to it fails, and the slice that waits for it says so.
     client.stdin!.on("error", () => {});
