@@ -33,12 +33,18 @@ test("VirtualLoop: without onError, run() rethrows an error a callback threw", a
   assert.equal(loop.pendingTimers, 0);
 });
 
+/** Timer callbacks that record their name and the loop time they ran at. */
+function marks(loop: VirtualLoop): { seen: [string, number][]; at: (name: string) => () => void } {
+  const seen: [string, number][] = [];
+  return { seen, at: (name) => () => void seen.push([name, loop.now()]) };
+}
+
 test("VirtualLoop: advance() fires due timers in order, at their deadlines, and nothing later", async () => {
   const loop = new VirtualLoop();
-  const seen: [string, number][] = [];
-  loop.timer(300, () => seen.push(["c", loop.now()]));
-  loop.timer(100, () => seen.push(["a", loop.now()]));
-  loop.timer(200, () => seen.push(["b", loop.now()]));
+  const { seen, at } = marks(loop);
+  loop.timer(300, at("c"));
+  loop.timer(100, at("a"));
+  loop.timer(200, at("b"));
   await loop.advance(250);
   assert.deepEqual(seen, [
     ["a", 100],
@@ -52,11 +58,11 @@ test("VirtualLoop: advance() fires due timers in order, at their deadlines, and 
 
 test("VirtualLoop: a 0 ms timer made after advance() fired a timer runs on the next advance (no hang)", async () => {
   const loop = new VirtualLoop();
-  const seen: [string, number][] = [];
-  loop.timer(100, () => seen.push(["a", loop.now()]));
-  loop.timer(500, () => seen.push(["c", loop.now()]));
+  const { seen, at } = marks(loop);
+  loop.timer(100, at("a"));
+  loop.timer(500, at("c"));
   await loop.advance(100);
-  loop.timer(0, () => seen.push(["b", loop.now()]));
+  loop.timer(0, at("b"));
   await loop.advance(40);
   assert.deepEqual(seen, [
     ["a", 100],
@@ -64,7 +70,7 @@ test("VirtualLoop: a 0 ms timer made after advance() fired a timer runs on the n
   ]);
   assert.equal(loop.now(), 140);
   // And when nobody advances: runUntilIdle fires it too.
-  loop.timer(0, () => seen.push(["d", loop.now()]));
+  loop.timer(0, at("d"));
   await loop.runUntilIdle();
   assert.deepEqual(seen.at(-1), ["d", 140]);
   await loop.runAll();
