@@ -24,13 +24,24 @@ export interface CallContext {
 }
 
 /**
- * Hooks around calls. All are synchronous and optional; `before` may throw to
- * refuse a call (the error is answered to the caller).
+ * Hooks around calls, on servers and clients alike. Every hook is optional and
+ * may be async (return a promise, awaited before the call goes on).
+ *
+ * Order, the same for every protocol: `before` hooks in registration order,
+ * then the call; then `after` hooks in order on success (for a stream, once it
+ * has ended) or `error` hooks in order on failure; then the answer is sent
+ * (server) or the caller gets it (client).
+ * - `before` may throw or reject to refuse the call: that error is the call's
+ *   answer (an auth check that awaits a token lookup, say).
+ * - An `after` hook that throws or rejects turns the call into that error, and
+ *   the `error` hooks then run.
+ * - An `error` hook that throws or rejects replaces the call's error with its own.
  */
 export interface Middleware {
-  before?(ctx: CallContext): void;
-  after?(ctx: CallContext, result: unknown): void;
-  error?(ctx: CallContext, error: unknown): void;
+  /** Returns nothing, or a promise that is awaited (any other value is ignored). */
+  before?(ctx: CallContext): unknown;
+  after?(ctx: CallContext, result: unknown): unknown;
+  error?(ctx: CallContext, error: unknown): unknown;
 }
 
 /**

@@ -8,85 +8,35 @@
 import { Deadlines, type Deadline } from "../../core/Deadlines.js";
 import type { Loop } from "../../core/Loop.js";
 import type { Connection, Message } from "../../core/Transport.js";
-import { CancelledError, TilthError } from "../../core/errors.js";
-import { bindArguments, type ExposedMethod } from "../api.js";
-import type { CallContext } from "../context.js";
+import { TilthError } from "../../core/errors.js";
+import type { ExposedMethod } from "../api.js";
 import { ConnectionLostError } from "../errors.js";
 import type { ServerCore, ServerSessionLike } from "../protocol.js";
 import type { ServerOptions } from "../Server.js";
+import { ServerCalls, type CallWire, type ServerCall } from "../ServerCalls.js";
 import { encodeWith, idRefKey, IdGenerator, readEvent, type IdRef } from "./codec.js";
 
 export const DEFAULT_HEARTBEAT_MS = 5000;
 
-class Channel implements CallContext {
-  readonly id: number;
-  readonly method: string;
-  readonly args: readonly unknown[];
-  readonly peer: string;
+/** A request's channel: where its replies go, and its heartbeats while it stays open. */
+interface Chan {
   /** The request's message id, where it lies in the request. */
   readonly msgId: IdRef;
-  /** Its key in the session's open channels (set when the call stays open past its handler's return). */
-  key: string | undefined = undefined;
-  /** Replies the client can take (every event we send on the channel spends one). */
-  credit = 1;
-  creditWaiter: (() => void) | undefined;
+  /** Its key in the session's open channels (set while the call goes on past its handler's return). */
+  key: string | undefined;
   lastSeen: number;
   hb: Deadline | undefined;
-  done = false;
-  #ac: AbortController | undefined;
-  #reason: unknown;
-  #meta: Record<string, unknown> | undefined;
-
-  constructor(id: number, msgId: IdRef, method: string, args: readonly unknown[], peer: string, now: number) {
-    this.id = id;
-    this.msgId = msgId;
-    this.method = method;
-    this.args = args;
-    this.peer = peer;
-    this.lastSeen = now;
-  }
-
-  get signal(): AbortSignal {
-    if (this.#ac === undefined) {
-      this.#ac = new AbortController();
-      if (this.done && this.#reason !== undefined) this.#ac.abort(this.#reason);
-    }
-    return this.#ac.signal;
-  }
-  get deadline(): number | undefined {
-    return undefined;
-  }
-  get meta(): Record<string, unknown> {
-    return (this.#meta ??= {});
-  }
-
-  finish(reason?: unknown): void {
-    if (this.done) return;
-    this.done = true;
-    this.hb?.cancel();
-    this.hb = undefined;
-    if (reason !== undefined) {
-      this.#reason = reason;
-      this.#ac?.abort(reason);
-    }
-    this.wake();
-  }
-
-  wake(): void {
-    const w = this.creditWaiter;
-    if (w) {
-      this.creditWaiter = undefined;
-      w();
-    }
-  }
-}
-
-function isAsyncIterable(v: unknown): v is AsyncIterable<unknown> {
-  return typeof v === "object" && v !== null && typeof (v as AsyncIterable<unknown>)[Symbol.asyncIterator] === "function";
+  call: ServerCall<Chan> | undefined;
 }
 
 /** `[name, message, traceback]` of an ERR event. */
 export function errArgs(e: unknown, exposeStack: boolean): [string, string, string] {
+  // The engine's refusals, in the form ZeroRPC peers know (zerorpc-python's NameError and TypeError).
+  if (e instanceof TilthError && e.code === "ERR_UNKNOWN_METHOD") {
+    const m = String(e.context?.method);
+    return ["NameError", m, `NameError: unknown method "${m}"`];
+  }
+  if (e instanceof TilthError && e.code === "ERR_BAD_ARGUMENTS") return ["TypeError", e.message, `TypeError: ${e.message}`];
   if (e instanceof Error) return [e.name, e.message, exposeStack && e.stack ? e.stack : `${e.name}: ${e.message}`];
   const s = typeof e === "string" ? e : (() => {
     try {
@@ -103,7 +53,7 @@ function describeMethod(m: ExposedMethod): { args: { name: string }[]; doc: stri
   return { args: m.params.map((name) => ({ name })), doc: m.doc ?? null };
 }
 
-export class ZrpcServerSession implements ServerSessionLike {
+export class ZrpcServerSession implements ServerSessionLike, CallWire<Chan> {
   readonly #server: ServerCore;
   readonly #conn: Connection;
   readonly #loop: Loop;
@@ -111,13 +61,13 @@ export class ZrpcServerSession implements ServerSessionLike {
   readonly #name: string;
   readonly #zrpcDebug: boolean;
   readonly #ids = new IdGenerator();
-  readonly #channels = new Map<string, Channel>();
+  /** Open channels by their request's message id. */
+  readonly #channels = new Map<string, Chan>();
+  readonly #calls: ServerCalls<Chan>;
   #seq = 0;
-  #draining = false;
   #ended = false;
   /** Every open channel's next heartbeat, on one timer (core/Deadlines). */
-  readonly #beats: Deadlines<Channel>;
-  #idle: (() => void) | undefined;
+  readonly #beats: Deadlines<Chan>;
 
   constructor(server: ServerCore, conn: Connection, options: ServerOptions) {
     this.#server = server;
@@ -127,39 +77,47 @@ export class ZrpcServerSession implements ServerSessionLike {
     this.#name = options.name ?? "tilth";
     this.#zrpcDebug = options.zrpcDebug === true;
     this.#beats = new Deadlines(this.#loop, this.#beat);
+    this.#calls = new ServerCalls<Chan>(server, this.#loop, this, conn.remoteUrl);
     conn.start({ message: (m) => this.#onMessage(m), end: () => this.#onEnd() });
   }
 
   get active(): number {
-    return this.#channels.size;
+    return this.#calls.size;
+  }
+
+  activeCalls(): { id: number; method: string; peer: string; startedAt: number }[] {
+    return this.#calls.list();
   }
 
   goaway(_reason: string): void {
     // ZeroRPC cannot tell a client to go elsewhere: new calls are answered as unavailable.
-    this.#draining = true;
+    this.#calls.drain();
   }
 
   idle(): Promise<void> {
-    if (this.#channels.size === 0) return Promise.resolve();
-    return new Promise((resolve) => (this.#idle = resolve));
+    return this.#calls.idle();
   }
 
   async shutdown(reason: string): Promise<void> {
-    const err = new CancelledError(reason);
-    for (const ch of [...this.#channels.values()]) {
-      this.#send(ch, "ERR", ["UnavailableError", reason, ""], true);
-      this.#finish(ch, err);
-    }
+    this.#calls.cancelAll(reason);
     await this.#conn.close();
   }
 
-  #send(ch: Channel, name: string, args: unknown, force = false): boolean {
+  destroy(reason: Error): void {
+    this.#conn.destroy(reason);
+  }
+
+  /** Send an event on a channel; false when the writer should wait (or the connection ended). Throws when `args` cannot be encoded. */
+  #send(ch: Chan, name: string, args: unknown): boolean {
     if (this.#ended) return false;
-    if (!force) ch.credit--;
+    return this.#conn.send(encodeWith(this.#ids, this.#ids.advance(), ch.msgId, name, args));
+  }
+
+  #trySend(ch: Chan, name: string, args: unknown): void {
     try {
-      return this.#conn.send(encodeWith(this.#ids, this.#ids.advance(), ch.msgId, name, args));
+      this.#send(ch, name, args);
     } catch {
-      return false;
+      // the connection ended meanwhile
     }
   }
 
@@ -178,10 +136,7 @@ export class ZrpcServerSession implements ServerSessionLike {
       ch.lastSeen = this.#loop.now();
       if (name === "_zpc_more") {
         const n = Array.isArray(args) ? args[0] : undefined;
-        if (typeof n === "number" && n > 0) {
-          ch.credit += n;
-          ch.wake();
-        }
+        if (typeof n === "number" && n > 0 && ch.call !== undefined) this.#calls.grant(ch.call.id, n);
       }
       // _zpc_hb (and anything else on a channel) only counts as a sign of life.
       return;
@@ -194,61 +149,58 @@ export class ZrpcServerSession implements ServerSessionLike {
     // A reused id while its channel is open: drop it, as an unroutable event.
     if (this.#channels.size > 0 && this.#channels.has(idRefKey(msgId))) return;
     const args = Array.isArray(rawArgs) ? rawArgs : rawArgs === undefined || rawArgs === null ? [] : [rawArgs];
-    const ch = new Channel(++this.#seq, msgId, method, args, this.#conn.remoteUrl, this.#loop.now());
-    const server = this.#server;
-    if (this.#draining) {
-      this.#send(ch, "ERR", ["UnavailableError", "server is closing; call again elsewhere", ""]);
-      return;
-    }
-    if (this.#channels.size >= server.maxConcurrentCalls) {
-      this.#send(ch, "ERR", ["BusyError", `too many concurrent calls on this connection (limit ${server.maxConcurrentCalls})`, ""]);
-      return;
-    }
-    const builtin = this.#builtin(method, args);
+    const ch: Chan = { msgId, key: undefined, lastSeen: this.#loop.now(), hb: undefined, call: undefined };
+    const builtin = this.#calls.draining ? undefined : this.#builtin(method, args);
     if (builtin !== undefined) {
-      if (builtin.ok) this.#send(ch, "OK", [builtin.v]);
-      else this.#send(ch, "ERR", builtin.v as [string, string, string]);
+      this.#trySend(ch, builtin.ok ? "OK" : "ERR", builtin.ok ? [builtin.v] : builtin.v);
       return;
     }
-    // tilth's own built-ins (".inspect", ".debug.status", ...) are drpc's; over zrpc the
-    // debug API is off unless the server asks for it (`zrpcDebug`).
-    const hidden = method.startsWith(".") && !(method.startsWith(".debug.") && this.#zrpcDebug);
-    const m = hidden ? undefined : server.methods.get(method);
-    if (m === undefined) {
-      this.#send(ch, "ERR", ["NameError", method, `NameError: unknown method "${method}"`]);
-      return;
-    }
-    const bound = bindArguments(m, args as unknown[], null);
-    if (typeof bound === "string") {
-      this.#send(ch, "ERR", ["TypeError", bound, `TypeError: ${bound}`]);
-      return;
-    }
-    const mw = server.middleware;
-    let r: unknown;
-    try {
-      for (let i = 0; i < mw.length; i++) mw[i]!.before?.(ch);
-      r = m.contextual ? m.fn(ch, ...bound) : m.fn(...bound);
-    } catch (e) {
-      this.#fail(ch, e);
-      return;
-    }
-    // A call answered at once needs no channel; one that goes on (a promise, a
-    // stream) is tracked for credit and heartbeats until it ends.
-    if (r instanceof Promise || isAsyncIterable(r)) this.#open(ch);
-    if (r instanceof Promise) {
-      r.then(
-        (v) => this.#result(ch, v),
-        (e: unknown) => this.#fail(ch, e),
-      );
-    } else this.#result(ch, r);
+    // ZeroRPC allows no deadline on the wire; a stream starts with credit for one reply.
+    this.#calls.dispatch(ch, ++this.#seq, method, args as unknown[], null, null, 1);
   }
 
-  #open(ch: Channel): void {
-    if (ch.done) return;
+  // ---- CallWire: ZeroRPC's form of answers ----
+
+  /** tilth's own built-ins (".inspect", ".debug.status", ...) are drpc's; over zrpc the debug API is off unless the server asks for it. */
+  serves(method: string): boolean {
+    return !method.startsWith(".") || (method.startsWith(".debug.") && this.#zrpcDebug);
+  }
+
+  answer(ch: Chan, _id: number, value: unknown): void {
+    this.#send(ch, "OK", [value === undefined ? null : value]);
+  }
+
+  item(call: ServerCall<Chan>, value: unknown): boolean {
+    return this.#send(call.ref, "STREAM", value === undefined ? null : value) || this.#ended;
+  }
+
+  end(call: ServerCall<Chan>): void {
+    this.#trySend(call.ref, "STREAM_DONE", null);
+  }
+
+  answerError(ch: Chan, _id: number, error: unknown): void {
+    this.#trySend(ch, "ERR", errArgs(error, this.#server.exposeStack));
+  }
+
+  drain(): Promise<void> {
+    return this.#conn.drain().catch(() => {});
+  }
+
+  /** A call that goes on past its handler's return is tracked for credit and heartbeats until it ends. */
+  opened(call: ServerCall<Chan>): void {
+    const ch = call.ref;
+    ch.call = call;
     const key = idRefKey(ch.msgId);
     ch.key = key;
     this.#channels.set(key, ch);
     if (this.#hbMs > 0) ch.hb = this.#beats.add(this.#hbMs, ch, ch.lastSeen);
+  }
+
+  closed(call: ServerCall<Chan>): void {
+    const ch = call.ref;
+    ch.hb?.cancel();
+    ch.hb = undefined;
+    if (ch.key !== undefined && this.#channels.get(ch.key) === ch) this.#channels.delete(ch.key);
   }
 
   #builtin(method: string, args: unknown[]): { ok: boolean; v: unknown } | undefined {
@@ -286,105 +238,29 @@ export class ZrpcServerSession implements ServerSessionLike {
    * silent for more than 2.5 intervals declares the remote lost: the third tick
    * of silence (15 s at 5 s, as zerorpc-python), with room for timer jitter.
    */
-  readonly #beat = (ch: Channel): void => {
-    if (ch.done) return;
+  readonly #beat = (ch: Chan): void => {
+    const call = ch.call;
+    if (call === undefined || call.done) return;
     const ms = this.#hbMs;
     const now = this.#loop.now();
     const silent = now - ch.lastSeen;
     if (silent > 2.5 * ms) {
       // zerorpc-python: the method is killed and nothing more is sent.
-      this.#finish(ch, new ConnectionLostError(`lost remote after ${silent} ms without an event (heartbeat ${ms} ms)`, { silentMs: silent }));
+      this.#calls.drop(call, new ConnectionLostError(`lost remote after ${silent} ms without an event (heartbeat ${ms} ms)`, { silentMs: silent }));
       return;
     }
-    this.#send(ch, "_zpc_hb", [0], true);
+    this.#trySend(ch, "_zpc_hb", [0]);
     // Re-armed from a later turn: Deadlines does not expect add() from inside its expiry callback.
     this.#loop.post(() => {
-      if (!ch.done && !this.#ended) ch.hb = this.#beats.add(ms, ch, now);
+      if (!call.done && !this.#ended) ch.hb = this.#beats.add(ms, ch, now);
     });
   };
-
-  #result(ch: Channel, v: unknown): void {
-    if (ch.done) return;
-    if (isAsyncIterable(v)) {
-      void this.#pump(ch, v);
-      return;
-    }
-    const mw = this.#server.middleware;
-    for (let i = 0; i < mw.length; i++) mw[i]!.after?.(ch, v);
-    this.#finish(ch);
-    try {
-      this.#conn.send(encodeWith(this.#ids, this.#ids.advance(), ch.msgId, "OK", [v === undefined ? null : v]));
-    } catch (e) {
-      if (!this.#ended) this.#send(ch, "ERR", errArgs(e, this.#server.exposeStack), true);
-    }
-  }
-
-  #fail(ch: Channel, e: unknown): void {
-    if (ch.done) return;
-    const mw = this.#server.middleware;
-    for (let i = 0; i < mw.length; i++) mw[i]!.error?.(ch, e);
-    this.#finish(ch, e instanceof TilthError && e.code === "ERR_TIMEOUT" ? e : undefined);
-    this.#send(ch, "ERR", errArgs(e, this.#server.exposeStack), true);
-  }
-
-  async #pump(ch: Channel, iterable: AsyncIterable<unknown>): Promise<void> {
-    const it = iterable[Symbol.asyncIterator]();
-    let complete = false;
-    try {
-      for (;;) {
-        if (ch.done) return;
-        if (ch.credit <= 0) {
-          await new Promise<void>((resolve) => (ch.creditWaiter = resolve));
-          continue;
-        }
-        const r = await it.next();
-        if (ch.done) return;
-        if (r.done) {
-          complete = true;
-          const mw = this.#server.middleware;
-          for (let i = 0; i < mw.length; i++) mw[i]!.after?.(ch, undefined);
-          this.#finish(ch);
-          this.#send(ch, "STREAM_DONE", null, true);
-          return;
-        }
-        if (!this.#send(ch, "STREAM", r.value === undefined ? null : r.value) && !this.#ended) {
-          try {
-            await this.#conn.drain();
-          } catch {
-            // the connection ended; the end handler drops the channel
-          }
-        }
-      }
-    } catch (e) {
-      complete = true;
-      this.#fail(ch, e);
-    } finally {
-      if (!complete) {
-        try {
-          await it.return?.();
-        } catch {
-          // the caller is gone; nothing to tell
-        }
-      }
-    }
-  }
-
-  #finish(ch: Channel, reason?: unknown): void {
-    ch.finish(reason);
-    if (ch.key !== undefined && this.#channels.get(ch.key) === ch) this.#channels.delete(ch.key);
-    if (this.#channels.size === 0 && this.#idle) {
-      const idle = this.#idle;
-      this.#idle = undefined;
-      idle();
-    }
-  }
 
   #onEnd(): void {
     if (this.#ended) return;
     this.#ended = true;
     this.#beats.clear();
-    const err = new ConnectionLostError("the client's connection ended");
-    for (const ch of [...this.#channels.values()]) this.#finish(ch, err);
+    this.#calls.ended(new ConnectionLostError("the client's connection ended"));
     this.#server.sessionEnded(this);
   }
 }
