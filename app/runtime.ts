@@ -14,6 +14,7 @@
  * ```
  * @module
  */
+import "../rpc/index.js"; // registers drpc and zrpc
 import "reflect-metadata";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";

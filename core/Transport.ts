@@ -84,7 +84,7 @@ export interface Connection extends AsyncDisposable {
   /** Resolves when buffered bytes fall below the low-water mark; rejects if the connection ends first. */
   drain(): Promise<void>;
 
-  /** Graceful close: flush what was sent, then end. Idempotent. */
+  /** Graceful close: flush what was sent, then end; destroyed past the close timeout (`closeTimeoutMs`). Idempotent. */
   close(): Promise<void>;
   /** Forceful close: drop buffers and end now, with `reason` reported as the end's error. Idempotent. */
   destroy(reason?: Error): void;
@@ -109,6 +109,12 @@ export interface ConnectOptions {
   maxMessageSize?: number;
   /** Bytes buffered before `send` returns false. */
   highWaterMark?: number;
+  /**
+   * How long a graceful `close()` waits for the peer to finish it (flush and
+   * the peer's end) before the connection is destroyed, ms. Default 2000;
+   * `Infinity` waits as long as the peer likes.
+   */
+  closeTimeoutMs?: number;
   [option: string]: unknown;
 }
 

@@ -27,10 +27,9 @@ import { sleep } from "../core/time.js";
 import type { MethodInfo } from "./api.js";
 import type { Middleware } from "./context.js";
 import type { CallOptions, CallPromise, PendingCall } from "./PendingCall.js";
-import type { PeerOptions } from "./drpc/Peer.js";
-import { drpc } from "./drpc/index.js";
-import { zrpc } from "./zerorpc/index.js";
-import type { ClientSessionLike, RpcProtocol } from "./protocol.js";
+import { Scope } from "../core/Scope.js";
+import type { ClientSessionLike, PeerOptions, RpcProtocol } from "./protocol.js";
+import { protocolFor } from "./protocols.js";
 import { parseRpcUrl } from "./url.js";
 
 export type { CallOptions, CallPromise, PendingCall } from "./PendingCall.js";
@@ -71,8 +70,12 @@ export interface ClientOptions extends PeerOptions {
    * since apps started together come up in any order.
    */
   waitForReady?: boolean;
-  /** Wire protocols this client can speak, by URL prefix. Default: drpc and zrpc. */
+  /** Wire protocols this client can speak, by URL prefix. Default: every registered protocol (drpc and zrpc with `tilth/rpc`). */
   protocols?: readonly RpcProtocol[];
+  /** How long closing the connection may wait for the server before it is destroyed, ms. Default 2000. */
+  closeTimeoutMs?: number;
+  /** The scope the client lives in: it is closed when that scope closes. */
+  scope?: Scope;
 }
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
@@ -89,18 +92,15 @@ export class RpcClient implements AsyncDisposable {
   #session: ClientSessionLike | undefined;
   #connecting: Promise<ClientSessionLike> | undefined;
   #closed = false;
-  /** Aborted by close(): ends a backoff wait between connection attempts. */
-  readonly #closing = new AbortController();
   #failures = 0;
   #nextAttemptAt = 0;
+  /** Owns the connections (closed with it, bounded by their close timeout), one task per open session; its signal ends a backoff wait. */
+  readonly #scope: Scope;
   readonly #sessions = new Set<ClientSessionLike>();
 
   constructor(url: string, options: ClientOptions) {
     const u = parseRpcUrl(url);
-    const protocols = options.protocols ?? [drpc, zrpc];
-    const protocol = protocols.find((p) => p.name === u.protocol);
-    if (protocol === undefined)
-      throw new TilthError("ERR_UNKNOWN_PROTOCOL", `no RPC protocol "${u.protocol}" for ${url} (known: ${protocols.map((p) => p.name).join(", ")})`);
+    const protocol = protocolFor(u.protocol, url, options.protocols);
     this.#protocol = protocol;
     this.url = url;
     this.#transportUrl = protocol.transportUrl ? protocol.transportUrl(u.transport) : u.transport;
@@ -108,6 +108,17 @@ export class RpcClient implements AsyncDisposable {
     this.timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
     this.#options = options;
     this.#middleware = [...(options.middleware ?? [])];
+    const own = { name: `rpc client of ${url}`, graceMs: 5000, cancelMs: (options.closeTimeoutMs ?? 2000) + 1000 };
+    const scope = (this.#scope = options.scope ? options.scope.child(own) : new Scope(this.loop, own));
+    // Graceful step: no new calls; each connection closes once its calls are over.
+    scope.closing.addEventListener("abort", () => {
+      this.#closed = true;
+      for (const s of this.#sessions) void s.idle().then(() => s.close());
+    }, { once: true });
+    // Grace period over: close every connection now (calls in flight fail).
+    scope.signal.addEventListener("abort", () => {
+      for (const s of this.#sessions) void s.close();
+    }, { once: true });
   }
 
   /** Add a middleware for every later call. */
@@ -132,32 +143,23 @@ export class RpcClient implements AsyncDisposable {
     return this.#callLater<R>(method, args, timeout, options);
   }
 
-  /** The server's methods, with parameters and docs. */
+  /** The server's methods, with parameters and docs (in the protocol's own way: `.inspect` on drpc, `_zerorpc_inspect` on zrpc). */
   async inspect(): Promise<{ methods: MethodInfo[] }> {
-    if (this.#protocol.name !== "zrpc") return (await this.call(".inspect", [])) as { methods: MethodInfo[] };
-    // A ZeroRPC server, in whatever language: its `_zerorpc_inspect`.
-    const r = (await this.call("_zerorpc_inspect", [])) as { methods?: Record<string, { args?: { name?: unknown; default?: unknown }[]; doc?: unknown }> };
-    const methods = Object.entries(r.methods ?? {}).map(([name, m]): MethodInfo => {
-      const args = (m.args ?? []).filter((a) => a.name !== "self");
-      const firstDefault = args.findIndex((a) => a.default !== undefined);
-      const info: MethodInfo = {
-        name,
-        params: args.map((a, i) => (typeof a.name === "string" ? a.name : `arg${i}`)),
-        rest: false,
-        required: firstDefault < 0 ? args.length : firstDefault,
-        stream: false, // ZeroRPC does not say; the first reply does
-      };
-      if (typeof m.doc === "string" && m.doc) info.doc = m.doc;
-      return info;
-    });
-    return { methods };
+    const call = (method: string, args: readonly unknown[]): Promise<unknown> => this.call(method, args);
+    if (this.#protocol.inspect) return this.#protocol.inspect(call);
+    return (await call(".inspect", [])) as { methods: MethodInfo[] };
   }
 
-  /** Graceful: stop new calls, let calls in flight end, close the connection. Idempotent. */
-  async close(): Promise<void> {
+  /**
+   * Stop new calls (they fail with ERR_CLOSED), give calls in flight up to
+   * `graceMs` (default 0) to end, then close the connection: calls still in
+   * flight fail with ERR_CONNECTION_LOST. Bounded: a server that does not
+   * finish the close is cut off after `closeTimeoutMs` (default 2000).
+   * Idempotent; concurrent callers share the outcome.
+   */
+  close(options: { graceMs?: number } = {}): Promise<void> {
     this.#closed = true;
-    this.#closing.abort(new ClosedError(`client of ${this.url} is closed`));
-    await Promise.all([...this.#sessions].map((s) => s.close()));
+    return this.#scope.close({ graceMs: options.graceMs ?? 0, reason: new ClosedError(`client of ${this.url} is closed`) });
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -215,14 +217,23 @@ export class RpcClient implements AsyncDisposable {
 
   async #open(): Promise<ClientSessionLike> {
     const wait = this.#nextAttemptAt - this.loop.now();
-    if (wait > 0) await sleep(this.loop, wait, { signal: this.#closing.signal });
+    if (wait > 0) await sleep(this.loop, wait, { signal: this.#scope.closing });
     if (this.#closed) throw new ClosedError(`client of ${this.url} is closed`);
     try {
       const o = this.#options;
       const conn = await this.loop.connect(this.#transportUrl, {
         ...o.transport,
         ...(o.maxMessageSize === undefined ? {} : { maxMessageSize: o.maxMessageSize }),
+        ...(o.closeTimeoutMs === undefined ? {} : { closeTimeoutMs: o.closeTimeoutMs }),
       });
+      // A connection that opened after close() began is closed at once.
+      try {
+        this.#scope.use(conn);
+      } catch {
+        throw new ClosedError(`client of ${this.url} is closed`);
+      }
+      let ended!: () => void;
+      const done = new Promise<void>((resolve) => (ended = resolve));
       const session = this.#protocol.open(this.loop, conn, {
         ...o,
         middleware: this.#middleware,
@@ -230,15 +241,17 @@ export class RpcClient implements AsyncDisposable {
           if (this.#session === s) this.#session = undefined;
         },
         onEnded: (s) => {
+          this.#scope.release(conn);
           this.#sessions.delete(s);
           if (this.#session === s) this.#session = undefined;
+          ended();
         },
       });
+      this.#sessions.add(session);
+      this.#scope.spawn(() => done, { name: `connection to ${this.url}` });
       this.#failures = 0;
       this.#nextAttemptAt = 0;
-      this.#sessions.add(session);
       this.#session = session;
-      if (this.#closed) void session.close();
       return session;
     } catch (e) {
       const base = this.#options.backoffMs ?? 100;

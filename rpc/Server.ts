@@ -10,16 +10,17 @@
  * @module
  */
 import type { Loop } from "../core/Loop.js";
-import type { Listener, ListenOptions } from "../core/Transport.js";
-import { TilthError } from "../core/errors.js";
-import { sleep } from "../core/time.js";
+import type { ListenOptions } from "../core/Transport.js";
+import { ClosedError, TilthError } from "../core/errors.js";
+import { Scope, stopWithin } from "../core/Scope.js";
 import { exposedMethods, type ExposeOptions, type ExposedMethod, type MethodInfo } from "./api.js";
 import type { Middleware } from "./context.js";
-import type { PeerOptions } from "./drpc/Peer.js";
-import { drpc } from "./drpc/index.js";
-import { zrpc } from "./zerorpc/index.js";
-import type { RpcProtocol, ServerCore, ServerSessionLike } from "./protocol.js";
+import type { PeerOptions, RpcProtocol, ServerCore, ServerSessionLike } from "./protocol.js";
+import { protocolFor } from "./protocols.js";
 import { formatRpcUrl, parseRpcUrl } from "./url.js";
+
+/** How long closing one connection (flush, the peer's end) may take before it is destroyed, ms. */
+export const DEFAULT_CLOSE_TIMEOUT_MS = 2000;
 
 export interface ServerOptions extends PeerOptions, ExposeOptions {
   loop: Loop;
@@ -30,8 +31,15 @@ export interface ServerOptions extends PeerOptions, ExposeOptions {
   middleware?: Middleware[];
   /** Passed to the transport's listen (TLS keys, socket mode, backlog). */
   transport?: ListenOptions;
-  /** Wire protocols this server can speak, by URL prefix. Default: drpc and zrpc. */
+  /** Wire protocols this server can speak, by URL prefix. Default: every registered protocol (drpc and zrpc with `tilth/rpc`). */
   protocols?: readonly RpcProtocol[];
+  /** How long closing a connection may wait for its peer before it is destroyed, ms. Default 2000. */
+  closeTimeoutMs?: number;
+  /**
+   * The scope the server lives in: it is closed (gracefully, with the default
+   * grace period) when that scope closes, and cancelled with it.
+   */
+  scope?: Scope;
   /**
    * Serve the debug API (`.debug.status`, `.debug.settings`) beside `.ping`
    * and `.inspect`. Default true.
@@ -48,6 +56,11 @@ export interface CloseOptions {
   graceMs?: number;
 }
 
+/** A session and how the server waits for it. */
+interface SessionEntry {
+  ended: () => void;
+}
+
 export class RpcServer implements ServerCore, AsyncDisposable {
   readonly loop: Loop;
   readonly methods: Map<string, ExposedMethod>;
@@ -55,10 +68,11 @@ export class RpcServer implements ServerCore, AsyncDisposable {
   readonly maxConcurrentCalls: number;
   readonly exposeStack: boolean;
   readonly #options: ServerOptions;
-  readonly #listeners: { listener: Listener; url: string }[] = [];
-  readonly #sessions = new Set<ServerSessionLike>();
-  readonly #protocols: ReadonlyMap<string, RpcProtocol>;
-  #closing: Promise<void> | undefined;
+  readonly #urls: string[] = [];
+  readonly #sessions = new Map<ServerSessionLike, SessionEntry>();
+  /** Owns the listeners and one task per connection; closing it is closing the server. */
+  readonly #scope: Scope;
+  readonly #closeTimeoutMs: number;
 
   constructor(api: object, options: ServerOptions) {
     this.loop = options.loop;
@@ -67,7 +81,20 @@ export class RpcServer implements ServerCore, AsyncDisposable {
     this.middleware = [...(options.middleware ?? [])];
     this.maxConcurrentCalls = options.maxConcurrentCalls ?? 1024;
     this.exposeStack = options.exposeStack ?? false;
-    this.#protocols = new Map((options.protocols ?? [drpc, zrpc]).map((p) => [p.name, p]));
+    this.#closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+    const own = { name: "rpc server", graceMs: 5000, cancelMs: this.#closeTimeoutMs + 1000 };
+    const scope = (this.#scope = options.scope ? options.scope.child(own) : new Scope(this.loop, own));
+    // Graceful step: tell every client to go elsewhere; each connection closes once its calls are done.
+    scope.closing.addEventListener("abort", () => {
+      for (const s of this.#sessions.keys()) {
+        s.goaway("server closing");
+        void s.idle().then(() => this.#shutdown(s, "server closed"));
+      }
+    }, { once: true });
+    // Grace period over: cancel what still runs.
+    scope.signal.addEventListener("abort", () => {
+      for (const s of this.#sessions.keys()) void this.#shutdown(s, "server closed before the call finished");
+    }, { once: true });
     const listing = (): MethodInfo[] => [...this.methods.values()].filter((m) => !m.name.startsWith(".")).map(({ fn: _fn, contextual: _c, ...info }) => info);
     this.#builtin(".inspect", "The methods of this server, with parameters and docs.", () => ({ methods: listing() }));
     this.#builtin(".ping", "Answers \"pong\".", () => "pong");
@@ -90,7 +117,7 @@ export class RpcServer implements ServerCore, AsyncDisposable {
     await new Promise<void>((r) => loop.post(r));
     const lagMs = loop.now() - t0;
     const now = loop.now();
-    const calls = [...this.#sessions].flatMap((s) => s.activeCalls?.() ?? []).map((c) => ({ method: c.method, peer: c.peer, ageMs: Math.round(now - c.startedAt) }));
+    const calls = [...this.#sessions.keys()].flatMap((s) => s.activeCalls?.() ?? []).map((c) => ({ method: c.method, peer: c.peer, ageMs: Math.round(now - c.startedAt) }));
     const mem = process.memoryUsage();
     return {
       uptimeMs: Math.round(now - this.#startedAt),
@@ -109,7 +136,7 @@ export class RpcServer implements ServerCore, AsyncDisposable {
 
   /** The bound URLs, with their protocol (port 0 resolved to the real port). */
   get urls(): string[] {
-    return this.#listeners.map((l) => l.url);
+    return [...this.#urls];
   }
 
   /** Connections open now. */
@@ -122,56 +149,73 @@ export class RpcServer implements ServerCore, AsyncDisposable {
     return this;
   }
 
-  /** Listen on one more URL with the same handlers; returns the bound URL. */
+  /**
+   * Listen on one more URL with the same handlers; returns the bound URL. A
+   * listener that finishes binding after `close()` began is closed at once
+   * and this rejects with ERR_CLOSED.
+   */
   async listen(url: string): Promise<string> {
-    if (this.#closing) throw new TilthError("ERR_CLOSED", "server is closed");
+    const scope = this.#scope;
+    if (scope.isClosing) throw new ClosedError("server is closed");
     const u = parseRpcUrl(url);
-    const protocol = this.#protocols.get(u.protocol);
-    if (protocol === undefined)
-      throw new TilthError("ERR_UNKNOWN_PROTOCOL", `no RPC protocol "${u.protocol}" for ${url} (known: ${[...this.#protocols.keys()].join(", ")})`);
+    const protocol = protocolFor(u.protocol, url, this.#options.protocols);
     const o = this.#options;
     const listener = await this.loop.listen(protocol.transportUrl ? protocol.transportUrl(u.transport) : u.transport, {
       ...o.transport,
       ...(o.maxMessageSize === undefined ? {} : { maxMessageSize: o.maxMessageSize }),
+      closeTimeoutMs: this.#closeTimeoutMs,
     });
+    try {
+      scope.use(listener);
+    } catch {
+      throw new ClosedError(`server closed while binding ${url}; the listener was closed`);
+    }
+    // Stop accepting as soon as the server begins to close.
+    scope.closing.addEventListener("abort", () => void listener.close(), { once: true });
     const bound = formatRpcUrl(u.protocol, protocol.publicUrl ? protocol.publicUrl(listener.url) : listener.url);
-    this.#listeners.push({ listener, url: bound });
+    this.#urls.push(bound);
     listener.start((conn) => {
-      if (this.#closing) {
+      if (scope.isClosing) {
         conn.destroy();
         return;
       }
-      this.#sessions.add(protocol.accept(this, conn, o));
+      let ended!: () => void;
+      const done = new Promise<void>((resolve) => (ended = resolve));
+      const s = protocol.accept(this, conn, o);
+      this.#sessions.set(s, { ended });
+      scope.spawn(() => done, { name: `connection ${conn.remoteUrl}` });
     });
     return bound;
   }
 
   /** @internal */
   sessionEnded(s: ServerSessionLike): void {
+    const e = this.#sessions.get(s);
+    if (e === undefined) return;
     this.#sessions.delete(s);
+    e.ended();
+  }
+
+  /** Cancel a session's calls (answered ERR_UNAVAILABLE) and close it, destroying it past the close timeout. */
+  #shutdown(s: ServerSessionLike, reason: string): Promise<unknown> {
+    return stopWithin(this.loop, {
+      what: "connection",
+      ended: s.shutdown(reason),
+      graceMs: this.#closeTimeoutMs,
+      cancel: () => s.destroy(new ClosedError(reason)),
+      cancelMs: 0,
+    });
   }
 
   /**
    * Graceful close: stop accepting, tell clients to go elsewhere, let calls in
    * flight finish for up to `graceMs`, then cancel the rest (callers get
-   * ERR_UNAVAILABLE, handlers' signals abort) and close every connection.
-   * Idempotent.
+   * ERR_UNAVAILABLE, handlers' signals abort) and close every connection
+   * (each destroyed past `closeTimeoutMs`). Idempotent; concurrent callers
+   * share the outcome.
    */
   close(options: CloseOptions = {}): Promise<void> {
-    return (this.#closing ??= this.#close(options.graceMs ?? 5000));
-  }
-
-  async #close(graceMs: number): Promise<void> {
-    await Promise.all(this.#listeners.map((l) => l.listener.close()));
-    const sessions = [...this.#sessions];
-    for (const s of sessions) s.goaway("server closing");
-    const stopGrace = new AbortController();
-    await Promise.race([
-      Promise.all(sessions.map((s) => s.idle())),
-      sleep(this.loop, graceMs, { signal: stopGrace.signal }).catch(() => {}),
-    ]);
-    stopGrace.abort(); // the calls ended first: drop the grace timer
-    await Promise.all(sessions.map((s) => s.shutdown("server closed before the call finished")));
+    return this.#scope.close({ graceMs: options.graceMs ?? 5000, cancelMs: this.#closeTimeoutMs + 1000 });
   }
 
   [Symbol.asyncDispose](): Promise<void> {

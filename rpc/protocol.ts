@@ -6,11 +6,23 @@
  */
 import type { Loop } from "../core/Loop.js";
 import type { Connection } from "../core/Transport.js";
-import type { ExposedMethod } from "./api.js";
+import type { ExposedMethod, MethodInfo } from "./api.js";
 import type { ClientOptions } from "./Client.js";
 import type { Middleware } from "./context.js";
 import type { CallOptions, PendingCall } from "./PendingCall.js";
 import type { ServerOptions } from "./Server.js";
+
+/** Connection options every protocol's sessions take. */
+export interface PeerOptions {
+  /** Interval of heartbeats, ms; 0 turns them off. Default 5000. */
+  heartbeatMs?: number;
+  /** Silence after which the peer is declared lost, ms. Default 3 heartbeat intervals of the slower side. */
+  peerTimeoutMs?: number;
+  /** Largest message accepted and sent, bytes. Default 64 MiB. */
+  maxMessageSize?: number;
+  /** A name sent in HELLO, for logs. */
+  name?: string;
+}
 
 /** What a protocol's server session needs from its server. */
 export interface ServerCore {
@@ -35,6 +47,8 @@ export interface ServerSessionLike {
   idle(): Promise<void>;
   /** Cancel calls still in flight (answering them as unavailable), then close. */
   shutdown(reason: string): Promise<void>;
+  /** Close the connection now, without flushing. */
+  destroy(reason: Error): void;
 }
 
 /** The client end of one connection. */
@@ -43,7 +57,9 @@ export interface ClientSessionLike {
   readonly usable: boolean;
   readonly inFlight: number;
   call<R>(method: string, args: readonly unknown[], timeoutMs: number | undefined, options: CallOptions | undefined): PendingCall<R>;
-  /** Graceful close. */
+  /** Resolves when no call is in flight. */
+  idle(): Promise<void>;
+  /** Close the connection (calls still in flight fail). */
   close(): Promise<void>;
 }
 
@@ -68,6 +84,11 @@ export interface RpcProtocol {
   publicUrl?(transport: string): string;
   /** Serve one accepted connection. */
   accept(server: ServerCore, conn: Connection, options: ServerOptions): ServerSessionLike;
+  /**
+   * The server's methods, asked in this protocol's own way (default: the
+   * `.inspect` built-in of tilth servers). `call` makes a call on the client.
+   */
+  inspect?(call: (method: string, args: readonly unknown[]) => Promise<unknown>): Promise<{ methods: MethodInfo[] }>;
   /** Start a client session on a fresh connection. */
   open(loop: Loop, conn: Connection, options: ClientOptions & ClientSessionHooks): ClientSessionLike;
 }

@@ -21,6 +21,7 @@
  * ```
  * @module
  */
+import "../../rpc/index.js"; // registers drpc and zrpc
 import { z } from "zod";
 import { TilthError, describe } from "../../core/errors.js";
 import type { CallContext, Middleware } from "../../rpc/context.js";

@@ -1,25 +1,24 @@
 /**
- * The client end of one drpc connection: call ids, pending calls, streams
- * with credit, cancellation, deadlines.
+ * The client end of one drpc connection: the HELLO exchange and heartbeats
+ * (in Peer), GOAWAY, and drpc's form of calls, credit and cancels. Pending
+ * calls, time limits and middleware are the call engine's (rpc/ClientCalls).
  * @internal
  */
-import { Deadlines } from "../../core/Deadlines.js";
 import type { Loop } from "../../core/Loop.js";
 import type { Connection } from "../../core/Transport.js";
-import { TimeoutError, abortReason } from "../../core/errors.js";
+import { TimeoutError } from "../../core/errors.js";
+import { ClientCalls, type CallSender } from "../ClientCalls.js";
 import type { ClientSessionHooks, ClientSessionLike } from "../protocol.js";
 import { ProtocolError, RemoteError } from "../errors.js";
-import { PendingCall, STREAM_WINDOW, type CallOptions, type CallOwner } from "../PendingCall.js";
-import { IdCounter, IdTable } from "../internal/IdTable.js";
+import { STREAM_WINDOW, type CallOptions, type PendingCall } from "../PendingCall.js";
+import { IdCounter } from "../internal/IdTable.js";
 import { MAX_ID, T, encodeCall, type Msg } from "./codec.js";
 import { Peer, type PeerOptions } from "./Peer.js";
 
 export interface ClientSessionOptions extends PeerOptions, ClientSessionHooks {}
 
-export class ClientSession extends Peer implements CallOwner, ClientSessionLike {
-  readonly #pending = new IdTable<PendingCall<any>>();
-  /** Every call's time limit, on one timer (see core/Deadlines). */
-  readonly #deadlines: Deadlines<PendingCall<any>>;
+export class ClientSession extends Peer implements CallSender, ClientSessionLike {
+  readonly #calls: ClientCalls;
   readonly #ids = new IdCounter(MAX_ID);
   #draining = false;
   readonly #opts: ClientSessionOptions;
@@ -27,9 +26,7 @@ export class ClientSession extends Peer implements CallOwner, ClientSessionLike 
   constructor(loop: Loop, conn: Connection, options: ClientSessionOptions) {
     super(loop, conn, options);
     this.#opts = options;
-    this.#deadlines = new Deadlines(loop, (call) => {
-      if (this.#pending.get(call.id) === call) call.cancel(new TimeoutError(call.limitMs!, `call ${call.method}`));
-    });
+    this.#calls = new ClientCalls(loop, options.middleware, this);
     this.startPeer();
     this.sendHello();
   }
@@ -40,128 +37,89 @@ export class ClientSession extends Peer implements CallOwner, ClientSessionLike 
   }
 
   get inFlight(): number {
-    return this.#pending.size;
+    return this.#calls.size;
+  }
+
+  idle(): Promise<void> {
+    return this.#calls.idle();
   }
 
   call<R>(method: string, args: readonly unknown[], timeoutMs: number | undefined, options: CallOptions | undefined): PendingCall<R> {
-    if (timeoutMs === Infinity) timeoutMs = undefined; // no limit
-    const id = this.#ids.next(this.#pending);
-    const signal = options?.signal;
-    const call = new PendingCall<R>(this, id, method, args, signal);
-    if (timeoutMs !== undefined) call.limitMs = options?.limitMs ?? timeoutMs;
-    const mw = this.#opts.middleware;
-    try {
-      for (let i = 0; i < mw.length; i++) mw[i]!.before?.(call);
-    } catch (e) {
-      call._settle(false, e);
-      return call;
-    }
-    if (signal?.aborted) {
-      call._settle(false, abortReason(signal));
-      return call;
-    }
-    this.#pending.set(id, call);
-    const kwargs = options?.kwargs ?? null;
-    try {
-      this.sendEncoded(encodeCall(id, method, args, kwargs, timeoutMs ?? null, STREAM_WINDOW));
-    } catch (e) {
-      this.#pending.delete(id);
-      call._settle(false, e);
-      return call;
-    }
-    if (timeoutMs !== undefined) {
-      call.timer = this.#deadlines.add(timeoutMs, call);
-    }
-    if (signal !== undefined) call._watchSignal(signal);
-    return call;
+    return this.#calls.start<R>(this.#ids.next(this.#calls.table), method, args, timeoutMs, options);
   }
 
   get peerUrl(): string {
     return this.conn.remoteUrl;
   }
 
-  grantCredit(call: PendingCall<any>, n: number): void {
+  // ---- CallSender: drpc's form of calls ----
+
+  sendCall(call: PendingCall<any>, kwargs: Record<string, unknown> | null, timeoutMs: number | undefined): void {
+    this.sendEncoded(encodeCall(call.id, call.method, call.args, kwargs, timeoutMs ?? null, STREAM_WINDOW));
+  }
+
+  grant(call: PendingCall<any>, n: number): void {
     this.trySend([T.CREDIT, call.id, n]);
   }
 
-  cancelCall(call: PendingCall<any>, reason: Error): void {
-    if (!this.#pending.delete(call.id)) return;
+  cancelled(call: PendingCall<any>, reason: Error): void {
     this.trySend([T.CANCEL, call.id, reason.message]);
+  }
+
+  closed(): void {
+    this.#closeIfDrained();
   }
 
   protected onMsg(m: Msg): void {
     if (this.peerHello === undefined) {
       if (m[0] === T.ERROR && m[1] === 0) {
-        const e = new RemoteError(m[2]);
-        this.fail(e);
+        this.fail(new RemoteError(m[2]));
         return;
       }
       this.acceptHello(m);
       return;
     }
     switch (m[0]) {
-      case T.RESULT: {
-        const call = this.#pending.get(m[1]);
-        if (call === undefined) return; // cancelled or timed out meanwhile
-        this.#pending.delete(m[1]);
-        this.#after(call, true, m[2]);
-        call._settle(true, m[2]);
+      case T.RESULT:
+        this.#calls.settle(m[1], true, m[2]);
         return;
-      }
       case T.ERROR: {
         if (m[1] === 0) {
           this.fail(new RemoteError(m[2]));
           return;
         }
-        const call = this.#pending.get(m[1]);
-        if (call === undefined) return;
-        this.#pending.delete(m[1]);
+        const call = this.#calls.get(m[1]);
+        if (call === undefined) return; // cancelled or timed out meanwhile
+        const info = m[2];
         // The server enforced the deadline we sent: report it as our own
         // timeout, naming the limit the caller set.
-        const e = m[2].code === "ERR_TIMEOUT" && call.limitMs !== undefined ? new TimeoutError(call.limitMs, `call ${call.method}`, { cause: new RemoteError(m[2], call.method) }) : new RemoteError(m[2], call.method);
-        this.#after(call, false, e);
-        call._settle(false, e);
+        const e = info.code === "ERR_TIMEOUT" && call.limitMs !== undefined ? new TimeoutError(call.limitMs, `call ${call.method}`, { cause: new RemoteError(info, call.method) }) : new RemoteError(info, call.method);
+        this.#calls.settle(m[1], false, e);
         return;
       }
       case T.ITEM:
-        this.#pending.get(m[1])?._item(m[2]);
+        this.#calls.item(m[1], m[2]);
         return;
-      case T.END: {
-        const call = this.#pending.get(m[1]);
-        if (call === undefined) return;
-        this.#pending.delete(m[1]);
-        this.#after(call, true, undefined);
-        call._end();
+      case T.END:
+        this.#calls.end(m[1]);
         return;
-      }
       case T.GOAWAY:
         this.#draining = true;
         this.#opts.onGoaway(this);
-        if (this.#pending.size === 0) void this.conn.close();
+        this.#closeIfDrained();
         return;
       default:
         this.fail(new ProtocolError(`unexpected message type ${m[0]} from a server`));
     }
   }
 
-  #after(call: PendingCall<any>, ok: boolean, v: unknown): void {
-    const mw = this.#opts.middleware;
-    for (let i = 0; i < mw.length; i++) {
-      if (ok) mw[i]!.after?.(call, v);
-      else mw[i]!.error?.(call, v);
-    }
-    if (this.#draining && this.#pending.size === 0) void this.conn.close();
+  /** After a GOAWAY, the connection closes once its last call is over. */
+  #closeIfDrained(): void {
+    if (this.#draining && this.#calls.size === 0 && !this.ended) void this.conn.close();
   }
 
   protected onEnded(error: Error): void {
-    this.#deadlines.clear();
-    const calls = this.#pending.values();
-    this.#pending.clear();
-    for (const c of calls) {
-      const mw = this.#opts.middleware;
-      for (let i = 0; i < mw.length; i++) mw[i]!.error?.(c, error);
-      c._settle(false, error);
-    }
+    this.#calls.endAll(error);
     this.#opts.onEnded(this, error);
   }
 

@@ -13,18 +13,10 @@ import type { Loop, Timer } from "../../core/Loop.js";
 import type { Connection, ConnectionEnd, Message } from "../../core/Transport.js";
 import { describe as describeError } from "../../core/errors.js";
 import { ConnectionLostError, IncompatiblePeerError, ProtocolError, type RemoteErrorInfo } from "../errors.js";
+import type { PeerOptions } from "../protocol.js";
 import { PROTOCOL, T, VERSION, decode, encode, type HelloInfo, type Msg } from "./codec.js";
 
-export interface PeerOptions {
-  /** Interval of heartbeats, ms; 0 turns them off. Default 5000. */
-  heartbeatMs?: number;
-  /** Silence after which the peer is declared lost, ms. Default 3 heartbeat intervals of the slower side. */
-  peerTimeoutMs?: number;
-  /** Largest message accepted and sent, bytes. Default 64 MiB. */
-  maxMessageSize?: number;
-  /** A name sent in HELLO, for logs. */
-  name?: string;
-}
+export type { PeerOptions } from "../protocol.js";
 
 export const DEFAULT_HEARTBEAT_MS = 5000;
 export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024;

@@ -3,6 +3,7 @@
  * @module
  */
 import type { RpcProtocol } from "../protocol.js";
+import { registerProtocol } from "../protocols.js";
 import { ClientSession } from "./ClientSession.js";
 import { ServerSession } from "./ServerSession.js";
 
@@ -11,3 +12,5 @@ export const drpc: RpcProtocol = {
   accept: (server, conn, options) => new ServerSession(server, conn, server.loop, options),
   open: (loop, conn, options) => new ClientSession(loop, conn, options),
 };
+
+registerProtocol(drpc);

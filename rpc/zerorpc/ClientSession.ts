@@ -8,10 +8,10 @@
 import { Deadlines, type Deadline } from "../../core/Deadlines.js";
 import type { Loop } from "../../core/Loop.js";
 import type { Connection, Message } from "../../core/Transport.js";
-import { TimeoutError, abortReason } from "../../core/errors.js";
 import type { ClientOptions } from "../Client.js";
+import { ClientCalls, type CallSender } from "../ClientCalls.js";
 import { ConnectionLostError, ProtocolError, RemoteError } from "../errors.js";
-import { PendingCall, STREAM_WINDOW, type CallOptions, type CallOwner } from "../PendingCall.js";
+import { STREAM_WINDOW, type CallOptions, type PendingCall } from "../PendingCall.js";
 import type { ClientSessionHooks, ClientSessionLike } from "../protocol.js";
 import { IdTable } from "../internal/IdTable.js";
 import { encodeWith, IdGenerator, readEvent } from "./codec.js";
@@ -20,6 +20,7 @@ import { DEFAULT_HEARTBEAT_MS } from "./ServerSession.js";
 /** The stable code of every error a ZeroRPC server answers with (the kind is in `remoteName`). */
 export const ZRPC_REMOTE_CODE = "ERR_REMOTE";
 
+/** A call's channel: its heartbeats, and whether credit may be sent yet. */
 interface Chan {
   call: PendingCall<any>;
   /** The counter of the request's message id (also the call's id). */
@@ -41,27 +42,25 @@ export function remoteErrorOf(args: unknown, method: string): RemoteError {
   return new RemoteError({ name, message, code: ZRPC_REMOTE_CODE, ...(tb ? { stack: tb } : {}) }, method);
 }
 
-export class ZrpcClientSession implements CallOwner, ClientSessionLike {
+export class ZrpcClientSession implements CallSender, ClientSessionLike {
   readonly #loop: Loop;
   readonly #conn: Connection;
-  readonly #opts: ClientOptions & ClientSessionHooks;
   readonly #hbMs: number;
+  readonly #onEnded: ClientSessionHooks["onEnded"];
   readonly #ids = new IdGenerator();
+  readonly #calls: ClientCalls;
   /** Open channels by the counter of their request's message id. */
   readonly #chans = new IdTable<Chan>();
   #ended = false;
-  /** Every call's time limit and every channel's next heartbeat, each on one timer (core/Deadlines). */
-  readonly #limits: Deadlines<PendingCall<any>>;
+  /** Every channel's next heartbeat, on one timer (core/Deadlines). */
   readonly #beats: Deadlines<Chan>;
 
   constructor(loop: Loop, conn: Connection, options: ClientOptions & ClientSessionHooks) {
     this.#loop = loop;
     this.#conn = conn;
-    this.#opts = options;
     this.#hbMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
-    this.#limits = new Deadlines(loop, (call) => {
-      if (this.#chans.get(call.id)?.call === call) call.cancel(new TimeoutError(call.limitMs!, `call ${call.method}`));
-    });
+    this.#onEnded = options.onEnded;
+    this.#calls = new ClientCalls(loop, options.middleware, this);
     this.#beats = new Deadlines(loop, this.#beat);
     conn.start({ message: (m) => this.#onMessage(m), end: (e) => this.#onEnd(e.error) });
   }
@@ -71,7 +70,11 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
   }
 
   get inFlight(): number {
-    return this.#chans.size;
+    return this.#calls.size;
+  }
+
+  idle(): Promise<void> {
+    return this.#calls.idle();
   }
 
   get peerUrl(): string {
@@ -79,44 +82,23 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
   }
 
   call<R>(method: string, args: readonly unknown[], timeoutMs: number | undefined, options: CallOptions | undefined): PendingCall<R> {
-    const signal = options?.signal;
-    const n = this.#ids.advanceFree(this.#chans);
-    const call = new PendingCall<R>(this, n, method, args, signal);
-    const mw = this.#opts.middleware;
-    try {
-      for (let i = 0; i < mw.length; i++) mw[i]!.before?.(call);
-    } catch (e) {
-      call._settle(false, e);
-      return call;
-    }
-    if (signal?.aborted) {
-      call._settle(false, abortReason(signal));
-      return call;
-    }
-    if (options?.kwargs !== undefined && Object.keys(options.kwargs).length > 0) {
-      call._settle(false, new ProtocolError("ZeroRPC has no named arguments; pass them by position"));
-      return call;
-    }
+    return this.#calls.start<R>(this.#ids.advanceFree(this.#calls.table), method, args, timeoutMs, options);
+  }
+
+  // ---- CallSender: ZeroRPC's form of calls ----
+
+  sendCall(call: PendingCall<any>, kwargs: Record<string, unknown> | null, _timeoutMs: number | undefined): void {
+    if (kwargs !== null && Object.keys(kwargs).length > 0) throw new ProtocolError("ZeroRPC has no named arguments; pass them by position");
+    const n = call.id;
     const now = this.#loop.now();
+    this.#conn.send(encodeWith(this.#ids, n, undefined, call.method, call.args));
     const ch: Chan = { call, n, lastSeen: now, hb: undefined, answered: false };
-    try {
-      this.#conn.send(encodeWith(this.#ids, n, undefined, method, args));
-    } catch (e) {
-      call._settle(false, e);
-      return call;
-    }
     this.#chans.set(n, ch);
     if (this.#hbMs > 0) ch.hb = this.#beats.add(this.#hbMs, ch, now);
-    if (timeoutMs !== undefined) {
-      call.limitMs = timeoutMs;
-      call.timer = this.#limits.add(timeoutMs, call, now);
-    }
-    if (signal !== undefined) call._watchSignal(signal);
-    return call;
   }
 
   /** The consumer took items: grant the server as many more (only once it has answered). */
-  grantCredit(call: PendingCall<any>, n: number): void {
+  grant(call: PendingCall<any>, n: number): void {
     const ch = this.#chans.get(call.id);
     if (ch === undefined || ch.call !== call || !ch.answered) return;
     this.#sendOn(ch, "_zpc_more", [n]);
@@ -127,9 +109,14 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
    * it are dropped, and it gets no more heartbeats or credit), so the server
    * stalls on credit and drops the call when its heartbeats go unanswered.
    */
-  cancelCall(call: PendingCall<any>, _reason: Error): void {
+  cancelled(_call: PendingCall<any>, _reason: Error): void {}
+
+  closed(call: PendingCall<any>): void {
     const ch = this.#chans.get(call.id);
-    if (ch !== undefined && ch.call === call) this.#forget(ch);
+    if (ch === undefined || ch.call !== call) return;
+    ch.hb?.cancel();
+    ch.hb = undefined;
+    this.#chans.delete(ch.n);
   }
 
   #sendOn(ch: Chan, name: string, args: unknown): void {
@@ -148,8 +135,7 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
     const now = this.#loop.now();
     const silent = now - ch.lastSeen;
     if (silent > 2.5 * ms) {
-      this.#forget(ch);
-      this.#done(ch, false, new ConnectionLostError(`lost remote: no event on the call's channel for ${silent} ms (heartbeat ${ms} ms)`, { silentMs: silent }));
+      this.#calls.lose(ch.call, new ConnectionLostError(`lost remote: no event on the call's channel for ${silent} ms (heartbeat ${ms} ms)`, { silentMs: silent }));
       return;
     }
     this.#sendOn(ch, "_zpc_hb", [0]);
@@ -158,21 +144,6 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
       if (this.#chans.get(ch.n) === ch && !this.#ended) ch.hb = this.#beats.add(ms, ch, now);
     });
   };
-
-  #forget(ch: Chan): void {
-    ch.hb?.cancel();
-    ch.hb = undefined;
-    if (this.#chans.get(ch.n) === ch) this.#chans.delete(ch.n);
-  }
-
-  #done(ch: Chan, ok: boolean, v: unknown): void {
-    const mw = this.#opts.middleware;
-    for (let i = 0; i < mw.length; i++) {
-      if (ok) mw[i]!.after?.(ch.call, v);
-      else mw[i]!.error?.(ch.call, v);
-    }
-    ch.call._settle(ok, v);
-  }
 
   #onMessage(frames: Message): void {
     let ev;
@@ -187,35 +158,26 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
     const ch = n < 0 ? undefined : this.#chans.get(n);
     if (ch === undefined) return; // a channel we no longer track (or never opened)
     ch.lastSeen = this.#loop.now();
-    const call = ch.call;
     switch (ev.name) {
       case "OK": {
-        this.#forget(ch);
         const v = Array.isArray(ev.args) ? ev.args[0] : ev.args;
-        this.#done(ch, true, v === null ? undefined : v);
+        this.#calls.settle(n, true, v === null ? undefined : v);
         return;
       }
-      case "ERR": {
-        this.#forget(ch);
-        this.#done(ch, false, remoteErrorOf(ev.args, call.method));
+      case "ERR":
+        this.#calls.settle(n, false, remoteErrorOf(ev.args, ch.call.method));
         return;
-      }
-      case "STREAM": {
-        call._item(ev.args);
+      case "STREAM":
+        this.#calls.item(n, ev.args);
         if (!ch.answered) {
           ch.answered = true;
           // Credit only after the first reply (zerorpc-python drops an earlier one).
           this.#sendOn(ch, "_zpc_more", [STREAM_WINDOW]);
         }
         return;
-      }
-      case "STREAM_DONE": {
-        this.#forget(ch);
-        const mw = this.#opts.middleware;
-        for (let i = 0; i < mw.length; i++) mw[i]!.after?.(call, undefined);
-        call._end();
+      case "STREAM_DONE":
+        this.#calls.end(n);
         return;
-      }
       default:
         // _zpc_hb and anything unknown: a sign of life only.
         return;
@@ -226,13 +188,9 @@ export class ZrpcClientSession implements CallOwner, ClientSessionLike {
     if (this.#ended) return;
     this.#ended = true;
     this.#beats.clear();
-    this.#limits.clear();
     const error = new ConnectionLostError(cause ? `connection lost: ${cause.message}` : "connection closed", { cause });
-    for (const ch of this.#chans.values()) {
-      this.#forget(ch);
-      this.#done(ch, false, error);
-    }
-    this.#opts.onEnded(this, error);
+    this.#calls.endAll(error);
+    this.#onEnded(this, error);
   }
 
   close(): Promise<void> {

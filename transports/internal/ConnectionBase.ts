@@ -6,7 +6,7 @@
  * I/O through a few hooks.
  * @internal
  */
-import { BrokenError, BusyError, ClosedError, toError } from "../../core/errors.js";
+import { BrokenError, BusyError, ClosedError, TimeoutError, toError } from "../../core/errors.js";
 import type { Loop } from "../../core/Loop.js";
 import type { Connection, ConnectionEnd, ConnectionHandler, Message } from "../../core/Transport.js";
 import { Ring } from "../../core/internal/Ring.js";
@@ -25,7 +25,12 @@ export interface ConnectionParams {
   /** Hard limit of buffered bytes: past it `send` throws BusyError. */
   maxBuffered: number;
   limits: FramingLimits;
+  /** How long a graceful close waits for the peer to finish it before destroying, ms. Default {@link DEFAULT_CLOSE_TIMEOUT_MS}. */
+  closeTimeoutMs?: number;
 }
+
+/** Default bound of a graceful close: past it the connection is destroyed (ERR_TIMEOUT as the end's error). */
+export const DEFAULT_CLOSE_TIMEOUT_MS = 2000;
 
 const noop = (): void => {};
 
@@ -71,6 +76,7 @@ export abstract class ConnectionBase implements Connection {
   protected readonly lowWaterMark: number;
   protected readonly maxBuffered: number;
   protected readonly limits: FramingLimits;
+  readonly #closeTimeoutMs: number;
 
   #resolveClosed!: (end: ConnectionEnd) => void;
   #reason: ConnectionEnd | undefined = undefined;
@@ -92,6 +98,7 @@ export abstract class ConnectionBase implements Connection {
     this.lowWaterMark = Math.floor(p.highWaterMark / 2);
     this.maxBuffered = p.maxBuffered;
     this.limits = p.limits;
+    this.#closeTimeoutMs = p.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
     this.closed = new Promise<ConnectionEnd>((resolve) => (this.#resolveClosed = resolve));
   }
 
@@ -237,9 +244,19 @@ export abstract class ConnectionBase implements Connection {
         this.setReason({ by: "local" });
         this.#closeP = this.closed.then(noop);
         this.beginClose();
+        this.#boundClose();
       }
     }
     return this.#closeP;
+  }
+
+  /** No graceful close waits for a peer without a limit: past `closeTimeoutMs` it is destroyed. */
+  #boundClose(): void {
+    const ms = this.#closeTimeoutMs;
+    if (this.#ended !== undefined || ms === Infinity) return;
+    const t = this.loop.timer(ms, () => this.destroy(new TimeoutError(ms, `graceful close of ${this.remoteUrl} (the peer did not finish it)`)));
+    t.unref();
+    void this.closed.then(() => t.cancel());
   }
 
   destroy(reason?: Error): void {

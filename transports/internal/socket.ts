@@ -8,7 +8,7 @@ import type { Server, Socket } from "node:net";
 import { abortReason } from "../../core/errors.js";
 import { InvalidUrlError, type ConnectOptions } from "../../core/Transport.js";
 import { framingLimits } from "../framing.js";
-import { validHighWaterMark, validMaxBuffered, type ConnectionParams } from "./ConnectionBase.js";
+import { DEFAULT_CLOSE_TIMEOUT_MS, validHighWaterMark, validMaxBuffered, type ConnectionParams } from "./ConnectionBase.js";
 
 export type NetTarget = { kind: "tcp"; host: string; port: number } | { kind: "ipc"; path: string };
 
@@ -40,6 +40,13 @@ export function formatHostPort(scheme: string, host: string | undefined, port: n
   return `${scheme}://${h}:${port ?? 0}`;
 }
 
+/** `closeTimeoutMs` option: how long a graceful close may wait for the peer before it destroys. */
+export function validCloseTimeout(v: unknown): number {
+  if (v === undefined) return DEFAULT_CLOSE_TIMEOUT_MS;
+  if (typeof v !== "number" || !(v >= 0)) throw new RangeError(`closeTimeoutMs must be a number of ms (Infinity: no limit), got ${String(v)}`);
+  return v;
+}
+
 export function connectionParams(scheme: string, localUrl: string, remoteUrl: string, options: ConnectOptions): ConnectionParams {
   const highWaterMark = validHighWaterMark(options.highWaterMark);
   const limits = framingLimits({
@@ -53,6 +60,7 @@ export function connectionParams(scheme: string, localUrl: string, remoteUrl: st
     highWaterMark,
     maxBuffered: validMaxBuffered(options.maxBuffered, highWaterMark, limits.maxMessageSize),
     limits,
+    closeTimeoutMs: validCloseTimeout(options.closeTimeoutMs),
   };
 }
 
