@@ -11,6 +11,19 @@
  *   ZMTP handshake succeeded; if the first attempt is refused (nobody listens),
  *   it fails with ERR_CONNECTION_REFUSED instead of retrying forever.
  *
+ * One-way sockets (the `socket` option: `pub`, `sub`, `push`, `pull`):
+ * - `connect` opens that socket, connected: one Connection, resolved (or
+ *   refused) as a DEALER's. It ends only when closed here (or when receiving
+ *   fails): libzmq reconnects a one-way socket by itself, as ZeroMQ always does.
+ * - `listen` binds that socket. The Listener yields one Connection at once:
+ *   the bound socket with all its peers. A PUB Connection's message goes to
+ *   every subscriber, a PUSH Connection's to one puller (round robin); a PULL
+ *   or SUB Connection receives from every peer. The socket unbinds when that
+ *   Connection ends (or when the listener closes before it was claimed).
+ * - A sending kind (pub, push) never receives; `send` on a receiving kind
+ *   (sub, pull) throws ERR_INVALID_STATE. A SUB subscribes to the `subscribe`
+ *   option's topics (prefixes of the first frame), default `[""]`: everything.
+ *
  * How a connection ends (ZeroMQ has no per-peer disconnect on a ROUTER):
  * - a DEALER learns that the connection dropped through ZMQ_HICCUP_MSG, in
  *   order after the messages that arrived before: it ends `{by: "peer"}` with
@@ -42,6 +55,9 @@
  * const listener = await loop.listen("zmq+tcp://127.0.0.1:0");
  * listener.start((conn) => conn.start({ message: (m) => conn.send(m), end() {} }));
  * const conn = await loop.connect(listener.url);
+ *
+ * const pub = await loop.listen("zmq+tcp://127.0.0.1:0", { socket: "pub" });
+ * const sub = await loop.connect(pub.url, { socket: "sub" });
  * ```
  * @module
  */
@@ -51,8 +67,8 @@ import { abortReason, BrokenError } from "../core/errors.js";
 import type { Loop } from "../core/Loop.js";
 import { Ring } from "../core/internal/Ring.js";
 import { schemeOf, type Connection, type ConnectOptions, type Listener, type ListenOptions, type Message, type Transport } from "../core/Transport.js";
-import { ZmqSocket, zmqErrno, type SendOwner, type ZmqEvent } from "../adapters/zeromq.js";
-import { AddressInUseError, ConnectFailedError, ConnectionRefusedError, ListenFailedError, MessageTooLargeError } from "./errors.js";
+import { ZmqSocket, zmqErrno, type SendOwner, type ZmqEvent, type ZmqKind, type ZmqSocketOptions } from "../adapters/zeromq.js";
+import { AddressInUseError, ConnectFailedError, ConnectionRefusedError, InvalidStateError, ListenFailedError, MessageTooLargeError } from "./errors.js";
 import { checkMessage } from "./framing.js";
 import { ConnectionBase, type ConnectionParams } from "./internal/ConnectionBase.js";
 import { ListenerBase } from "./internal/ListenerBase.js";
@@ -63,6 +79,34 @@ const TOKEN_SIZE = 16;
 const MAX_HELD_MESSAGES = 4096;
 
 const noop = (): void => {};
+
+/** The one-way ZeroMQ sockets a zmq URL opens with the `socket` option. */
+export type ZmqOneWayKind = "pub" | "sub" | "push" | "pull";
+const ONE_WAY: readonly string[] = ["pub", "sub", "push", "pull"];
+const RECEIVES: readonly string[] = ["dealer", "sub", "pull"];
+
+/** `connect` options of the zmq transports. */
+export interface ZmqConnectOptions extends ConnectOptions {
+  /** The socket to open: `dealer` (default), or a one-way kind. */
+  socket?: "dealer" | ZmqOneWayKind;
+  /** SUB: topics (prefixes of a message's first frame) to take. Default `[""]`: everything. */
+  subscribe?: Array<string | Uint8Array>;
+}
+
+/** `listen` options of the zmq transports. */
+export interface ZmqListenOptions extends ListenOptions {
+  /** The socket to bind: `router` (default: one Connection per peer), or a one-way kind (one Connection for all peers). */
+  socket?: "router" | ZmqOneWayKind;
+  /** SUB: as for connect. */
+  subscribe?: Array<string | Uint8Array>;
+}
+
+/** The socket kind an option asks for: `fallback` when absent, a one-way kind, or a RangeError. */
+function socketKind(v: unknown, fallback: "dealer" | "router"): ZmqKind {
+  if (v === undefined || v === fallback) return fallback;
+  if (typeof v === "string" && ONE_WAY.includes(v)) return v as ZmqOneWayKind;
+  throw new RangeError(`socket must be "${fallback}" or one of ${ONE_WAY.join(", ")}, got ${String(v)}`);
+}
 
 /** The zeromq endpoint of a `zmq+tcp:` / `zmq+ipc:` URL. */
 export function zmqEndpoint(url: URL): { endpoint: string; ipv6: boolean; ipcPath?: string } {
@@ -88,21 +132,28 @@ function payloadOf(frames: readonly Uint8Array[], from: number): number {
   return n;
 }
 
-// ------------------------------------------------------------------ DEALER
+// ------------------------------------------------ DEALER and one-way sockets
 
-/** The connecting end: one DEALER socket. */
-export class ZmqDealerConnection extends ConnectionBase {
+/**
+ * One socket as one Connection: the connecting end (a DEALER, or a one-way
+ * socket), or a bound one-way socket with all its peers.
+ */
+export class ZmqSocketConnection extends ConnectionBase {
   readonly #sock: ZmqSocket;
-  readonly #hiccup: Uint8Array;
+  /** DEALER: the message libzmq delivers when the connection drops. */
+  readonly #hiccup: Uint8Array | undefined;
+  /** A SUB or PULL socket: it cannot send. */
+  readonly #receiveOnly: boolean;
   #writeClosed = false;
   #discard = false;
   #watchingDrain = false;
 
   /** @internal */
-  constructor(loop: Loop, sock: ZmqSocket, hiccup: Uint8Array, params: ConnectionParams) {
+  constructor(loop: Loop, sock: ZmqSocket, hiccup: Uint8Array | undefined, params: ConnectionParams) {
     super(loop, params);
     this.#sock = sock;
     this.#hiccup = hiccup;
+    this.#receiveOnly = sock.kind === "sub" || sock.kind === "pull";
   }
 
   /** The adapter socket (for options; do not send or receive on it). */
@@ -116,6 +167,9 @@ export class ZmqDealerConnection extends ConnectionBase {
 
   send(msg: Message): boolean {
     if (this.#writeClosed || this.ended !== undefined) throw this.sendError();
+    if (this.#receiveOnly) {
+      throw new InvalidStateError(`a zmq ${this.#sock.kind} connection only receives: send on the ${this.#sock.kind === "sub" ? "pub" : "push"} side`);
+    }
     this.checkBuffered(checkMessage(msg, this.limits));
     this.#sock.send(msg);
     return this.#sock.bufferedAmount < this.highWaterMark;
@@ -147,6 +201,8 @@ export class ZmqDealerConnection extends ConnectionBase {
   }
 
   protected onStart(): void {
+    // A PUB or PUSH socket receives nothing: the Connection ends only when closed.
+    if (!RECEIVES.includes(this.#sock.kind)) return;
     this.#sock.start({
       message: (frames) => this.#onMessage(frames),
       error: (e) => {
@@ -158,7 +214,7 @@ export class ZmqDealerConnection extends ConnectionBase {
 
   #onMessage(frames: Buffer[]): void {
     if (this.#discard) return;
-    if (frames.length === 1 && sameBytes(frames[0]!, this.#hiccup)) {
+    if (this.#hiccup !== undefined && frames.length === 1 && sameBytes(frames[0]!, this.#hiccup)) {
       this.setReason({ by: "peer", error: new BrokenError("the zmq connection to the peer dropped") });
       this.#teardown();
       return;
@@ -191,6 +247,28 @@ export class ZmqDealerConnection extends ConnectionBase {
     this.#discard = true;
     this.#sock.destroy();
     this.loop.post(() => this.finish());
+  }
+}
+
+/** The connecting end of a DEALER (the name this class had before one-way sockets). */
+export const ZmqDealerConnection = ZmqSocketConnection;
+export type ZmqDealerConnection = ZmqSocketConnection;
+
+/** A bound PUB, SUB, PUSH or PULL socket: yields one Connection, the socket with all its peers. */
+export class ZmqSocketListener extends ListenerBase {
+  /** The bound zeromq endpoint. */
+  readonly endpoint: string;
+
+  /** @internal */
+  constructor(loop: Loop, scheme: string, url: string, endpoint: string, conn: ZmqSocketConnection, backlog: number | undefined) {
+    super(loop, scheme, url, backlog);
+    this.endpoint = endpoint;
+    this.accept(conn);
+  }
+
+  // The socket lives as long as its Connection (ListenerBase destroys it if nobody claimed it).
+  protected stopAccepting(): Promise<void> {
+    return Promise.resolve();
   }
 }
 
@@ -493,19 +571,28 @@ export class ZmqTransport implements Transport {
     this.#linger = options.linger;
   }
 
-  async connect(loop: Loop, url: URL, options: ConnectOptions): Promise<Connection> {
+  /** Socket options every socket of this transport gets. */
+  #socketOptions(kind: ZmqKind, ipv6: boolean, options: ZmqConnectOptions | ZmqListenOptions): ZmqSocketOptions {
+    return {
+      maxQueuedBytes: Number.MAX_SAFE_INTEGER,
+      ipv6,
+      ...(kind === "sub" ? { subscribe: options.subscribe ?? [""] } : {}),
+      ...(this.#linger === undefined ? {} : { linger: this.#linger }),
+    };
+  }
+
+  async connect(loop: Loop, url: URL, options: ZmqConnectOptions): Promise<Connection> {
     const scheme = schemeOf(url);
     const href = url.href;
-    const params = connectionParams(scheme, `${href}#dealer`, href, options);
+    const kind = socketKind(options.socket, "dealer");
+    const params = connectionParams(scheme, `${href}#${kind}`, href, options);
     const { endpoint, ipv6 } = zmqEndpoint(url);
     if (options.signal?.aborted) throw abortReason(options.signal);
-    const hiccup = randomBytes(TOKEN_SIZE);
-    const sock = ZmqSocket.open(loop, "dealer", {
+    const hiccup = kind === "dealer" ? randomBytes(TOKEN_SIZE) : undefined;
+    const sock = ZmqSocket.open(loop, kind, {
+      ...this.#socketOptions(kind, ipv6, options),
       highWaterMark: params.highWaterMark,
-      maxQueuedBytes: Number.MAX_SAFE_INTEGER,
-      hiccupMessage: hiccup,
-      ipv6,
-      ...(this.#linger === undefined ? {} : { linger: this.#linger }),
+      ...(hiccup === undefined ? {} : { hiccupMessage: hiccup }),
     });
     try {
       await new Promise<void>((resolve, reject) => {
@@ -533,28 +620,28 @@ export class ZmqTransport implements Transport {
       sock.destroy();
       throw e;
     }
-    return new ZmqDealerConnection(loop, sock, hiccup, params);
+    return new ZmqSocketConnection(loop, sock, hiccup, params);
   }
 
-  async listen(loop: Loop, url: URL, options: ListenOptions): Promise<Listener> {
+  async listen(loop: Loop, url: URL, options: ZmqListenOptions): Promise<Listener> {
     const scheme = schemeOf(url);
     const href = url.href;
-    connectionParams(scheme, href, href, options); // validate
+    const kind = socketKind(options.socket, "router");
+    const params = connectionParams(scheme, href, href, options); // validates
     const { endpoint, ipv6, ipcPath: path } = zmqEndpoint(url);
     if (options.signal?.aborted) throw abortReason(options.signal);
     // libzmq replaces an existing ipc socket file silently; refuse it, as the ipc transport does.
     if (path !== undefined && existsSync(path)) {
       throw new AddressInUseError(href, "the path exists: another listener uses it, or a stale socket file is left (remove it)");
     }
-    const token = randomBytes(TOKEN_SIZE);
-    const sock = ZmqSocket.open(loop, "router", {
-      maxQueuedBytes: Number.MAX_SAFE_INTEGER,
-      notifyConnect: true,
-      disconnectMessage: token,
-      mandatory: true,
-      ipv6,
-      ...(this.#linger === undefined ? {} : { linger: this.#linger }),
-    });
+    const token = kind === "router" ? randomBytes(TOKEN_SIZE) : undefined;
+    const sock = ZmqSocket.open(
+      loop,
+      kind,
+      token !== undefined
+        ? { ...this.#socketOptions(kind, ipv6, options), notifyConnect: true, disconnectMessage: token, mandatory: true }
+        : { ...this.#socketOptions(kind, ipv6, options), highWaterMark: params.highWaterMark },
+    );
     let bound: string;
     try {
       bound = await sock.bind(endpoint);
@@ -569,7 +656,9 @@ export class ZmqTransport implements Transport {
       throw abortReason(options.signal);
     }
     const boundUrl = scheme === "zmq+ipc" ? href : `zmq+${bound}`;
-    return new ZmqListener(loop, scheme, boundUrl, bound, sock, token, options);
+    if (token !== undefined) return new ZmqListener(loop, scheme, boundUrl, bound, sock, token, options);
+    const conn = new ZmqSocketConnection(loop, sock, undefined, { ...params, localUrl: boundUrl, remoteUrl: `${boundUrl}#${kind}-peers` });
+    return new ZmqSocketListener(loop, scheme, boundUrl, bound, conn, options.backlog);
   }
 }
 

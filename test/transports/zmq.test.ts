@@ -19,7 +19,7 @@ import { isTilthError } from "../../core/errors.js";
 import type { Connection } from "../../core/Transport.js";
 import { registerTransports } from "../../transports/index.js";
 import { leakCheck } from "../helpers/leaks.js";
-import { collect, connectPair, defer, echo, pattern } from "./util.js";
+import { collect, connectPair, defer, echo, pattern, seqFrame, seqOf } from "./util.js";
 import { zmqCases } from "./zmq-conformance.js";
 
 /** Conformance cases that cannot apply to ZeroMQ, and why. */
@@ -263,6 +263,97 @@ describe("zeromq adapter: PUSH/PULL, PUB/SUB, bounded queue, close", () => {
     assert.throws(() => d.send([Buffer.from("x")]), (e) => assertCode(e, "ERR_CLOSED"));
     await d.close();
     d.destroy();
+    assert.equal(openZmqSockets(), 0);
+    await done();
+  });
+});
+
+describe("zmq transports: one-way sockets (the socket option)", () => {
+  /** Send `msg` on `from` every few ms until `got` has a message (ZeroMQ's PUB drops until a subscription arrives). */
+  async function untilHeard(loop: NodeLoop, from: Connection, msg: Buffer, got: { msgs: unknown[] }[]): Promise<void> {
+    for (let i = 0; i < 400 && got.some((g) => g.msgs.length === 0); i++) {
+      from.send([msg]);
+      await new Promise<void>((r) => loop.timer(5, r));
+    }
+    assert.ok(got.every((g) => g.msgs.length > 0), "every receiver heard one");
+  }
+
+  test("a bound PUB fans out to every connected SUB (topics: the subscribe option, default everything); a SUB cannot send", async () => {
+    const done = leakCheck();
+    const loop = newLoop();
+    const listener = await loop.listen("zmq+tcp://127.0.0.1:0", { socket: "pub" });
+    const accepted = defer<Connection>();
+    listener.start(accepted.resolve);
+    const pub = await accepted.promise;
+    assert.equal(pub.localUrl, listener.url);
+    const all = await loop.connect(listener.url, { socket: "sub" });
+    const news = await loop.connect(listener.url, { socket: "sub", subscribe: ["news."] });
+    const a = collect(all);
+    const n = collect(news);
+    await untilHeard(loop, pub, Buffer.from("news.first"), [a, n]);
+    a.msgs.length = 0;
+    n.msgs.length = 0;
+    pub.send([Buffer.from("weather.1")]);
+    pub.send([Buffer.from("news.1"), Buffer.from("second frame")]);
+    await a.until(2);
+    await n.until(1);
+    assert.deepEqual(a.msgs.map((m) => m.map(String)), [["weather.1"], ["news.1", "second frame"]]);
+    assert.deepEqual(n.msgs.map((m) => m.map(String)), [["news.1", "second frame"]]);
+    assert.throws(() => all.send([Buffer.from("x")]), (e) => assertCode(e, "ERR_INVALID_STATE"));
+    await all.close();
+    await news.close();
+    await pub.close();
+    await listener.close();
+    assert.equal(openZmqSockets(), 0);
+    await done();
+  });
+
+  test("a bound PULL takes from every connected PUSH; a bound PUSH gives each message to one connected PULL", async () => {
+    const done = leakCheck();
+    const loop = newLoop();
+    const pullListener = await loop.listen("zmq+tcp://127.0.0.1:0", { socket: "pull" });
+    const pulls = defer<Connection>();
+    pullListener.start(pulls.resolve);
+    const pull = collect(await pulls.promise);
+    const pushers = [await loop.connect(pullListener.url, { socket: "push" }), await loop.connect(pullListener.url, { socket: "push" })];
+    for (let i = 0; i < 10; i++) pushers[i % 2]!.send([seqFrame(i)]);
+    await pull.until(10);
+    assert.deepEqual(pull.msgs.map(seqOf).sort((x, y) => x - y), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    for (const p of pushers) await p.close();
+    await (await pulls.promise).close();
+    await pullListener.close();
+
+    const pushListener = await loop.listen("zmq+tcp://127.0.0.1:0", { socket: "push" });
+    const pushes = defer<Connection>();
+    pushListener.start(pushes.resolve);
+    const push = await pushes.promise;
+    const pullers = [await loop.connect(pushListener.url, { socket: "pull" }), await loop.connect(pushListener.url, { socket: "pull" })];
+    const got = pullers.map(collect);
+    // Both handshakes are done (connect resolved), so libzmq round-robins over the two.
+    for (let i = 0; i < 100; i++) push.send([seqFrame(i)]);
+    for (let i = 0; i < 400 && got[0]!.msgs.length + got[1]!.msgs.length < 100; i++) await new Promise<void>((r) => loop.timer(5, r));
+    const seqs = [...got[0]!.msgs, ...got[1]!.msgs].map(seqOf).sort((x, y) => x - y);
+    assert.deepEqual(seqs, Array.from({ length: 100 }, (_, i) => i), "each message reaches exactly one puller");
+    assert.ok(got[0]!.msgs.length > 0 && got[1]!.msgs.length > 0, "both pullers take part");
+    assert.throws(() => pullers[0]!.send([Buffer.from("x")]), (e) => assertCode(e, "ERR_INVALID_STATE"));
+    for (const p of pullers) await p.close();
+    await push.close();
+    await pushListener.close();
+    assert.equal(openZmqSockets(), 0);
+    await done();
+  });
+
+  test("one-way sockets: a connect nobody answers is refused; a bound socket nobody claimed closes with its listener; a bad socket option is a RangeError", async () => {
+    const done = leakCheck();
+    const loop = newLoop();
+    const refused = await zmqCase.refusedUrl();
+    await assert.rejects(loop.connect(refused, { socket: "sub" }), (e) => assertCode(e, "ERR_CONNECTION_REFUSED"));
+    const listener = await loop.listen("zmq+tcp://127.0.0.1:0", { socket: "sub" });
+    assert.equal(openZmqSockets(), 1);
+    await listener.close();
+    assert.equal(openZmqSockets(), 0);
+    await assert.rejects(loop.listen("zmq+tcp://127.0.0.1:0", { socket: "dealer" }), RangeError);
+    await assert.rejects(loop.connect(refused, { socket: "router" }), RangeError);
     assert.equal(openZmqSockets(), 0);
     await done();
   });
