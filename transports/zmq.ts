@@ -594,6 +594,13 @@ export class ZmqTransport implements Transport {
       highWaterMark: params.highWaterMark,
       ...(hiccup === undefined ? {} : { hiccupMessage: hiccup }),
     });
+    if (kind !== "dealer") {
+      // One-way sockets connect as ZeroMQ does: in the background, before or
+      // after the other side binds, reconnecting on their own (a subscriber
+      // started before its publisher is the common case).
+      sock.connect(endpoint);
+      return new ZmqSocketConnection(loop, sock, hiccup, params);
+    }
     try {
       await new Promise<void>((resolve, reject) => {
         const signal = options.signal;
