@@ -8,13 +8,17 @@
  *   started are stopped in reverse order and the service does not start
  *   (`startApp` rejects with `ERR_APP_START`).
  * - **Run**: a task's optional `run(signal)` is its long-running body; the
- *   signal aborts when the task is asked to stop.
+ *   signal aborts when the task is asked to stop. `run()` and `stop()` are
+ *   tasks of the service's {@link Scope} (one scope from a start of the tasks
+ *   to their stop): nothing a task starts is left unowned.
  * - **Stop** in reverse order, one task after the other. Each task gets
  *   `stopTimeout` (default 5 s) to stop gracefully: its `run` signal aborts,
  *   its `stop(cancelSignal)` is called, and both must end. A task that is
  *   still busy at its deadline is cancelled (its `cancelSignal` aborts with a
  *   TimeoutError) and a warning is logged; if it ignores even that for
- *   `cancelGraceMs` more, an error is logged and the service moves on.
+ *   `cancelGraceMs` more, it is abandoned: an error line names what is still
+ *   running (`run()`, `stop()`) and the service moves on. If abandoned work
+ *   ends later, a warning says so. This is {@link stopWithin}'s escalation.
  * - **Failure** of a task (its `run` throws or returns early, or it calls
  *   `fail()`) is logged, counted (`tilth_task_failures_total`), shows on
  *   `/health`, and is handled by the service's `failurePolicy`:
@@ -51,7 +55,8 @@ import { z } from "zod";
 import { Event } from "../core/Event.js";
 import { CancelledError, TilthError, TimeoutError, describe, isCancellation } from "../core/errors.js";
 import type { Loop } from "../core/Loop.js";
-import { sleep } from "../core/time.js";
+import { AbandonedError, Scope, stopWithin, type Task as ScopeTask } from "../core/Scope.js";
+import { sleep, timeout } from "../core/time.js";
 import { App, type AppContext } from "./App.js";
 import type { Logger } from "./Logger.js";
 import { Metrics } from "./Metrics.js";
@@ -141,10 +146,8 @@ export abstract class Task {
   #service: Service | undefined;
   #metrics: Metrics | undefined;
   #log: Logger | undefined;
-  #stopping = new AbortController();
-  #cancel = new AbortController();
-  #running: Promise<void> | undefined;
-  #stopped: Promise<void> | undefined;
+  /** The current start of the task (a new one each time it starts). */
+  #cycle: Cycle = newCycle();
 
   /**
    * @param options code defaults; the settings (`options.<name>`) override them.
@@ -205,17 +208,17 @@ export abstract class Task {
 
   /** Aborts when the task is asked to stop (the signal `run` gets). */
   get signal(): AbortSignal {
-    return this.#stopping.signal;
+    return this.#cycle.stopping.signal;
   }
 
   /** Aborts when the task is cancelled: its stop deadline passed. In-flight work may go on until then. */
   get cancelSignal(): AbortSignal {
-    return this.#cancel.signal;
+    return this.#cycle.cancel.signal;
   }
 
   /** Sleep on the task's loop; rejects when the task is asked to stop. */
   sleep(ms: number): Promise<void> {
-    return sleep(this.ctx.loop, ms, { signal: this.#stopping.signal });
+    return sleep(this.ctx.loop, ms, { signal: this.signal });
   }
 
   /**
@@ -226,7 +229,7 @@ export abstract class Task {
   protected fail(error: unknown): void {
     if (this.#state !== "running") return;
     this.#state = "failed";
-    this.#stopping.abort(new CancelledError(`task ${this.name} failed`, error));
+    this.#cycle.stopping.abort(new CancelledError(`task ${this.name} failed`, error));
     if (this.#service) this.#service._taskFailed(this, error);
     else this.log.error(`failed: ${describe(error)}`);
   }
@@ -236,101 +239,116 @@ export abstract class Task {
     this.#service = service;
   }
 
-  /** @internal Start: `start()` within `startTimeout`, then `run()` in the background. */
-  async _start(signal: AbortSignal): Promise<void> {
-    this.#stopping = new AbortController();
-    this.#cancel = new AbortController();
-    this.#running = undefined;
-    this.#stopped = undefined;
+  /**
+   * @internal Start: `start()` within `startTimeout` (sooner if `signal`
+   * aborts), then `run()` as a task of `scope`, the service's scope.
+   */
+  async _start(signal: AbortSignal, scope: Scope): Promise<void> {
+    const c = (this.#cycle = newCycle(scope));
     this.#state = "starting";
-    const stopping = this.#stopping;
-    // The start is abandoned when the service stops meanwhile, or at its deadline.
-    const limit = new AbortController();
-    const onOuter = (): void => limit.abort(signal.reason);
-    signal.addEventListener("abort", onOuter, { once: true });
-    const t = this.loop.timer(this.startTimeout, () => limit.abort(new TimeoutError(this.startTimeout, `start of task ${this.name}`)));
     try {
-      if (signal.aborted) throw signal.reason;
-      const p = Promise.resolve(this.start?.(limit.signal));
-      await Promise.race([p, abortPromise(limit.signal)]);
+      await timeout(this.loop, this.startTimeout, (limit) => this.start?.(limit), { signal, what: `start of task ${this.name}` });
     } catch (e) {
       this.#state = "failed";
       throw e;
-    } finally {
-      t.cancel();
-      signal.removeEventListener("abort", onOuter);
-      limit.abort(); // nothing waits on it any more
     }
     this.#state = "running";
-    if (this.run) {
-      const run = this.run.bind(this);
-      this.#running = (async () => run(stopping.signal))().then(
-        () => {
-          if (this.#stopping === stopping && !stopping.signal.aborted) this.fail(new TaskEndedError(this.name));
-        },
-        (e: unknown) => {
-          if (this.#stopping !== stopping) return;
-          if (!stopping.signal.aborted) this.fail(e);
-          else if (!isCancellation(e) && !(e instanceof TimeoutError)) this.log.error(`run() failed while stopping: ${describe(e)}`);
-        },
-      );
-    }
+    if (this.run) c.run = scope.spawn(() => this.#runBody(c), { name: `run() of task ${this.name}` });
+  }
+
+  /** `run()`, never throwing: how it ended is the task's business (a failure, or a line in the log), not its scope's. */
+  async #runBody(c: Cycle): Promise<void> {
+    const failure = await this.#track(c, "run()", () => this.run!(c.stopping.signal));
+    if (c.abandoned || this.#cycle !== c) return;
+    if (!c.stopping.signal.aborted) this.fail(failure ? failure.error : new TaskEndedError(this.name));
+    else if (failure && !isQuiet(failure.error)) this.log.error(`run() failed while stopping: ${describe(failure.error)}`);
+  }
+
+  /** `stop()`, never throwing: a failure is logged. */
+  async #stopBody(c: Cycle): Promise<void> {
+    const failure = await this.#track(c, "stop()", () => this.stop?.(c.cancel.signal));
+    if (failure && !c.abandoned && !isQuiet(failure.error)) this.log.error(`stop() failed: ${describe(failure.error)}`);
   }
 
   /**
-   * @internal Stop: abort the run signal, call `stop()`, wait for both up to
-   * `stopTimeout`; then cancel and wait up to `cancelGraceMs` more. Never
-   * rejects. Idempotent while a stop is in progress.
+   * Await `body` (run() or stop()) while marking it busy; return how it
+   * failed, if it did. Work given up at its stop deadline that ends after all
+   * is reported, not dropped silently.
+   */
+  async #track(c: Cycle, what: string, body: () => unknown): Promise<{ error: unknown } | undefined> {
+    let failure: { error: unknown } | undefined;
+    c.busy.add(what);
+    try {
+      await body();
+    } catch (error) {
+      failure = { error };
+    }
+    c.busy.delete(what);
+    if (c.abandoned)
+      this.log.warn(`${what} ended ${Math.round(this.loop.now() - c.stopAskedAt)} ms after it was asked to stop (it had been abandoned)${failure ? `: ${describe(failure.error)}` : ""}`);
+    return failure;
+  }
+
+  /**
+   * @internal Stop: abort the run signal and call `stop()` (a task of the
+   * service's scope, as `run()` is); wait for both up to `stopTimeout`, then
+   * cancel and wait up to `cancelGraceMs` more, then abandon them (see
+   * `stopWithin`). Never rejects. Idempotent while a stop is in progress.
    */
   _stop(reason: unknown): Promise<void> {
     if (this.#state === "idle" || this.#state === "stopped") return Promise.resolve();
-    return (this.#stopped ??= this.#doStop(reason));
+    const c = this.#cycle;
+    return (c.stopped ??= this.#doStop(c, reason));
   }
 
-  async #doStop(reason: unknown): Promise<void> {
+  async #doStop(c: Cycle, reason: unknown): Promise<void> {
     const failed = this.#state === "failed";
     this.#state = "stopping";
-    this.#stopping.abort(reason);
-    const cancel = this.#cancel;
-    const deadline = this.loop.timer(this.stopTimeout, () => cancel.abort(new TimeoutError(this.stopTimeout, `stop of task ${this.name}`)));
-    let stopP: Promise<void>;
-    try {
-      stopP = Promise.resolve(this.stop?.(cancel.signal));
-    } catch (e) {
-      stopP = Promise.reject(e);
-    }
-    const stopErr = stopP.then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    const ended = Promise.all([stopErr, this.#running]).then(([e]) => ({ e }));
-    const cancelled = abortPromise(cancel.signal).catch(() => "deadline" as const);
-    let r = await Promise.race([ended, cancelled]);
-    deadline.cancel();
-    if (r === "deadline") {
-      this.log.warn(`did not stop within ${this.stopTimeout} ms: cancelled`);
-      this.#service?._taskCancelled(this);
-      const grace = new AbortController();
-      const late = sleep(this.loop, this.cancelGraceMs, { signal: grace.signal }).then(
-        () => "late" as const,
-        () => "late" as const,
-      );
-      const r2 = await Promise.race([ended, late]);
-      grace.abort();
-      if (r2 === "late") this.log.error(`ignored its cancellation for ${this.cancelGraceMs} ms more: abandoned (its work may still be running)`);
-      else r = r2;
-    }
-    if (typeof r === "object" && r.e !== undefined && !isCancellation(r.e) && !(r.e instanceof TimeoutError)) this.log.error(`stop() failed: ${describe(r.e)}`);
+    c.stopAskedAt = this.loop.now();
+    c.stopping.abort(reason);
+    // stop() runs in the service's scope beside run() (unless that scope has ended already).
+    const stop = c.scope?.isClosing === false ? c.scope.spawn(() => this.#stopBody(c), { name: `stop() of task ${this.name}` }).join() : this.#stopBody(c);
+    const outcome = await stopWithin(this.loop, {
+      what: `task ${this.name}`,
+      ended: Promise.all([stop, c.run?.join()]),
+      graceMs: this.stopTimeout,
+      cancel: () => {
+        this.log.warn(`did not stop within ${this.stopTimeout} ms: cancelled`);
+        this.#service?._taskCancelled(this);
+        c.cancel.abort(new TimeoutError(this.stopTimeout, `stop of task ${this.name}`));
+      },
+      cancelMs: this.cancelGraceMs,
+      log: () => this.log.error(`ignored its cancellation for ${this.cancelGraceMs} ms more: abandoned (${[...c.busy].join(" and ")} still running; its work may go on)`),
+    });
+    if (outcome === "abandoned") c.abandoned = true;
     this.#state = failed ? "failed" : "stopped";
   }
 }
 
-/** A promise that rejects with the signal's reason when it aborts (never settles otherwise). */
-function abortPromise(signal: AbortSignal): Promise<never> {
-  return new Promise<never>((_, reject) => {
-    if (signal.aborted) reject(signal.reason);
-    else signal.addEventListener("abort", () => reject(signal.reason), { once: true });
-  });
+/** One start of a task, to its stop: its signals and the work it runs. */
+interface Cycle {
+  /** Aborts when the task is asked to stop (the run signal). */
+  readonly stopping: AbortController;
+  /** Aborts at the stop deadline. */
+  readonly cancel: AbortController;
+  /** The service's scope that runs the task's run() and stop() (none before the first start). */
+  readonly scope: Scope | undefined;
+  run?: ScopeTask<void>;
+  stopped?: Promise<void>;
+  /** Which of run() and stop() are still going. */
+  readonly busy: Set<string>;
+  stopAskedAt: number;
+  /** Left running past the cancel grace. */
+  abandoned: boolean;
+}
+
+function newCycle(scope?: Scope): Cycle {
+  return { stopping: new AbortController(), cancel: new AbortController(), scope, busy: new Set(), stopAskedAt: 0, abandoned: false };
+}
+
+/** Errors that say the work was stopped on purpose, not that it broke. */
+function isQuiet(e: unknown): boolean {
+  return isCancellation(e) || e instanceof TimeoutError;
 }
 
 /** What a service does when one of its tasks fails. See the module doc. */
@@ -369,6 +387,8 @@ export abstract class Service extends App {
   readonly #failed = new Event();
   #started = false;
   readonly #isolated = new Set<Promise<void>>();
+  /** Owns the tasks' run() and stop() from a start of the tasks to their stop (a new scope for each start). */
+  #scope: Scope | undefined;
   #svcLog: Logger | undefined;
 
   constructor(ctx: AppContext) {
@@ -462,9 +482,11 @@ export abstract class Service extends App {
     this.#failure = undefined;
     this.#failed.clear();
     const tasks = this.tasks;
+    // Abandoned work is named in the task's own log line; the scope's summary of it is for debugging.
+    const scope = (this.#scope = new Scope(this.loop, { name: `service ${this.ctx.name}`, log: (line) => this.#log.debug(line) }));
     for (const t of tasks) {
       try {
-        await t._start(signal);
+        await t._start(signal, scope);
         this.#log.debug(`started task ${t.name}`);
       } catch (e) {
         const why = signal.aborted ? "the service is stopping" : describe(e);
@@ -483,6 +505,12 @@ export abstract class Service extends App {
     const any = tasks.some((t) => t.state !== "idle" && t.state !== "stopped");
     for (const t of [...tasks].reverse()) await t._stop(reason);
     await Promise.all(this.#isolated);
+    // Every task has stopped or was abandoned: end their scope (at once; what is left was given up on already).
+    const scope = this.#scope;
+    this.#scope = undefined;
+    await scope?.close({ graceMs: 0, cancelMs: 0 }).catch((e: unknown) => {
+      if (!(e instanceof AbandonedError)) this.#log.error(`closing the tasks' scope failed: ${describe(e)}`);
+    });
     if (this.#started && any) this.#log.info("stopped every task");
     this.#started = false;
   }

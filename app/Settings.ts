@@ -66,7 +66,14 @@ const settingsSchema = z
     apps: z.record(z.string().regex(/^[A-Za-z_][\w-]*$/, "app names are letters, digits, _ and -"), appSchema),
     log: z.object({ level: z.enum(["debug", "info", "warn", "error"]).optional(), json: z.boolean().optional() }).strict().optional(),
     /** Folder for pidfiles, relative to the settings file. */
-    run: z.object({ dir: z.string().optional() }).strict().optional(),
+    run: z
+      .object({
+        dir: z.string().optional(),
+        /** How long an app's process has after SIGTERM (the runner stopping, `--reload`, `--stop`) before SIGKILL, ms. */
+        stopTimeout: z.number().positive().optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -139,6 +146,11 @@ export class Settings {
   /** Folder for pidfiles. */
   get runDir(): string {
     return resolve(dirname(this.file), this.data.run?.dir ?? ".tilth");
+  }
+
+  /** How long an app's process has to exit after SIGTERM before `tilth run` kills it, ms (`run.stopTimeout`, default 15 000). */
+  get stopTimeout(): number {
+    return this.data.run?.stopTimeout ?? 15_000;
   }
 
   /** Resolve an app's class (importing its module when it is named by a string). */

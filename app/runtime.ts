@@ -20,12 +20,13 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { container as rootContainer, type DependencyContainer } from "tsyringe";
 import type { Loop } from "../core/Loop.js";
-import { CancelledError, TilthError, describe } from "../core/errors.js";
+import { CancelledError, ClosedError, TilthError, describe } from "../core/errors.js";
+import { Scope } from "../core/Scope.js";
 import { registerTransports } from "../transports/index.js";
 import { RpcClient, remoteOf, type Remote } from "../rpc/Client.js";
 import { RpcServer, type ServerOptions } from "../rpc/Server.js";
 import { App, AppContext, LOOP, client } from "./App.js";
-import { openBackdoor, type Backdoor } from "./backdoor.js";
+import { openBackdoor } from "./backdoor.js";
 import { Logger, type LoggerOptions } from "./Logger.js";
 import { runloop, type RunloopOptions } from "./runloop.js";
 import { Settings, SettingsError } from "./Settings.js";
@@ -55,9 +56,10 @@ export interface AppHandle {
   /** Resolves when `serve()` has ended for good (it returned, or the app was stopped). */
   readonly done: Promise<void>;
   /**
-   * Stop: abort the app's signal, wait for `serve()` to end, run `app.stop()`,
-   * close the server (in-flight calls get `graceMs`, default 5000) and every
-   * client the app used. Idempotent.
+   * Stop: abort the app's signal, wait for `serve()` to end, then close what
+   * the app opened in reverse order: its backdoor (and the file naming it),
+   * `app.stop()`, the server (in-flight calls get `graceMs`, default 5000),
+   * every client the app used. Idempotent; concurrent callers share one stop.
    */
   stop(options?: { graceMs?: number; reason?: string }): Promise<void>;
 }
@@ -70,7 +72,16 @@ function construct(cls: Function, c: DependencyContainer, ctx: AppContext): App 
   return app;
 }
 
-/** Start app `name` from `settings` on `options.loop`. */
+/**
+ * Start app `name` from `settings` on `options.loop`.
+ *
+ * Everything the app opens is registered on one {@link Scope} as it opens:
+ * the clients of other apps, the RPC server, `app.stop()` (once `start()`
+ * succeeded), the backdoor and its file, and the `serve()` runloop as the
+ * scope's task. `stop()` closes the scope: `serve()` ends first, then the rest
+ * closes in reverse order of opening. A start step that fails closes the
+ * scope the same way (the server without grace) and throws its coded error.
+ */
 export async function startApp(name: string, settings: Settings, options: StartOptions): Promise<AppHandle> {
   const { loop } = options;
   const appSettings = settings.app(name);
@@ -79,13 +90,22 @@ export async function startApp(name: string, settings: Settings, options: StartO
   const level = appSettings.log?.level ?? settings.data.log?.level ?? options.log?.level;
   const base = new Logger({ ...options.log, ...(level ? { level } : {}), app: name, loop });
   const log = base.child("tilth.app");
+  const scope = new Scope(loop, { name: `app ${name}`, log: (line) => log.error(line) });
+  /** The grace of calls in flight when the server closes: stop()'s, or none after a failed start. */
+  let graceMs = 5000;
 
-  // Clients of other apps, one per app, opened on first use, closed on stop.
+  // Clients of other apps, one per app, opened on first use, closed when the app's scope ends.
   const clients = new Map<string, RpcClient>();
   const proxies = new Map<string, unknown>();
+  let clientsClosed = false;
+  scope.defer(async () => {
+    clientsClosed = true;
+    await Promise.all([...clients.values()].map((x) => x.close()));
+  });
   const api = <T>(other: string): Remote<T> => {
     let p = proxies.get(other);
     if (p === undefined) {
+      if (clientsClosed) throw new ClosedError(`app "${name}" has stopped: it cannot open a client of app "${other}"`);
       const c = new RpcClient(settings.remoteUrl(other), { loop, waitForReady: true });
       clients.set(other, c);
       p = remoteOf(c);
@@ -102,83 +122,85 @@ export async function startApp(name: string, settings: Settings, options: StartO
   c.register(AppContext, { useValue: ctx });
   for (const other of appSettings.uses) c.register(client(other), { useFactory: () => api(other) });
 
-  const cls = await settings.appClass(name);
   let app: App;
-  try {
-    app = construct(cls, c, ctx);
-  } catch (e) {
-    throw new SettingsError([{ file: settings.file, app: name, key: "class", message: `cannot construct ${cls.name || "the class"}: ${describe(e)}` }]);
-  }
-
   let server: RpcServer | undefined;
-  const urls = settings.bindUrls(name);
-  if (urls.length > 0) {
-    if (app.api === undefined || app.api === null)
-      throw new SettingsError([{ file: settings.file, app: name, key: "bind", message: `the app binds ${urls.join(", ")} but ${cls.name} has no api object` }]);
-    server = new RpcServer(app.api, { loop, debugInfo: () => ({ app: name, settings: appSettings }), ...options.server });
+  try {
+    const cls = await settings.appClass(name);
     try {
-      for (const url of urls) {
-        log.info(`binding to ${url}`);
-        await server.listen(url);
+      app = construct(cls, c, ctx);
+    } catch (e) {
+      throw new SettingsError([{ file: settings.file, app: name, key: "class", message: `cannot construct ${cls.name || "the class"}: ${describe(e)}` }]);
+    }
+
+    const urls = settings.bindUrls(name);
+    if (urls.length > 0) {
+      if (app.api === undefined || app.api === null)
+        throw new SettingsError([{ file: settings.file, app: name, key: "bind", message: `the app binds ${urls.join(", ")} but ${cls.name} has no api object` }]);
+      const s = (server = new RpcServer(app.api, { loop, debugInfo: () => ({ app: name, settings: appSettings }), ...options.server }));
+      scope.defer(() => s.close({ graceMs }));
+      try {
+        for (const url of urls) {
+          log.info(`binding to ${url}`);
+          await s.listen(url);
+        }
+      } catch (e) {
+        throw new TilthError("ERR_APP_BIND", `app "${name}" cannot bind ${urls.join(", ")}: ${describe(e)}`, { cause: e, context: { app: name } });
       }
-    } catch (e) {
-      await server.close({ graceMs: 0 });
-      await Promise.all([...clients.values()].map((x) => x.close()));
-      throw new TilthError("ERR_APP_BIND", `app "${name}" cannot bind ${urls.join(", ")}: ${describe(e)}`, { cause: e, context: { app: name } });
     }
+
+    if (app.start) {
+      try {
+        await app.start(ac.signal);
+      } catch (e) {
+        if (e instanceof SettingsError) throw e;
+        throw new TilthError("ERR_APP_START", `app "${name}" cannot start: ${describe(e)}`, { cause: e, context: { app: name } });
+      }
+    }
+    const started = app;
+    scope.defer(async () => {
+      try {
+        await started.stop?.();
+      } catch (e) {
+        log.error(`stop() failed: ${describe(e)}`);
+      }
+    });
+
+    if (appSettings.backdoor !== undefined) {
+      const doorFile = join(settings.runDir, `${name}.backdoor`);
+      try {
+        const door = scope.use(
+          await openBackdoor({
+            address: appSettings.backdoor,
+            name,
+            context: { app, ctx, container: c, loop, settings, log, server, status: () => server?.status() },
+          }),
+        );
+        mkdirSync(settings.runDir, { recursive: true });
+        scope.defer(() => rmSync(doorFile, { force: true }));
+        writeFileSync(doorFile, JSON.stringify({ address: door.address, ...(door.token ? { token: door.token } : {}) }) + "\n", { mode: 0o600 });
+        log.info(`backdoor on ${door.address}`);
+      } catch (e) {
+        throw new TilthError("ERR_APP_BIND", `app "${name}" cannot open its backdoor: ${describe(e)}`, { cause: e, context: { app: name } });
+      }
+    }
+  } catch (e) {
+    // Close what the steps before opened, in reverse order, then report the step that failed.
+    graceMs = 0;
+    ac.abort(new CancelledError(`app ${name} cannot start`, e));
+    await scope.close().catch((e2: unknown) => log.error(`closing after a failed start: ${describe(e2)}`));
+    throw e;
   }
 
-  if (app.start) {
-    try {
-      await app.start(ac.signal);
-    } catch (e) {
-      await server?.close({ graceMs: 0 });
-      await Promise.all([...clients.values()].map((x) => x.close()));
-      if (e instanceof SettingsError) throw e;
-      throw new TilthError("ERR_APP_START", `app "${name}" cannot start: ${describe(e)}`, { cause: e, context: { app: name } });
-    }
-  }
-
-  let door: Backdoor | undefined;
-  const doorFile = join(settings.runDir, `${name}.backdoor`);
-  if (appSettings.backdoor !== undefined) {
-    try {
-      door = await openBackdoor({
-        address: appSettings.backdoor,
-        name,
-        context: { app, ctx, container: c, loop, settings, log, server, status: () => server?.status() },
-      });
-      mkdirSync(settings.runDir, { recursive: true });
-      writeFileSync(doorFile, JSON.stringify({ address: door.address, ...(door.token ? { token: door.token } : {}) }) + "\n", { mode: 0o600 });
-      log.info(`backdoor on ${door.address}`);
-    } catch (e) {
-      await door?.close();
-      await server?.close({ graceMs: 0 });
-      await Promise.all([...clients.values()].map((x) => x.close()));
-      throw new TilthError("ERR_APP_BIND", `app "${name}" cannot open its backdoor: ${describe(e)}`, { cause: e, context: { app: name } });
-    }
-  }
-
-  const served = app.serve ? runloop(loop, log, (signal) => app.serve!(signal), ac.signal, options.runloop) : Promise.resolve({ restarts: 0 });
-  const done = served.then(() => {});
+  const serve = app.serve?.bind(app);
+  const done = serve ? scope.spawn(() => runloop(loop, log, serve, ac.signal, options.runloop), { name: "serve()" }).join().then(() => {}) : Promise.resolve();
 
   let stopping: Promise<void> | undefined;
   const stop = (o: { graceMs?: number; reason?: string } = {}): Promise<void> =>
     (stopping ??= (async () => {
       log.info(`stopping${o.reason ? ` (${o.reason})` : ""}`);
+      graceMs = o.graceMs ?? 5000;
       ac.abort(new CancelledError(o.reason ?? "app stopping"));
-      await done;
-      try {
-        await app.stop?.();
-      } catch (e) {
-        log.error(`stop() failed: ${describe(e)}`);
-      }
-      if (door) {
-        await door.close();
-        rmSync(doorFile, { force: true });
-      }
-      await server?.close({ graceMs: o.graceMs ?? 5000 });
-      await Promise.all([...clients.values()].map((x) => x.close()));
+      await scope.close();
       log.info("stopped");
     })());
 

@@ -6,17 +6,21 @@
  *
  * By default each app runs in its own child process (restarted by its
  * `restart` policy when it fails); `--together` runs them in this process, on
- * one loop. SIGINT/SIGTERM stop gracefully; a second signal forces.
+ * one loop. SIGINT/SIGTERM stop gracefully; a second signal forces. A child
+ * that has not exited `run.stopTimeout` (15 s) after its SIGTERM is killed.
+ * `--stop APP` leaves a stop request (`<run dir>/APP.stop`, the pid it stops)
+ * before it signals the app, so the runner does not restart it.
  * `--set svc.tick.interval=5000` (or `--svc.tick.interval=5000`) overrides
  * an app option (app/overrides.ts).
  * @module
  */
 import { type ChildProcess, fork } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync, watch, writeFileSync, type FSWatcher } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, watch, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { NodeLoop } from "../adapters/node.js";
 import { describe, isTilthError } from "../core/errors.js";
+import { Scope, stopWithin, type StopOutcome } from "../core/Scope.js";
 import { sleep } from "../core/time.js";
 import { Logger } from "../app/Logger.js";
 import { loadSettings, type Settings, SettingsError } from "../app/Settings.js";
@@ -111,6 +115,70 @@ function writePid(s: Settings, app: string): () => void {
   };
 }
 
+/**
+ * A stop request: `tilth run --stop APP` writes the pid it stops to
+ * `<run dir>/APP.stop` before it signals it, so that the runner supervising
+ * that process does not restart it, whatever its `restart` policy.
+ */
+const stopfile = (s: Settings, app: string): string => join(s.runDir, `${app}.stop`);
+
+function requestStop(s: Settings, app: string, pid: number): void {
+  mkdirSync(s.runDir, { recursive: true });
+  writeFileSync(stopfile(s, app), `${pid}\n`);
+}
+
+/** Whether a stop was requested for process `pid` of `app`; the request is used up. */
+function takeStopRequest(s: Settings, app: string, pid: number | undefined): boolean {
+  const file = stopfile(s, app);
+  if (pid === undefined || readPid(file) !== pid) return false;
+  rmSync(file, { force: true });
+  return true;
+}
+
+/** After SIGKILL, how long to wait for a process to be gone before giving up on it, ms. */
+const KILL_WAIT_MS = 5000;
+
+interface ProcessStop {
+  /** For the log lines: "app ping (pid 123)". */
+  what: string;
+  /** Send a signal to the process. */
+  kill(signal: NodeJS.Signals): void;
+  /** Settles when the process has exited. */
+  ended: PromiseLike<unknown>;
+  /** How long it has to exit after SIGTERM. */
+  graceMs: number;
+  log(line: string): void;
+}
+
+/**
+ * Stop a process the one way everything stops ({@link stopWithin}): SIGTERM
+ * (graceful), SIGKILL if it has not exited within `graceMs`, given up with a
+ * line in the log if even that does not end it within KILL_WAIT_MS.
+ */
+function stopProcess(loop: NodeLoop, p: ProcessStop): Promise<StopOutcome> {
+  p.kill("SIGTERM");
+  return stopWithin(loop, {
+    what: p.what,
+    ended: p.ended,
+    graceMs: p.graceMs,
+    cancel: () => {
+      p.log(`${p.what} did not exit within ${p.graceMs} ms of SIGTERM: sending SIGKILL`);
+      p.kill("SIGKILL");
+    },
+    cancelMs: KILL_WAIT_MS,
+    log: p.log,
+  });
+}
+
+/** `process.kill` that ignores a process already gone. */
+function signalPid(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ESRCH") throw e;
+  }
+}
+
 export async function runCommand(argv: string[]): Promise<number> {
   const args = parseRunArgs(argv);
   const settings = await loadSettings(findSettings(args.settings), process.env, args.set.map(parseOverride));
@@ -151,17 +219,19 @@ export async function runCommand(argv: string[]): Promise<number> {
         process.stdout.write(`${name}: running (pid ${pid})\n`);
         continue;
       }
-      process.kill(pid, "SIGTERM");
-      let waited = 0;
-      while (alive(pid) && waited < 15_000) {
-        await sleep(loop, 50);
-        waited += 50;
-      }
-      if (alive(pid)) {
-        process.kill(pid, "SIGKILL");
-        process.stdout.write(`${name}: did not stop within 15 s; killed (pid ${pid})\n`);
-      } else process.stdout.write(`${name}: stopped (pid ${pid})\n`);
-      rmSync(file, { force: true });
+      requestStop(settings, name, pid);
+      // Not our child: its end is seen by polling.
+      const polling = new AbortController();
+      const ended = (async () => {
+        while (alive(pid)) await sleep(loop, 50, { signal: polling.signal });
+      })();
+      const say = (line: string): void => void process.stdout.write(`${name}: ${line}\n`);
+      const outcome = await stopProcess(loop, { what: `pid ${pid}`, kill: (sig) => signalPid(pid, sig), ended, graceMs: settings.stopTimeout, log: say });
+      polling.abort();
+      if (outcome === "ended") say(`stopped (pid ${pid})`);
+      else if (outcome === "cancelled") say(`killed (pid ${pid})`);
+      else code = 1;
+      if (outcome !== "abandoned") rmSync(file, { force: true });
     }
     return code;
   }
@@ -178,7 +248,6 @@ export async function runCommand(argv: string[]): Promise<number> {
 /** Run the apps in this process, on one loop, until a signal. */
 async function runHere(names: string[], settings: Settings, loop: NodeLoop, args: RunArgs): Promise<number> {
   const handles: AppHandle[] = [];
-  const releases: (() => void)[] = [];
   const log = { json: args.json, ...(args.level ? { level: args.level as "info" } : {}) };
   let signals = 0;
   let resolveStop!: (why: string) => void;
@@ -192,87 +261,152 @@ async function runHere(names: string[], settings: Settings, loop: NodeLoop, args
   else process.on("SIGINT", () => {});
   process.on("SIGTERM", () => onSignal("SIGTERM"));
   if (args.child) process.on("disconnect", () => resolveStop("parent went away"));
+  // Each app and its pidfile live on this scope; closing it stops them in reverse order.
+  const scope = new Scope(loop, { name: "apps" });
+  let stopOptions: { graceMs?: number; reason?: string } = {};
   try {
     for (const name of names) {
-      releases.push(writePid(settings, name));
-      handles.push(await startApp(name, settings, { loop, log }));
+      const release = writePid(settings, name);
+      scope.defer(() => {
+        release();
+        // A stop request names this process when no runner supervises it: used up here.
+        if (!args.child) takeStopRequest(settings, name, process.pid);
+      });
+      const h = await startApp(name, settings, { loop, log });
+      handles.push(h);
+      scope.defer(() => h.stop(stopOptions));
     }
   } catch (e) {
-    for (const h of handles.reverse()) await h.stop({ graceMs: 0 });
-    for (const r of releases) r();
+    stopOptions = { graceMs: 0 };
+    await scope.close().catch(() => undefined);
     throw e;
   }
   const allDone = Promise.all(handles.map((h) => h.done)).then(() => "every app's serve() ended");
   const apiApps = handles.some((h) => h.urls.length > 0);
-  const why = await (apiApps ? stopRequested : Promise.race([stopRequested, allDone]));
-  for (const h of [...handles].reverse()) await h.stop({ reason: why });
-  for (const r of releases) r();
+  stopOptions = { reason: await (apiApps ? stopRequested : Promise.race([stopRequested, allDone])) };
+  await scope.close();
   return 0;
 }
 
-/** Run each app in its own child process, restart per policy, stop on a signal. */
+/** An app's process, from its fork to its exit. */
+interface Child {
+  readonly name: string;
+  readonly proc: ChildProcess;
+  /** Settles when the process has exited, or was given up on (it would not die even of SIGKILL). */
+  readonly exited: Promise<Exit>;
+  /** Settle `exited` (from the process's exit, or from a stop that gave up on it). */
+  readonly settle: (exit: Exit) => void;
+  /** Once this runner asked it to stop: SIGTERM, SIGKILL at the deadline. */
+  stopping?: Promise<StopOutcome>;
+  /** Stopped to be started again (--reload). */
+  reload: boolean;
+}
+
+interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Still running, given up on after SIGKILL. */
+  abandoned?: boolean;
+}
+
+/**
+ * Run each app in its own child process, restart per policy, stop on a
+ * signal. The runner's scope owns one supervising task per app; closing the
+ * scope stops every child (SIGTERM, SIGKILL after `run.stopTimeout`).
+ */
 async function runChildren(names: string[], settings: Settings, loop: NodeLoop, out: Logger, args: RunArgs, argv: string[]): Promise<number> {
   const main = fileURLToPath(new URL("./main.js", import.meta.url));
   const passthrough = argv.filter((x, i) => ["--json", "--level"].includes(x) || argv[i - 1] === "--level");
-  const children = new Map<string, ChildProcess>();
-  /** Apps stopped by --reload, to be started again whatever their policy. */
-  const reloading = new Set<string>();
-  let stopping = false;
+  const scope = new Scope(loop, { name: "runner", log: (line) => out.error(line) });
+  /** The live process of each app. */
+  const running = new Map<string, Child>();
   let exitCode = 0;
   let signals = 0;
-  const backoff = new Map<string, number>();
-  let fatal: ((code: number) => void) | undefined;
-  const finished = new Promise<number>((r) => (fatal = r));
 
-  const spawnApp = (name: string): void => {
-    const child = fork(main, ["run", name, "--child", "--settings", resolve(settings.file), ...passthrough, ...args.set.flatMap((s) => ["--set", s])], {
+  const forkApp = (name: string): Child => {
+    const proc = fork(main, ["run", name, "--child", "--settings", resolve(settings.file), ...passthrough, ...args.set.flatMap((s) => ["--set", s])], {
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
-    const started = loop.now();
-    children.set(name, child);
-    child.on("exit", (code, signal) => {
-      children.delete(name);
-      if (reloading.delete(name) && !stopping) {
-        out.info(`app ${name} restarting for reload`);
-        spawnApp(name);
+    let settle!: (exit: Exit) => void;
+    const exited = new Promise<Exit>((r) => (settle = r));
+    proc.once("exit", (code, signal) => settle({ code, signal }));
+    // A process that could not be spawned at all has no exit event.
+    proc.once("error", () => {
+      if (proc.pid === undefined) settle({ code: null, signal: null });
+    });
+    return { name, proc, exited, settle, reload: false };
+  };
+
+  const stopChild = (child: Child): Promise<StopOutcome> =>
+    (child.stopping ??= stopProcess(loop, {
+      what: `app ${child.name} (pid ${child.proc.pid})`,
+      kill: (sig) => void child.proc.kill(sig),
+      ended: child.exited,
+      graceMs: settings.stopTimeout,
+      log: (line) => out.warn(line),
+    }).then((outcome) => {
+      if (outcome === "abandoned") child.settle({ code: null, signal: null, abandoned: true });
+      return outcome;
+    }));
+
+  /** Run app `name` until it ends for good: restart it by its policy, stop it when the runner stops. */
+  const supervise = async (name: string): Promise<void> => {
+    let backoff = 500;
+    while (!scope.closing.aborted) {
+      const child = forkApp(name);
+      const started = loop.now();
+      running.set(name, child);
+      const onStop = (): void => void stopChild(child);
+      scope.closing.addEventListener("abort", onStop, { once: true });
+      const exit = await child.exited;
+      const abandoned = exit.abandoned === true;
+      scope.closing.removeEventListener("abort", onStop);
+      running.delete(name);
+      const outcome = await child.stopping;
+      // A process that could not clean up (killed) leaves its pidfile: it names a dead process.
+      if (!abandoned && child.proc.pid !== undefined && readPid(pidfile(settings, name)) === child.proc.pid) rmSync(pidfile(settings, name), { force: true });
+      if (scope.closing.aborted) {
+        if (outcome !== undefined && outcome !== "ended") exitCode = 1;
         return;
       }
-      if (stopping) {
-        if (children.size === 0) fatal!(exitCode);
+      if (child.reload && !abandoned) {
+        out.info(`app ${name} restarting for reload`);
+        continue;
+      }
+      const how = abandoned ? "would not exit" : exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+      if (takeStopRequest(settings, name, child.proc.pid)) {
+        out.info(`app ${name} ${how} after tilth run --stop; not restarted`);
+        return;
+      }
+      if (exit.code === EXIT_CONFIG) {
+        out.error(`app ${name} cannot start (exit ${exit.code}); stopping`);
+        exitCode = 1;
+        stopAll("an app cannot start");
         return;
       }
       const policy = settings.app(name).restart;
-      const failed = code !== 0;
-      if (code === EXIT_CONFIG) {
-        out.error(`app ${name} cannot start (exit ${code}); stopping`);
-        exitCode = 1;
-        void stopAll("an app cannot start");
-        return;
-      }
-      const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-      if (policy === "always" || (policy === "on-failure" && failed)) {
-        const ran = loop.now() - started;
-        const wait = ran > 30_000 ? 1000 : Math.min(60_000, (backoff.get(name) ?? 500) * 2);
-        backoff.set(name, wait);
-        out.error(`app ${name} ${how}; restarting in ${wait} ms`);
-        loop.timer(wait, () => {
-          if (!stopping) spawnApp(name);
-        });
-      } else {
+      const failed = exit.code !== 0;
+      if (abandoned || !(policy === "always" || (policy === "on-failure" && failed))) {
         out.warn(`app ${name} ${how}; not restarted (restart: ${policy})`);
         if (failed) exitCode = 1;
-        if (children.size === 0) fatal!(exitCode);
+        return;
       }
-    });
+      const ran = loop.now() - started;
+      backoff = ran > 30_000 ? 1000 : Math.min(60_000, backoff * 2);
+      out.error(`app ${name} ${how}; restarting in ${backoff} ms`);
+      try {
+        await sleep(loop, backoff, { signal: scope.closing });
+      } catch {
+        return; // the runner is stopping
+      }
+    }
   };
 
-  const stopAll = async (why: string): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
+  const stopAll = (why: string): void => {
+    if (scope.isClosing) return;
     out.info(`stopping (${why})`);
-    watcher?.close();
-    if (children.size === 0) fatal!(exitCode);
-    for (const c of children.values()) c.kill("SIGTERM");
+    // Closing aborts scope.closing: each supervisor stops its child.
+    void scope.close().catch(() => undefined); // its failure is thrown where the runner awaits the close
   };
   let firstSignalAt = 0;
   const onSignal = (sig: string): void => {
@@ -282,40 +416,43 @@ async function runChildren(names: string[], settings: Settings, loop: NodeLoop, 
     if (signals++ === 0) firstSignalAt = loop.now();
     if (signals > 1) {
       out.warn(`second ${sig}: forcing`);
-      for (const c of children.values()) c.kill("SIGKILL");
+      for (const c of running.values()) c.proc.kill("SIGKILL");
       process.exit(130);
     }
-    void stopAll(`received ${sig}`);
+    stopAll(`received ${sig}`);
   };
   process.on("SIGINT", () => onSignal("SIGINT"));
   process.on("SIGTERM", () => onSignal("SIGTERM"));
 
-  let watcher: FSWatcher | undefined;
   if (args.reload) {
     const dir = dirname(resolve(settings.file));
     let pending = false;
     // The run folder (pidfiles, backdoor files) changes because apps start: not a reason to reload.
     const runRel = relative(dir, settings.runDir);
-    watcher = watch(dir, { recursive: true }, (_event, file) => {
-      if (file && runRel && !runRel.startsWith("..") && (file === runRel || file.startsWith(`${runRel}/`))) return;
-      if (pending || stopping) return;
-      pending = true;
-      loop.timer(200, () => {
-        pending = false;
-        out.info("files changed: restarting apps");
-        for (const [name, c] of children) {
-          reloading.add(name);
-          c.kill("SIGTERM");
-        }
-      });
-    });
+    scope.use(
+      watch(dir, { recursive: true }, (_event, file) => {
+        if (file && runRel && !runRel.startsWith("..") && (file === runRel || file.startsWith(`${runRel}/`))) return;
+        if (pending || scope.isClosing) return;
+        pending = true;
+        loop.timer(200, () => {
+          pending = false;
+          if (scope.isClosing) return;
+          out.info("files changed: restarting apps");
+          for (const child of running.values()) {
+            child.reload = true;
+            void stopChild(child);
+          }
+        });
+      }),
+    );
     out.info(`reloading on changes under ${dir}`);
   }
 
-  for (const name of names) spawnApp(name);
-  const code = await finished;
-  watcher?.close();
-  return code;
+  const tasks = names.map((name) => scope.spawn(() => supervise(name), { name: `app ${name}` }));
+  // Every app has ended for good (by itself, or because the runner stopped them).
+  await Promise.allSettled(tasks.map((t) => t.join()));
+  await scope.close();
+  return exitCode;
 }
 
 /** Messages for the errors a user makes, and their exit codes. */

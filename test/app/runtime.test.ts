@@ -5,6 +5,8 @@ import { NodeLoop } from "../../adapters/node.js";
 import { Settings } from "../../app/Settings.js";
 import { startApp } from "../../app/runtime.js";
 import { runloop } from "../../app/runloop.js";
+import { Service, type Task } from "../../app/Service.js";
+import { PeriodicTask } from "../../app/tasks/PeriodicTask.js";
 import { Logger, clockText } from "../../app/Logger.js";
 import { isTilthError } from "../../core/errors.js";
 import { sleep } from "../../core/time.js";
@@ -146,4 +148,32 @@ test("an app that binds but has no api object is refused clearly", async () => {
   const loop = new VirtualLoop();
   const s = Settings.from({ apps: { c: { class: CrashingApp, bind: "drpc+inproc://c" } } });
   await assert.rejects(startApp("c", s, { loop, log: { write: () => {} } }), (e) => isTilthError(e, "ERR_SETTINGS") && /has no api object/.test((e as Error).message));
+});
+
+test("a failure at a later start step closes what the earlier steps opened: a service whose backdoor cannot open has its tasks stopped", async () => {
+  const loop = new VirtualLoop();
+  const out = capture();
+  let ticks = 0;
+  class Ticking extends Service {
+    override api = { ping: () => "pong" };
+    protected override createTasks(): Task[] {
+      return [new PeriodicTask(this.ctx, { name: "tick", interval: 100, execute: () => void ticks++ })];
+    }
+  }
+  const settings = Settings.from({ apps: { svc: { class: Ticking, bind: "drpc+inproc://svc", backdoor: "tcp://192.0.2.1:7000" } } });
+  await loop.run(async () => {
+    await assert.rejects(startApp("svc", settings, { loop, log: { write: out.write, color: false } }), (e) => {
+      assert.ok(isTilthError(e, "ERR_APP_BIND"), String(e));
+      assert.match((e as Error).message, /app "svc" cannot open its backdoor: .*not loopback/);
+      return true;
+    });
+    const seen = ticks;
+    await sleep(loop, 1000);
+    assert.equal(ticks, seen, "the task runs on after the failed start");
+    // the server was closed too: the name is free again
+    const again = await startApp("svc", Settings.from({ apps: { svc: { class: PingApp, bind: "drpc+inproc://svc" } } }), { loop, log: { write: () => {} } });
+    await again.stop();
+  });
+  assert.ok(out.lines.some((l) => /INFO tilth\.service: stopped every task/.test(l)), out.lines.join("\n"));
+  assert.equal(loop.pendingTimers, 0);
 });

@@ -5,6 +5,7 @@
  */
 import "reflect-metadata";
 import assert from "node:assert/strict";
+import { getEventListeners } from "node:events";
 import { test } from "node:test";
 import { inject, injectable } from "tsyringe";
 import { VirtualLoop } from "../../adapters/virtual.js";
@@ -279,4 +280,71 @@ test("TaskFailedError carries the task and the cause", () => {
   assert.equal(e.task, "tick");
   assert.equal(e.cause, cause);
   assert.equal(e.retryable, true);
+});
+
+test("start/stop cycles leave no abort listener on the signals of a stopped task", async () => {
+  const loop = new VirtualLoop();
+  const journal: Journal = [];
+  // "flaky" fails 500 ms after each start: the service restarts it (and "a") again and again.
+  const seen: AbortSignal[] = [];
+  class Watched extends Step {
+    override async start(signal: AbortSignal): Promise<void> {
+      seen.push(this.signal, this.cancelSignal);
+      this.o.failAfter ??= this.name === "flaky" ? 500 : undefined;
+      await super.start(signal);
+    }
+  }
+  class Svc extends Service {
+    protected override createTasks(): Task[] {
+      return [new Watched(this.ctx, { name: "a", journal }), new Watched(this.ctx, { name: "flaky", journal, failAfter: 500 })];
+    }
+  }
+  await loop.run(async () => {
+    const { handle, svc } = await startService(loop, Svc, {}, capture(), { runloop: { backoffMs: 100, maxBackoffMs: 100 } });
+    await sleep(loop, 3000);
+    const failures = svc.metrics.value("tilth_task_failures_total", { task: "flaky" }) ?? 0;
+    assert.ok(failures >= 4, `${failures} cycles`);
+    await handle.stop();
+    assert.ok(seen.length >= 16, `${seen.length} signals`);
+    const held = seen.map((s) => getEventListeners(s, "abort").length);
+    assert.deepEqual(held, seen.map(() => 0), "a stopped task's signals hold no listener");
+    assert.equal(getEventListeners(svc.ctx.signal, "abort").length, 0, "the app's signal holds no listener once stopped");
+  });
+  assert.equal(loop.pendingTimers, 0);
+});
+
+test("a run() that ignores its signal is joined on stop, abandoned with a line naming it, and its late end is reported", async () => {
+  const loop = new VirtualLoop();
+  let ended = -1;
+  class Deaf extends Task {
+    override async run(): Promise<void> {
+      await sleep(this.loop, 10_000); // ignores its signal
+      ended = this.loop.now();
+      throw new Error("late trouble");
+    }
+  }
+  class Polite extends Task {
+    override async run(signal: AbortSignal): Promise<void> {
+      await sleep(this.loop, 300).catch(() => undefined); // ignores its signal, but ends within the deadline
+      void signal;
+    }
+  }
+  class Svc extends Service {
+    protected override createTasks(): Task[] {
+      return [new Deaf(this.ctx, { stopTimeout: 500, cancelGraceMs: 250 }), new Polite(this.ctx, { stopTimeout: 500 })];
+    }
+  }
+  await loop.run(async () => {
+    const { handle, svc, out } = await startService(loop, Svc);
+    await handle.stop();
+    assert.equal(loop.now(), 1050, "polite is joined (300 ms), then deaf gets 500 ms to stop and 250 more after its cancellation");
+    assert.equal(out.grep(/WARN deaf: did not stop within 500 ms: cancelled/).length, 1, out.lines.join("\n"));
+    assert.equal(out.grep(/ERROR deaf: ignored its cancellation for 250 ms more: abandoned \(run\(\) still running; its work may go on\)/).length, 1, out.lines.join("\n"));
+    assert.equal(out.grep(/(WARN|ERROR) polite/).length, 0, out.lines.join("\n"));
+    assert.deepEqual(svc.health().tasks, { deaf: "stopped", polite: "stopped" });
+    await sleep(loop, 10_000);
+    assert.equal(ended, 10_000);
+    assert.equal(out.grep(/WARN deaf: run\(\) ended 9700 ms after it was asked to stop \(it had been abandoned\): Error: late trouble/).length, 1, out.lines.join("\n"));
+  });
+  assert.equal(loop.pendingTimers, 0);
 });

@@ -199,3 +199,41 @@ test("tilth run --reload restarts the apps when a file under the settings folder
     run.child.kill("SIGKILL");
   }
 });
+
+test("tilth run --stop APP is honoured for an app with restart: always; the runner does not restart it", { timeout: 60_000 }, async () => {
+  const { file, dir } = settingsFile({ ping: { class: `${apps}#PingApp`, bind: `drpc+ipc://${join(root, `a${n}.sock`)}`, restart: "always" } });
+  const run = tilth(["run", "ping", "--settings", file]);
+  try {
+    await run.waitFor(/binding to/);
+    for (let i = 0; i < 100 && !existsSync(join(dir, ".tilth", "ping.pid")); i++) await new Promise((r) => setTimeout(r, 50));
+    const stop = tilthSync(["run", "--stop", "ping", "--settings", file]);
+    assert.equal(stop.code, 0, stop.out);
+    assert.match(stop.out, /ping: stopped \(pid \d+\)/);
+    await run.waitFor(/app ping exited with code 0 after tilth run --stop; not restarted/, 10_000);
+    assert.equal(await run.exit, 0, run.out());
+    assert.doesNotMatch(run.out(), /restarting/);
+    assert.equal(existsSync(join(dir, ".tilth", "ping.stop")), false, "the stop request was used up");
+  } finally {
+    run.child.kill("SIGKILL");
+  }
+});
+
+test("the runner stops a child that ignores SIGTERM with SIGKILL after run.stopTimeout", { timeout: 60_000 }, async () => {
+  const { file, dir } = settingsFile({ stubborn: { class: `${apps}#StubbornApp` } });
+  const data = JSON.parse(readFileSync(file, "utf8"));
+  writeFileSync(file, JSON.stringify({ ...data, run: { stopTimeout: 300 } }));
+  const run = tilth(["run", "stubborn", "--settings", file]);
+  let pid = 0;
+  try {
+    await run.waitFor(/serving, deaf to stop requests/);
+    pid = Number(readFileSync(join(dir, ".tilth", "stubborn.pid"), "utf8"));
+    run.child.kill("SIGTERM");
+    await run.waitFor(/app stubborn \(pid \d+\) did not exit within 300 ms of SIGTERM: sending SIGKILL/);
+    assert.equal(await run.exit, 1, run.out());
+    assert.equal(alive(pid), false, "the child outlived the runner");
+    assert.equal(existsSync(join(dir, ".tilth", "stubborn.pid")), false, "the killed child's pidfile is removed");
+  } finally {
+    run.child.kill("SIGKILL");
+    if (pid > 0 && alive(pid)) process.kill(pid, "SIGKILL");
+  }
+});
