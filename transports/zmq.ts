@@ -49,7 +49,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { abortReason, BrokenError } from "../core/errors.js";
 import type { Loop } from "../core/Loop.js";
-import { Ring } from "../core/internal/Ring.js";
+import { Ring } from "../core/Ring.js";
 import { schemeOf, type Connection, type ConnectOptions, type Listener, type ListenOptions, type Message, type Transport } from "../core/Transport.js";
 import { ZmqSocket, zmqErrno, type SendOwner, type ZmqEvent } from "../adapters/zeromq.js";
 import { AddressInUseError, ConnectFailedError, ConnectionRefusedError, ListenFailedError, MessageTooLargeError } from "./errors.js";

@@ -5,7 +5,7 @@
  */
 import { Subscription, type SchedulerAction, type SchedulerLike } from "rxjs";
 import type { Loop, Timer } from "../../core/Loop.js";
-import { Ring } from "../../core/internal/Ring.js";
+import { Ring } from "../../core/Ring.js";
 
 type Work<T> = (this: SchedulerAction<T>, state?: T) => void;
 

@@ -6,7 +6,7 @@ import { Observable, Subscription, type Observer } from "rxjs";
 import { Channel } from "../../core/Channel.js";
 import type { Loop } from "../../core/Loop.js";
 import { TilthError, abortReason, toError } from "../../core/errors.js";
-import { onAbort } from "../../core/internal/abort.js";
+import { onAbort } from "../../core/abort.js";
 
 /** What an Observable-turned-channel does with an item that finds its buffer full. */
 export type OverflowPolicy = "error" | "drop-newest" | "drop-oldest";

@@ -6,7 +6,7 @@
  */
 import type { Loop } from "../../core/Loop.js";
 import type { Connection, Listener } from "../../core/Transport.js";
-import { Ring } from "../../core/internal/Ring.js";
+import { Ring } from "../../core/Ring.js";
 import { InvalidStateError } from "../errors.js";
 
 /** Default bound of accepted connections waiting to be claimed (as the OS backlog default). */
