@@ -1,30 +1,49 @@
 /**
- * The Loop contract's conformance suite. Every Loop adapter runs it through
- * `loopConformance(name, makeHarness)`; a new adapter is done when it passes.
+ * The Loop contract's conformance suite. Every Loop adapter of tilth runs it,
+ * and so can yours: `loopConformance(name, makeHarness)` registers its tests
+ * with `node:test`, a fresh harness (a new loop) for each. An adapter is done
+ * when it passes. The suite checks the clock (`now` monotonic, `wallTime` an
+ * epoch time moving with it), `post` order and asynchrony, timer order and
+ * cancellation, errors thrown by callbacks, the cooperative budget (a long
+ * chain of posts lets host macrotasks run), coded errors for bad URLs, and
+ * that no timer is left pending.
+ *
+ * @example
+ * ```ts
+ * // my-loop.test.ts, run with `node --test`
+ * import { leakCheck, loopConformance } from "tilth/testing";
+ * import { MyLoop } from "./MyLoop.js";
+ *
+ * loopConformance("MyLoop", () => {
+ *   const errors: unknown[] = [];
+ *   const loop = new MyLoop({ onError: (e) => errors.push(e) });
+ *   return { loop, drive: (body) => body(), reported: () => errors, teardown: leakCheck() };
+ * });
+ * ```
+ * @module
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import type { Loop } from "../../core/Loop.js";
-import { isTilthError } from "../../core/errors.js";
+import type { Loop } from "../core/Loop.js";
+import { isTilthError } from "../core/errors.js";
+import { defer } from "./helpers.js";
 
+/** One loop under test, and how to drive it. */
 export interface LoopHarness {
+  /** A new loop, with `onError` collecting what `reported()` returns. */
   loop: Loop;
   /** Run `body` on the loop until it settles (real time, or auto-advanced virtual time). */
   drive<T>(body: () => Promise<T>): Promise<T>;
   /** Errors the loop reported from throwing callbacks. */
   reported(): unknown[];
-  /** Called at the end of each test: asserts nothing is left behind. */
+  /** Called at the end of each test: asserts nothing is left behind (and stops whatever drives the loop). */
   teardown(): Promise<void>;
 }
 
+/** Makes a fresh {@link LoopHarness}; called once per test. */
 export type HarnessFactory = () => LoopHarness;
 
-function defer<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
-  let resolve!: (v: T) => void;
-  const promise = new Promise<T>((r) => (resolve = r));
-  return { promise, resolve };
-}
-
+/** Register the Loop conformance tests for the loop that `make` builds, under `Loop conformance: ${name}`. */
 export function loopConformance(name: string, make: HarnessFactory): void {
   const it = (title: string, fn: (h: LoopHarness) => Promise<void>): void => {
     test(title, async () => {
