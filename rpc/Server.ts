@@ -146,7 +146,7 @@ export class RpcServer implements ServerCore, AsyncDisposable {
     return bound;
   }
 
-  /** @internal */
+  /** ServerCore: a session ended (called by the protocol's session). */
   sessionEnded(s: ServerSessionLike): void {
     this.#sessions.delete(s);
   }

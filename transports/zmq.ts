@@ -244,7 +244,7 @@ export class ZmqPeerConnection extends ConnectionBase implements SendOwner {
     return this.#queued < this.highWaterMark;
   }
 
-  /** @internal SendOwner: one of our messages left the ROUTER's queue. */
+  /** SendOwner: one of our messages left the ROUTER's queue (called by the zeromq adapter). */
   zmqSent(bytes: number, _ok: boolean): void {
     // bytes include the identity frame
     this.#queued -= bytes - this.identity.byteLength;

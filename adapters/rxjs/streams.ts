@@ -1,6 +1,6 @@
 /**
  * Channels and async iterables to Observables and back.
- * @internal Public surface: adapters/rxjs.ts; semantics in docs/rxjs.md.
+ * Internal module; its public surface is adapters/rxjs.ts, its semantics docs/rxjs.md.
  */
 import { Observable, Subscription, type Observer } from "rxjs";
 import { Channel } from "../../core/Channel.js";

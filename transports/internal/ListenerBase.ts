@@ -2,7 +2,7 @@
  * What every listener shares: a bounded queue of accepted connections handed
  * to a `start()` handler (on later turns) or to an async iterator, and an
  * idempotent close that destroys connections nobody has claimed.
- * @internal
+ * Internal module.
  */
 import type { Loop } from "../../core/Loop.js";
 import type { Connection, Listener } from "../../core/Transport.js";
