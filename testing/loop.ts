@@ -25,6 +25,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { Loop } from "../core/Loop.js";
+import { onAbort } from "../core/abort.js";
 import { isTilthError } from "../core/errors.js";
 import { defer } from "./helpers.js";
 
@@ -43,13 +44,23 @@ export interface LoopHarness {
 /** Makes a fresh {@link LoopHarness}; called once per test. */
 export type HarnessFactory = () => LoopHarness;
 
+/** Rejects with the signal's reason when it aborts (node:test aborts a test's signal at its timeout). */
+function aborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    else onAbort(signal, reject);
+  });
+}
+
 /** Register the Loop conformance tests for the loop that `make` builds, under `Loop conformance: ${name}`. */
 export function loopConformance(name: string, make: HarnessFactory): void {
   const it = (title: string, fn: (h: LoopHarness) => Promise<void>): void => {
-    test(title, async () => {
+    test(title, { timeout: 30_000 }, async (t) => {
       const h = make();
       try {
-        await fn(h);
+        // A loop that never runs what it owes hangs `fn`: at the timeout, stop waiting,
+        // so that teardown still stops whatever drives the loop and the process can end.
+        await Promise.race([fn(h), aborted(t.signal)]);
       } finally {
         await h.teardown();
       }
@@ -118,6 +129,21 @@ export function loopConformance(name: string, make: HarnessFactory): void {
       });
     });
 
+    it("a timer set after the last one fired still fires: each wake-up is asked for anew", async (h) => {
+      await h.drive(async () => {
+        const fired: number[] = [];
+        for (let i = 0; i < 3; i++) {
+          const done = defer();
+          // Set from a promise continuation, with no turn pending: only the host's wake-up can fire it.
+          const t = h.loop.timer(30, () => done.resolve());
+          await done.promise;
+          fired.push(t.deadline);
+        }
+        assert.equal(fired.length, 3);
+        assert.ok(h.loop.now() >= fired[2]!);
+      });
+    });
+
     it("a cancelled timer never fires; cancel is idempotent and harmless after firing", async (h) => {
       await h.drive(async () => {
         let fired = 0;
@@ -180,15 +206,34 @@ export function loopConformance(name: string, make: HarnessFactory): void {
         let stepsWhenTimerRan = -1;
         const done = defer();
         const step = (): void => {
+          // Asked for once the chain runs, so that it cannot have run before the chain began.
+          if (steps === 0) setImmediate(() => (stepsWhenOtherRan = steps));
           if (++steps < total) h.loop.post(step);
           else done.resolve();
         };
         h.loop.post(step);
         h.loop.timer(0, () => (stepsWhenTimerRan = steps));
-        setImmediate(() => (stepsWhenOtherRan = steps));
         await done.promise;
         assert.ok(stepsWhenOtherRan >= 0 && stepsWhenOtherRan < total, `host macrotask ran at step ${stepsWhenOtherRan}`);
         assert.ok(stepsWhenTimerRan >= 0 && stepsWhenTimerRan < total, `due timer ran at step ${stepsWhenTimerRan}`);
+      });
+    });
+
+    it("promise continuations of one turn run before the next turn", async (h) => {
+      await h.drive(async () => {
+        const seen: string[] = [];
+        const settled = defer();
+        const next = defer();
+        void settled.promise.then(() => seen.push("continuation"));
+        // The first `budget` posts make one turn; the last post is the next turn's.
+        h.loop.post(() => settled.resolve());
+        for (let i = 1; i < h.loop.budget; i++) h.loop.post(() => {});
+        h.loop.post(() => {
+          seen.push("next turn");
+          next.resolve();
+        });
+        await next.promise;
+        assert.deepEqual(seen, ["continuation", "next turn"], "the host ran two turns without letting microtasks run between them");
       });
     });
 
