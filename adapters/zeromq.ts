@@ -34,8 +34,8 @@
 import { createRequire } from "node:module";
 import { BusyError, ClosedError, TilthError, type TilthErrorOptions } from "../core/errors.js";
 import type { Loop } from "../core/Loop.js";
-import { Ring } from "../core/internal/Ring.js";
-import { RESOLVED } from "../core/internal/resolved.js";
+import { Ring } from "../core/Ring.js";
+import { RESOLVED } from "../core/resolved.js";
 
 type Zmq = typeof import("zeromq");
 type RawSocket = import("zeromq").Socket & {

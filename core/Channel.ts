@@ -22,10 +22,10 @@
  */
 import type { Loop } from "./Loop.js";
 import { ClosedError, abortReason } from "./errors.js";
-import { onAbort } from "./internal/abort.js";
-import { Ring } from "./internal/Ring.js";
+import { onAbort } from "./abort.js";
+import { Ring } from "./Ring.js";
 import type { WaitOptions } from "./time.js";
-import { RESOLVED } from "./internal/resolved.js";
+import { RESOLVED } from "./resolved.js";
 
 interface Sender<T> {
   value: T;

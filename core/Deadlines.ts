@@ -26,7 +26,7 @@
  * @module
  */
 import type { Loop, Timer } from "./Loop.js";
-import { Ring } from "./internal/Ring.js";
+import { Ring } from "./Ring.js";
 
 /** A pending deadline; cancel it when the work ends in time. */
 export interface Deadline {

@@ -11,7 +11,7 @@
  * @module
  */
 import { abortReason } from "./errors.js";
-import { onAbort } from "./internal/abort.js";
+import { onAbort } from "./abort.js";
 import type { WaitOptions } from "./time.js";
 
 export class Event {

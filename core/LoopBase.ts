@@ -24,9 +24,9 @@ import {
   parseUrl,
   schemeOf,
 } from "./Transport.js";
-import { Ring } from "./internal/Ring.js";
+import { Ring } from "./Ring.js";
 import { TimerHeap, type HeapEntry } from "./internal/TimerHeap.js";
-import { RESOLVED } from "./internal/resolved.js";
+import { RESOLVED } from "./resolved.js";
 
 /** Options every LoopBase adapter accepts. */
 export interface LoopOptions {

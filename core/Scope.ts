@@ -37,7 +37,7 @@
  */
 import type { Loop } from "./Loop.js";
 import { CancelledError, ClosedError, ScopeError, TilthError, describe, isCancellation } from "./errors.js";
-import { onAbort } from "./internal/abort.js";
+import { onAbort } from "./abort.js";
 import { sleep } from "./time.js";
 
 export interface ScopeOptions {

@@ -12,8 +12,8 @@
  */
 import type { Loop } from "./Loop.js";
 import { abortReason } from "./errors.js";
-import { onAbort } from "./internal/abort.js";
-import { Ring } from "./internal/Ring.js";
+import { onAbort } from "./abort.js";
+import { Ring } from "./Ring.js";
 import type { WaitOptions } from "./time.js";
 
 interface Waiter {

@@ -13,3 +13,6 @@ export * from "./Semaphore.js";
 export * from "./Lock.js";
 export * from "./time.js";
 export * from "./Deadlines.js";
+export * from "./Ring.js";
+export * from "./abort.js";
+export * from "./resolved.js";

@@ -13,7 +13,7 @@
  */
 import type { Loop } from "./Loop.js";
 import { TimeoutError, abortReason } from "./errors.js";
-import { onAbort } from "./internal/abort.js";
+import { onAbort } from "./abort.js";
 
 export interface WaitOptions {
   signal?: AbortSignal | undefined;

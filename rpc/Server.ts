@@ -188,7 +188,7 @@ export class RpcServer implements ServerCore, AsyncDisposable {
     return bound;
   }
 
-  /** @internal */
+  /** ServerCore: a session ended (called by the protocol's session). */
   sessionEnded(s: ServerSessionLike): void {
     const e = this.#sessions.get(s);
     if (e === undefined) return;

@@ -14,7 +14,7 @@
  *
  * Why: a one-argument call through msgpackr costs its general setup on both
  * ends. These paths are what an echo of a small value needs, and nothing more.
- * @internal
+ * Internal module.
  */
 
 /** The reader's answer for a value it leaves to msgpackr. */

@@ -2,19 +2,33 @@
 /**
  * The layering check. Fails when
  *  - a file imports from a layer above its own
- *    (core <- adapters <- transports <- rpc <- app <- cli), or
- *  - code outside adapters/ (and outside test/, bench/, scripts/) calls
- *    setTimeout, setInterval, setImmediate, Date.now or performance.now:
- *    every clock and timer goes through the Loop.
+ *    (core <- adapters <- transports <- rpc <- app <- cli);
+ *  - a file imports testing/ (the conformance suites published as
+ *    `tilth/testing`) from a layer, or testing/ imports a layer it may not:
+ *    testing/ is a leaf beside the stack that may import core/, adapters/
+ *    and transports/, and that only tests and users' tests import;
+ *  - a file imports an `internal/` folder of another top-level folder
+ *    (`transports/` may use `transports/internal/`, `rpc/` may not). What
+ *    another layer needs is public API of its layer. test/ is exempt: tests
+ *    test internals, so a test may import any `internal/` folder;
+ *  - code outside adapters/ (and outside test/, testing/, bench/, scripts/)
+ *    calls setTimeout, setInterval, setImmediate, Date.now or
+ *    performance.now: every clock and timer goes through the Loop. (testing/
+ *    and test/ measure the host itself: a host macrotask between loop turns,
+ *    leak checks that wait real time.)
  *
  * Usage: node scripts/check-layers.mjs [ROOT]   (exit 1 and a list on violation)
- * Also imported by the test suite, which proves it catches a violation.
+ * Also imported by the test suite, which proves it catches each violation.
  */
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const LAYERS = ["core", "adapters", "transports", "rpc", "app", "cli"];
+/** Leaves beside the stack: the layers each may import. No layer imports a leaf. */
+export const LEAVES = { testing: ["core", "adapters", "transports"] };
+/** Folders whose code may import only its own `internal/` folders: all but test/. */
+const INTERNAL_EXEMPT = ["test"];
 /** Folders whose code may not touch host clocks; adapters/ may, test/ bench/ scripts/ measure with them. */
 const CLOCK_FREE = ["core", "transports", "rpc", "app", "cli", "examples"];
 const CLOCK_CALL = /\b(setTimeout|setInterval|setImmediate)\s*\(|\bDate\s*\.\s*now\s*\(|\bperformance\s*\.\s*now\s*\(/g;
@@ -43,10 +57,38 @@ function stripComments(src) {
     .replace(/(^|[^:"'`\\])\/\/[^\n]*/g, (m, pre) => pre + " ".repeat(m.length - pre.length));
 }
 
+/** The top-level folder of `file` ("" for a file at the root). */
+function topOf(root, file) {
+  const parts = relative(root, file).split(sep);
+  return parts.length > 1 ? parts[0] : "";
+}
+
+/** `{name, rank}` of a layer, `{name, leaf: true}` of a leaf, else undefined. */
+function layerNamed(name) {
+  const i = LAYERS.indexOf(name);
+  if (i >= 0) return { name, rank: i };
+  return Object.hasOwn(LEAVES, name) ? { name, leaf: true } : undefined;
+}
+
 function layerOf(root, file) {
-  const top = relative(root, file).split(sep)[0];
-  const i = LAYERS.indexOf(top);
-  return i < 0 ? undefined : { name: top, rank: i };
+  return layerNamed(topOf(root, file));
+}
+
+/** Why `own` may not import `target`, or undefined when it may. */
+function layeringError(own, target) {
+  if (target === undefined || target.name === own.name) return undefined;
+  if (own.leaf) {
+    return LEAVES[own.name].includes(target.name) ? undefined : `may import only ${LEAVES[own.name].join("/, ")}/`;
+  }
+  if (target.leaf) return `${target.name}/ is for tests: no layer imports it`;
+  return target.rank > own.rank ? "a layer above it" : undefined;
+}
+
+/** The top-level folder whose `internal/` folder `spec` (relative to `file`) points into, if any. */
+function internalOwner(root, file, spec) {
+  if (!spec.startsWith(".")) return undefined;
+  const parts = relative(root, resolve(dirname(file), spec)).split(sep);
+  return parts.length > 1 && parts.slice(1, -1).includes("internal") ? parts[0] : undefined;
 }
 
 function lineOf(src, index) {
@@ -57,39 +99,48 @@ function lineOf(src, index) {
 export function checkLayers(root) {
   root = resolve(root);
   const out = [];
-  for (const top of new Set([...LAYERS, ...CLOCK_FREE])) {
-    for (const file of sourceFiles(join(root, top))) {
-      const src = stripComments(readFileSync(file, "utf8"));
-      const rel = relative(root, file);
-      const own = layerOf(root, file);
-      if (own) {
-        for (const m of src.matchAll(IMPORT)) {
-          const spec = m[2];
-          let target;
-          if (spec.startsWith(".")) target = layerOf(root, resolve(dirname(file), spec));
-          else if (spec === "tilth" || spec.startsWith("tilth/")) {
-            const sub = spec.split("/")[1];
-            target = sub ? { name: sub, rank: LAYERS.indexOf(sub) } : { name: "tilth", rank: LAYERS.length };
-          }
-          if (target && target.rank > own.rank) {
-            out.push({
-              file: rel,
-              line: lineOf(src, m.index),
-              rule: "layering",
-              message: `${own.name}/ imports "${spec}" from ${target.name}/, a layer above it`,
-            });
-          }
-        }
+  for (const file of sourceFiles(root)) {
+    const top = topOf(root, file);
+    if (INTERNAL_EXEMPT.includes(top)) continue;
+    const src = stripComments(readFileSync(file, "utf8"));
+    const rel = relative(root, file);
+    const own = layerNamed(top);
+    for (const m of src.matchAll(IMPORT)) {
+      const spec = m[2];
+      const owner = internalOwner(root, file, spec);
+      if (owner !== undefined && owner !== top) {
+        out.push({
+          file: rel,
+          line: lineOf(src, m.index),
+          rule: "internal",
+          message: `imports "${spec}" from the internal/ folder of ${owner}/: use (or add) public API of ${owner}/`,
+        });
       }
-      if (CLOCK_FREE.includes(top)) {
-        for (const m of src.matchAll(CLOCK_CALL)) {
-          out.push({
-            file: rel,
-            line: lineOf(src, m.index),
-            rule: "clock",
-            message: `calls ${m[0].replace(/\s*\($/, "")}(): outside adapters/, time and timers go through the Loop`,
-          });
-        }
+      if (own === undefined) continue;
+      let target;
+      if (spec.startsWith(".")) target = layerOf(root, resolve(dirname(file), spec));
+      else if (spec === "tilth" || spec.startsWith("tilth/")) {
+        const sub = spec.split("/")[1];
+        target = sub ? layerNamed(sub) : { name: "tilth", rank: LAYERS.length };
+      }
+      const why = layeringError(own, target);
+      if (why !== undefined) {
+        out.push({
+          file: rel,
+          line: lineOf(src, m.index),
+          rule: "layering",
+          message: `${own.name}/ imports "${spec}" from ${target.name}/: ${why}`,
+        });
+      }
+    }
+    if (CLOCK_FREE.includes(top)) {
+      for (const m of src.matchAll(CLOCK_CALL)) {
+        out.push({
+          file: rel,
+          line: lineOf(src, m.index),
+          rule: "clock",
+          message: `calls ${m[0].replace(/\s*\($/, "")}(): outside adapters/, time and timers go through the Loop`,
+        });
       }
     }
   }
@@ -101,7 +152,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const v = checkLayers(root);
   for (const x of v) console.error(`${x.file}:${x.line}: [${x.rule}] ${x.message}`);
   if (v.length) {
-    console.error(`${v.length} layering violation(s)`);
+    console.error(`${v.length} violation(s)`);
     process.exit(1);
   }
   console.log("layering: ok");

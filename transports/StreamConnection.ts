@@ -30,7 +30,7 @@ import { BrokenError, toError } from "../core/errors.js";
 import { ioError } from "./errors.js";
 import { checkMessage, FrameDecoder, FrameEncoder, wireSize } from "./framing.js";
 import { ConnectionBase, type ConnectionParams } from "./internal/ConnectionBase.js";
-import { RESOLVED } from "../core/internal/resolved.js";
+import { RESOLVED } from "../core/resolved.js";
 
 /** A batch this large is written at once instead of waiting for the end of the turn. */
 const BATCH_MAX = 256 * 1024;

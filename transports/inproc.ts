@@ -29,7 +29,7 @@
  */
 import { abortReason, BrokenError } from "../core/errors.js";
 import type { Loop } from "../core/Loop.js";
-import { Ring } from "../core/internal/Ring.js";
+import { Ring } from "../core/Ring.js";
 import {
   InvalidUrlError,
   type Connection,
@@ -45,7 +45,7 @@ import { checkMessage, HEADER_SIZE } from "./framing.js";
 import { ConnectionBase, type ConnectionParams } from "./internal/ConnectionBase.js";
 import { ListenerBase } from "./internal/ListenerBase.js";
 import { connectionParams } from "./internal/socket.js";
-import { RESOLVED } from "../core/internal/resolved.js";
+import { RESOLVED } from "../core/resolved.js";
 
 const EOF: unique symbol = Symbol("inproc EOF");
 type Item = Message | typeof EOF;

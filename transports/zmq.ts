@@ -65,7 +65,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { abortReason, BrokenError } from "../core/errors.js";
 import type { Loop } from "../core/Loop.js";
-import { Ring } from "../core/internal/Ring.js";
+import { Ring } from "../core/Ring.js";
 import { schemeOf, type Connection, type ConnectOptions, type Listener, type ListenOptions, type Message, type Transport } from "../core/Transport.js";
 import { ZmqSocket, zmqErrno, type SendOwner, type ZmqEvent, type ZmqKind, type ZmqSocketOptions } from "../adapters/zeromq.js";
 import { AddressInUseError, ConnectFailedError, ConnectionRefusedError, InvalidStateError, ListenFailedError, MessageTooLargeError } from "./errors.js";
@@ -322,7 +322,7 @@ export class ZmqPeerConnection extends ConnectionBase implements SendOwner {
     return this.#queued < this.highWaterMark;
   }
 
-  /** @internal SendOwner: one of our messages left the ROUTER's queue. */
+  /** SendOwner: one of our messages left the ROUTER's queue (called by the zeromq adapter). */
   zmqSent(bytes: number, _ok: boolean): void {
     // bytes include the identity frame
     this.#queued -= bytes - this.identity.byteLength;

@@ -1,11 +1,11 @@
 /**
  * `toRxScheduler(loop)`: an RxJS SchedulerLike whose clock is `loop.now()` and
  * whose actions run as loop posts (delay <= 0) or loop timers (delay > 0).
- * @internal Public surface: adapters/rxjs.ts.
+ * Internal module; its public surface is adapters/rxjs.ts.
  */
 import { Subscription, type SchedulerAction, type SchedulerLike } from "rxjs";
 import type { Loop, Timer } from "../../core/Loop.js";
-import { Ring } from "../../core/internal/Ring.js";
+import { Ring } from "../../core/Ring.js";
 
 type Work<T> = (this: SchedulerAction<T>, state?: T) => void;
 

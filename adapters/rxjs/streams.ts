@@ -1,12 +1,12 @@
 /**
  * Channels and async iterables to Observables and back.
- * @internal Public surface: adapters/rxjs.ts; semantics in docs/rxjs.md.
+ * Internal module; its public surface is adapters/rxjs.ts, its semantics docs/rxjs.md.
  */
 import { Observable, Subscription, type Observer } from "rxjs";
 import { Channel } from "../../core/Channel.js";
 import type { Loop } from "../../core/Loop.js";
 import { TilthError, abortReason, toError } from "../../core/errors.js";
-import { onAbort } from "../../core/internal/abort.js";
+import { onAbort } from "../../core/abort.js";
 
 /** What an Observable-turned-channel does with an item that finds its buffer full. */
 export type OverflowPolicy = "error" | "drop-newest" | "drop-oldest";

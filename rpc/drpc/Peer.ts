@@ -7,7 +7,7 @@
  * as silent; enough silent ticks (at least `peerTimeoutMs`) and the peer is
  * lost. A tick with nothing sent sends a PING. So a call that is merely slow
  * never looks like a dead peer: both sides keep pinging while it runs.
- * @internal
+ * Internal module.
  */
 import type { Loop, Timer } from "../../core/Loop.js";
 import type { Connection, ConnectionEnd, Message } from "../../core/Transport.js";

@@ -15,7 +15,6 @@ export const idSlot = (id: number, bits: number): number => home(id, 32 - bits);
  * `id & mask`: consecutive ids then land apart, and probe runs stay short.
  * With `id & mask`, a hundred calls in flight fill a hundred consecutive
  * slots, and every delete's backward shift scans the whole run.
- * @internal
  */
 export class IdTable<V> {
   #keys!: Int32Array;
@@ -130,7 +129,6 @@ export class IdTable<V> {
  * Ids 1..max in sequence, wrapping back to 1, never one that a table still
  * holds: after a wrap, a call or stream that stayed open (a subscription
  * left running for hours on a busy connection) keeps its id to itself.
- * @internal
  */
 export class IdCounter {
   #next: number;

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { NodeLoop } from "../../adapters/node.js";
 import { leakCheck } from "../helpers/leaks.js";
-import { loopConformance } from "../core/loop-conformance.js";
+import { loopConformance } from "../../testing/index.js";
 
 loopConformance("NodeLoop", () => {
   const errors: unknown[] = [];

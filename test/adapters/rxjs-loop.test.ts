@@ -9,7 +9,7 @@ import { loopFromRx, runVirtual } from "../../adapters/rxjs.js";
 import { isTilthError } from "../../core/errors.js";
 import { scoped } from "../../core/Scope.js";
 import { sleep, timeout } from "../../core/time.js";
-import { loopConformance } from "../core/loop-conformance.js";
+import { loopConformance } from "../../testing/index.js";
 import { leakCheck } from "../helpers/leaks.js";
 
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));

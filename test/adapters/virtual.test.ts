@@ -3,7 +3,7 @@ import { test } from "node:test";
 import { VirtualLoop } from "../../adapters/virtual.js";
 import { isTilthError } from "../../core/errors.js";
 import { sleep } from "../../core/time.js";
-import { loopConformance } from "../core/loop-conformance.js";
+import { loopConformance } from "../../testing/index.js";
 import { leakCheck } from "../helpers/leaks.js";
 
 loopConformance("VirtualLoop", () => {

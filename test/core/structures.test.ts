@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { Ring } from "../../core/internal/Ring.js";
+import { Ring } from "../../core/Ring.js";
 import { TimerHeap, type HeapEntry } from "../../core/internal/TimerHeap.js";
 
 test("property: the timer heap pops in (deadline, seq) order under pushes and removals", () => {

@@ -7,7 +7,7 @@ import type { Connection } from "../../core/Transport.js";
 import { sleep } from "../../core/time.js";
 import { registerTransports } from "../../transports/index.js";
 import { leakCheck } from "../helpers/leaks.js";
-import { transportConformance } from "./conformance.js";
+import { transportConformance } from "../../testing/index.js";
 import { cases } from "./util.js";
 
 transportConformance(cases.inprocNode);

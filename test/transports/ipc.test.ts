@@ -1,4 +1,4 @@
-import { transportConformance } from "./conformance.js";
+import { transportConformance } from "../../testing/index.js";
 import { cases } from "./util.js";
 
 transportConformance(cases.ipc);

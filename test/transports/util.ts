@@ -1,41 +1,26 @@
 /**
- * Helpers for the transport tests: a case per transport (how to make its
- * loop, URLs and options), connected pairs, message collectors, an echo
- * handler, waiting a number of loop turns.
+ * The transport cases of tilth's own tests (how to make each transport's
+ * loop, URLs and options) and host plumbing: free ports, temp dirs for unix
+ * sockets, the TLS fixtures. The helpers shared with the conformance suite
+ * live in testing/ (published as `tilth/testing`) and are re-exported here.
  */
-import { readFileSync } from "node:fs";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { NodeLoop } from "../../adapters/node.js";
 import { VirtualLoop } from "../../adapters/virtual.js";
-import type { Loop } from "../../core/Loop.js";
-import type { Connection, ConnectionEnd, ConnectOptions, Listener, ListenOptions, Message } from "../../core/Transport.js";
+import type { ConnectOptions, ListenOptions } from "../../core/Transport.js";
 import { registerTransports } from "../../transports/index.js";
+import type { TransportCase } from "../../testing/helpers.js";
+
+export * from "../../testing/helpers.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** dist/test/transports -> repo root */
 export const repoRoot = join(here, "..", "..", "..");
 export const tlsKey = readFileSync(join(repoRoot, "test", "fixtures", "tls", "key.pem"));
 export const tlsCert = readFileSync(join(repoRoot, "test", "fixtures", "tls", "cert.pem"));
-
-/** How to exercise one transport (on one kind of loop). */
-export interface TransportCase {
-  name: string;
-  virtual: boolean;
-  makeLoop(): Loop;
-  /** A fresh URL to listen on (port 0, a new socket path, a new name). */
-  listenUrl(): string;
-  /** A URL nobody listens on. */
-  refusedUrl(): Promise<string>;
-  listenOptions: ListenOptions;
-  connectOptions: ConnectOptions;
-  /** Run `body` to completion on `loop` (auto-advancing virtual time when virtual). */
-  run<T>(loop: Loop, body: () => Promise<T>): Promise<T>;
-  /** Remove temp files. */
-  cleanup(): void;
-}
 
 let seq = 0;
 const unique = (): string => `${process.pid}-${++seq}`;
@@ -50,7 +35,6 @@ function nodeCase(
 ): TransportCase {
   return {
     name,
-    virtual: false,
     makeLoop: () => registerTransports(new NodeLoop()),
     listenUrl,
     refusedUrl,
@@ -99,7 +83,6 @@ export const cases = {
   inprocNode: (): TransportCase => nodeCase("inproc (node loop)", () => `inproc://t-${unique()}`, async () => `inproc://nobody-${unique()}`),
   inprocVirtual: (): TransportCase => ({
     name: "inproc (virtual loop)",
-    virtual: true,
     makeLoop: () => registerTransports(new VirtualLoop({ stallWarningMs: 0 })),
     listenUrl: () => `inproc://v-${unique()}`,
     refusedUrl: async () => `inproc://nobody-${unique()}`,
@@ -109,156 +92,3 @@ export const cases = {
     cleanup: () => {},
   }),
 };
-
-export function defer<T = void>(): { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void } {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
-
-/** One host turn of `loop` (a 0 ms timer needs a turn of its own; posts share one). */
-export function turn(loop: Loop): Promise<void> {
-  return new Promise((resolve) => loop.timer(0, resolve));
-}
-
-/** Whether `p` settles within `n` loop turns (I/O is polled between turns). */
-export async function settlesWithin(loop: Loop, p: Promise<unknown>, n: number): Promise<boolean> {
-  let settled = false;
-  p.then(
-    () => (settled = true),
-    () => (settled = true),
-  );
-  for (let i = 0; i < n && !settled; i++) await turn(loop);
-  return settled;
-}
-
-/** Listen, connect, and return both ends; `nextServer()` gives the server end of later connections. */
-export async function connectPair(
-  c: TransportCase,
-  loop: Loop,
-  opts: { listen?: ListenOptions; connect?: ConnectOptions } = {},
-): Promise<{ listener: Listener; client: Connection; server: Connection; nextServer: () => Promise<Connection> }> {
-  const listener = await loop.listen(c.listenUrl(), { ...c.listenOptions, ...opts.listen });
-  const queue: Connection[] = [];
-  let waiter: ((c: Connection) => void) | undefined;
-  listener.start((conn) => {
-    if (waiter) {
-      const w = waiter;
-      waiter = undefined;
-      w(conn);
-    } else queue.push(conn);
-  });
-  const nextServer = (): Promise<Connection> => {
-    const q = queue.shift();
-    if (q) return Promise.resolve(q);
-    return new Promise((resolve) => (waiter = resolve));
-  };
-  const client = await loop.connect(listener.url, { ...c.connectOptions, ...opts.connect });
-  const server = await nextServer();
-  return { listener, client, server, nextServer };
-}
-
-/** Start `conn` collecting messages; wait for counts or the end. */
-export function collect(conn: Connection): {
-  msgs: Message[];
-  until(n: number): Promise<void>;
-  end: Promise<ConnectionEnd>;
-  endCalls: () => number;
-} {
-  const msgs: Message[] = [];
-  let waiting: { n: number; d: ReturnType<typeof defer<void>> } | undefined;
-  const end = defer<ConnectionEnd>();
-  let ended: ConnectionEnd | undefined;
-  let endCalls = 0;
-  conn.start({
-    message(m) {
-      msgs.push(m);
-      if (waiting && msgs.length >= waiting.n) {
-        waiting.d.resolve();
-        waiting = undefined;
-      }
-    },
-    end(e) {
-      endCalls++;
-      ended = e;
-      end.resolve(e);
-      if (waiting) {
-        waiting.d.reject(new Error(`connection ended (${JSON.stringify(e)}) after ${msgs.length} of ${waiting.n} messages`));
-        waiting = undefined;
-      }
-    },
-  });
-  return {
-    msgs,
-    until(n) {
-      if (msgs.length >= n) return Promise.resolve();
-      if (ended) return Promise.reject(new Error(`connection ended after ${msgs.length} of ${n} messages`));
-      waiting = { n, d: defer<void>() };
-      return waiting.d.promise;
-    },
-    end: end.promise,
-    endCalls: () => endCalls,
-  };
-}
-
-/** Echo every message back, pausing the reader while the writer is above its high-water mark. */
-export function echo(conn: Connection): Promise<ConnectionEnd> {
-  const end = defer<ConnectionEnd>();
-  conn.start({
-    message(m) {
-      if (conn.ended) return;
-      try {
-        if (!conn.send(m)) {
-          conn.pause();
-          conn.drain().then(
-            () => conn.resume(),
-            () => {},
-          );
-        }
-      } catch {
-        // ended under us; the end handler reports it
-      }
-    },
-    end: (e) => end.resolve(e),
-  });
-  return end.promise;
-}
-
-/** A buffer of `n` bytes with a recognisable pattern. */
-export function pattern(n: number, seed = 0): Buffer {
-  const b = Buffer.allocUnsafe(n);
-  for (let i = 0; i < n; i++) b[i] = (i * 31 + seed) & 0xff;
-  return b;
-}
-
-/** A 4-byte sequence number frame. */
-export function seqFrame(i: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32BE(i);
-  return b;
-}
-
-export function seqOf(m: Message): number {
-  return Buffer.from(m[0]!.buffer, m[0]!.byteOffset, m[0]!.byteLength).readUInt32BE(0);
-}
-
-/** Record unhandled rejections while `body` runs (plus a few turns after). */
-export async function noUnhandledRejections<T>(loop: Loop, body: () => Promise<T>): Promise<T> {
-  const seen: unknown[] = [];
-  const on = (e: unknown): void => {
-    seen.push(e);
-  };
-  process.on("unhandledRejection", on);
-  try {
-    const r = await body();
-    for (let i = 0; i < 5; i++) await turn(loop);
-    if (seen.length > 0) throw new Error(`unhandled rejections: ${seen.map(String).join("; ")}`);
-    return r;
-  } finally {
-    process.removeListener("unhandledRejection", on);
-  }
-}

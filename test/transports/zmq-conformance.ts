@@ -7,13 +7,12 @@
 import { join } from "node:path";
 import { NodeLoop } from "../../adapters/node.js";
 import { registerTransports } from "../../transports/index.js";
-import { transportConformance } from "./conformance.js";
+import { transportConformance } from "../../testing/index.js";
 import { cleanupTmp, freePort, tmpDir, type TransportCase } from "./util.js";
 
 let seq = 0;
 const zcase = (name: string, listenUrl: () => string, refusedUrl: () => Promise<string>, cleanup: () => void = () => {}): TransportCase => ({
   name,
-  virtual: false,
   makeLoop: () => registerTransports(new NodeLoop()),
   listenUrl,
   refusedUrl,

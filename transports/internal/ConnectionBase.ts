@@ -9,10 +9,10 @@
 import { BrokenError, BusyError, ClosedError, TimeoutError, toError } from "../../core/errors.js";
 import type { Loop } from "../../core/Loop.js";
 import type { Connection, ConnectionEnd, ConnectionHandler, Message } from "../../core/Transport.js";
-import { Ring } from "../../core/internal/Ring.js";
+import { Ring } from "../../core/Ring.js";
 import { InvalidStateError } from "../errors.js";
 import type { FramingLimits } from "../framing.js";
-import { RESOLVED } from "../../core/internal/resolved.js";
+import { RESOLVED } from "../../core/resolved.js";
 
 /** Default high-water mark of a connection's send side: 1 MiB. */
 export const DEFAULT_HIGH_WATER_MARK = 1024 * 1024;

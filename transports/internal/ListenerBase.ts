@@ -2,11 +2,11 @@
  * What every listener shares: a bounded queue of accepted connections handed
  * to a `start()` handler (on later turns) or to an async iterator, and an
  * idempotent close that destroys connections nobody has claimed.
- * @internal
+ * Internal module.
  */
 import type { Loop } from "../../core/Loop.js";
 import type { Connection, Listener } from "../../core/Transport.js";
-import { Ring } from "../../core/internal/Ring.js";
+import { Ring } from "../../core/Ring.js";
 import { InvalidStateError } from "../errors.js";
 
 /** Default bound of accepted connections waiting to be claimed (as the OS backlog default). */

@@ -1,36 +1,66 @@
 /**
- * The Loop contract's conformance suite. Every Loop adapter runs it through
- * `loopConformance(name, makeHarness)`; a new adapter is done when it passes.
+ * The Loop contract's conformance suite. Every Loop adapter of tilth runs it,
+ * and so can yours: `loopConformance(name, makeHarness)` registers its tests
+ * with `node:test`, a fresh harness (a new loop) for each. An adapter is done
+ * when it passes. The suite checks the clock (`now` monotonic, `wallTime` an
+ * epoch time moving with it), `post` order and asynchrony, timer order and
+ * cancellation, errors thrown by callbacks, the cooperative budget (a long
+ * chain of posts lets host macrotasks run), coded errors for bad URLs, and
+ * that no timer is left pending.
+ *
+ * @example
+ * ```ts
+ * // my-loop.test.ts, run with `node --test`
+ * import { leakCheck, loopConformance } from "tilth/testing";
+ * import { MyLoop } from "./MyLoop.js";
+ *
+ * loopConformance("MyLoop", () => {
+ *   const errors: unknown[] = [];
+ *   const loop = new MyLoop({ onError: (e) => errors.push(e) });
+ *   return { loop, drive: (body) => body(), reported: () => errors, teardown: leakCheck() };
+ * });
+ * ```
+ * @module
  */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import type { Loop } from "../../core/Loop.js";
-import { isTilthError } from "../../core/errors.js";
+import type { Loop } from "../core/Loop.js";
+import { onAbort } from "../core/abort.js";
+import { isTilthError } from "../core/errors.js";
+import { defer } from "./helpers.js";
 
+/** One loop under test, and how to drive it. */
 export interface LoopHarness {
+  /** A new loop, with `onError` collecting what `reported()` returns. */
   loop: Loop;
   /** Run `body` on the loop until it settles (real time, or auto-advanced virtual time). */
   drive<T>(body: () => Promise<T>): Promise<T>;
   /** Errors the loop reported from throwing callbacks. */
   reported(): unknown[];
-  /** Called at the end of each test: asserts nothing is left behind. */
+  /** Called at the end of each test: asserts nothing is left behind (and stops whatever drives the loop). */
   teardown(): Promise<void>;
 }
 
+/** Makes a fresh {@link LoopHarness}; called once per test. */
 export type HarnessFactory = () => LoopHarness;
 
-function defer<T = void>(): { promise: Promise<T>; resolve: (v: T) => void } {
-  let resolve!: (v: T) => void;
-  const promise = new Promise<T>((r) => (resolve = r));
-  return { promise, resolve };
+/** Rejects with the signal's reason when it aborts (node:test aborts a test's signal at its timeout). */
+function aborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    else onAbort(signal, reject);
+  });
 }
 
+/** Register the Loop conformance tests for the loop that `make` builds, under `Loop conformance: ${name}`. */
 export function loopConformance(name: string, make: HarnessFactory): void {
   const it = (title: string, fn: (h: LoopHarness) => Promise<void>): void => {
-    test(title, async () => {
+    test(title, { timeout: 30_000 }, async (t) => {
       const h = make();
       try {
-        await fn(h);
+        // A loop that never runs what it owes hangs `fn`: at the timeout, stop waiting,
+        // so that teardown still stops whatever drives the loop and the process can end.
+        await Promise.race([fn(h), aborted(t.signal)]);
       } finally {
         await h.teardown();
       }
@@ -99,6 +129,21 @@ export function loopConformance(name: string, make: HarnessFactory): void {
       });
     });
 
+    it("a timer set after the last one fired still fires: each wake-up is asked for anew", async (h) => {
+      await h.drive(async () => {
+        const fired: number[] = [];
+        for (let i = 0; i < 3; i++) {
+          const done = defer();
+          // Set from a promise continuation, with no turn pending: only the host's wake-up can fire it.
+          const t = h.loop.timer(30, () => done.resolve());
+          await done.promise;
+          fired.push(t.deadline);
+        }
+        assert.equal(fired.length, 3);
+        assert.ok(h.loop.now() >= fired[2]!);
+      });
+    });
+
     it("a cancelled timer never fires; cancel is idempotent and harmless after firing", async (h) => {
       await h.drive(async () => {
         let fired = 0;
@@ -161,15 +206,34 @@ export function loopConformance(name: string, make: HarnessFactory): void {
         let stepsWhenTimerRan = -1;
         const done = defer();
         const step = (): void => {
+          // Asked for once the chain runs, so that it cannot have run before the chain began.
+          if (steps === 0) setImmediate(() => (stepsWhenOtherRan = steps));
           if (++steps < total) h.loop.post(step);
           else done.resolve();
         };
         h.loop.post(step);
         h.loop.timer(0, () => (stepsWhenTimerRan = steps));
-        setImmediate(() => (stepsWhenOtherRan = steps));
         await done.promise;
         assert.ok(stepsWhenOtherRan >= 0 && stepsWhenOtherRan < total, `host macrotask ran at step ${stepsWhenOtherRan}`);
         assert.ok(stepsWhenTimerRan >= 0 && stepsWhenTimerRan < total, `due timer ran at step ${stepsWhenTimerRan}`);
+      });
+    });
+
+    it("promise continuations of one turn run before the next turn", async (h) => {
+      await h.drive(async () => {
+        const seen: string[] = [];
+        const settled = defer();
+        const next = defer();
+        void settled.promise.then(() => seen.push("continuation"));
+        // The first `budget` posts make one turn; the last post is the next turn's.
+        h.loop.post(() => settled.resolve());
+        for (let i = 1; i < h.loop.budget; i++) h.loop.post(() => {});
+        h.loop.post(() => {
+          seen.push("next turn");
+          next.resolve();
+        });
+        await next.promise;
+        assert.deepEqual(seen, ["continuation", "next turn"], "the host ran two turns without letting microtasks run between them");
       });
     });
 

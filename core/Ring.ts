@@ -1,15 +1,35 @@
 /**
- * A growable FIFO ring buffer: O(1) push and shift, no `Array#shift` (which is
- * O(n) on large arrays). Capacity doubles when full and never shrinks below
- * what was reached; that keeps the hot path free of allocations.
- * @internal
+ * A growable FIFO ring buffer: O(1) `push` and `shift` without `Array#shift`
+ * (which is O(n) on large arrays), as in undici's `fixed-queue.js`. The
+ * capacity is a power of two that doubles when full and never shrinks, so a
+ * queue that reached its working size allocates nothing more. The loop's post
+ * queue, channels, semaphores and the transports' send and accept queues are
+ * Rings; use one for any queue on a hot path.
+ *
+ * It holds what it is given and no more: a bound on its length is the
+ * owner's to keep (and to say, with ERR_BUSY, when it is reached).
+ *
+ * @example
+ * ```ts
+ * import { Ring } from "tilth/core";
+ * const q = new Ring<string>(64);
+ * q.push("a");
+ * q.push("b");
+ * q.shift(); // "a"
+ * q.peek();  // "b"
+ * q.length;  // 1
+ * ```
+ * @module
  */
+
+/** A growable FIFO queue of `T` on a ring buffer; see the module doc. */
 export class Ring<T> {
   #buf: (T | undefined)[];
   #head = 0;
   #len = 0;
   #mask: number;
 
+  /** `initialCapacity` is rounded up to a power of two. */
   constructor(initialCapacity = 16) {
     let cap = 1;
     while (cap < initialCapacity) cap <<= 1;
@@ -17,10 +37,12 @@ export class Ring<T> {
     this.#mask = cap - 1;
   }
 
+  /** Items held. */
   get length(): number {
     return this.#len;
   }
 
+  /** Add `v` at the end. */
   push(v: T): void {
     if (this.#len === this.#buf.length) this.#grow();
     this.#buf[(this.#head + this.#len) & this.#mask] = v;
