@@ -4,7 +4,7 @@
  * streams like an async generator. rxjs stays an optional dependency of the
  * RPC layer: the object is recognised by its shape and subscribed through
  * that shape.
- * @internal
+ * Internal module: not part of the public API.
  */
 import { Channel } from "../core/Channel.js";
 import type { Loop } from "../core/Loop.js";

@@ -3,7 +3,7 @@
  * in the order they were scheduled (FIFO), as in libuv's timer heap. Each entry
  * knows its index, so cancel is O(log n) and the heap never holds dead entries:
  * a million pending timers cost a million slots, no more.
- * @internal
+ * Internal module: not part of the public API.
  */
 export interface HeapEntry {
   deadline: number;

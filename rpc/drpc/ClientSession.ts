@@ -2,7 +2,7 @@
  * The client end of one drpc connection: the HELLO exchange and heartbeats
  * (in Peer), GOAWAY, and drpc's form of calls, credit and cancels. Pending
  * calls, time limits and middleware are the call engine's (rpc/ClientCalls).
- * @internal
+ * Internal module: not part of the public API.
  */
 import type { Loop } from "../../core/Loop.js";
 import type { Connection } from "../../core/Transport.js";

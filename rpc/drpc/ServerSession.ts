@@ -2,7 +2,7 @@
  * The server end of one drpc connection: the HELLO exchange and heartbeats
  * (in Peer), GOAWAY, and drpc's form of answers. Dispatch, deadlines, streams
  * with credit, cancellation and middleware are the call engine's (rpc/ServerCalls).
- * @internal
+ * Internal module: not part of the public API.
  */
 import type { Loop } from "../../core/Loop.js";
 import type { Connection } from "../../core/Transport.js";

@@ -7,7 +7,7 @@
  * which each puts last in its array (a CALL's `args`). Anything else, and any
  * encoding the fast reader does not expect, goes through msgpackr whole and
  * gets the same checks.
- * @internal
+ * Internal module: not part of the public API.
  */
 import { Packr, RESERVE_START_SPACE } from "msgpackr";
 import { ProtocolError, type RemoteErrorInfo } from "../errors.js";

@@ -3,7 +3,7 @@
  * request's message id), results, errors and streams, `_zpc_more` credit sent
  * only after the first reply, per-channel `_zpc_hb` heartbeats with
  * lost-remote detection, and time limits.
- * @internal
+ * Internal module: not part of the public API.
  */
 import { Deadlines, type Deadline } from "../../core/Deadlines.js";
 import type { Loop } from "../../core/Loop.js";

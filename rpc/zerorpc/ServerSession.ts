@@ -3,7 +3,7 @@
  * channels keyed by the opening request's message id, OK / ERR / STREAM /
  * STREAM_DONE replies, `_zpc_more` credit, per-channel heartbeats with
  * lost-remote detection, and the `_zerorpc_*` built-ins.
- * @internal
+ * Internal module: not part of the public API.
  */
 import { Deadlines, type Deadline } from "../../core/Deadlines.js";
 import type { Loop } from "../../core/Loop.js";

@@ -2,7 +2,7 @@
  * ZeroRPC events: one msgpack array `[header, name, args]` in the last frame
  * of a transport message, the frame before it empty (see docs/zerorpc.md and
  * the recorded wire format it follows).
- * @internal
+ * Internal module: not part of the public API.
  */
 import { randomBytes } from "node:crypto";
 import { Packr } from "msgpackr";

@@ -4,7 +4,7 @@
  * never synchronous with `start()`, `drain()` waiters, the pull-style
  * `messages()` iterator and idempotent close/destroy. Subclasses supply the
  * I/O through a few hooks.
- * @internal
+ * Internal module: not part of the public API.
  */
 import { BrokenError, BusyError, ClosedError, TimeoutError, toError } from "../../core/errors.js";
 import type { Loop } from "../../core/Loop.js";

@@ -1,7 +1,7 @@
 /**
  * A listener over a node:net or node:tls server: each accepted socket becomes
  * a {@link StreamConnection}.
- * @internal
+ * Internal module: not part of the public API.
  */
 import type { Server, Socket } from "node:net";
 import type { Loop } from "../../core/Loop.js";

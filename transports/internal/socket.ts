@@ -2,7 +2,7 @@
  * Plumbing shared by the node:net and node:tls transports: URL targets,
  * waiting for a socket or server event with an abort signal, connection
  * parameters from options.
- * @internal
+ * Internal module: not part of the public API.
  */
 import type { Server, Socket } from "node:net";
 import { abortReason } from "../../core/errors.js";
