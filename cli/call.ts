@@ -11,6 +11,7 @@
  * and message on stderr.
  * @module
  */
+import { randomBytes } from "node:crypto";
 import { NodeLoop } from "../adapters/node.js";
 import { CancelledError, isTilthError } from "../core/errors.js";
 import { loadSettings } from "../app/Settings.js";
@@ -69,7 +70,8 @@ export function parseArg(s: string, strict: boolean): unknown {
 /** JSON with BigInt kept exact and bytes shown as base64. */
 export function toJson(v: unknown, pretty: boolean): string {
   const big: string[] = [];
-  const mark = `@@tilth-bigint-${Math.random().toString(36).slice(2)}-`;
+  // A nonce no string in the value can contain by chance (not timing or simulation state: no need for the loop's source).
+  const mark = `@@tilth-bigint-${randomBytes(8).toString("hex")}-`;
   const text = JSON.stringify(
     v,
     (_k, x: unknown) => {
