@@ -594,13 +594,6 @@ export class ZmqTransport implements Transport {
       highWaterMark: params.highWaterMark,
       ...(hiccup === undefined ? {} : { hiccupMessage: hiccup }),
     });
-    if (kind !== "dealer") {
-      // One-way sockets connect as ZeroMQ does: in the background, before or
-      // after the other side binds, reconnecting on their own (a subscriber
-      // started before its publisher is the common case).
-      sock.connect(endpoint);
-      return new ZmqSocketConnection(loop, sock, hiccup, params);
-    }
     try {
       await new Promise<void>((resolve, reject) => {
         const signal = options.signal;
@@ -616,7 +609,11 @@ export class ZmqTransport implements Transport {
           ["handshake", "connect:retry", "handshake:error:protocol", "handshake:error:auth", "handshake:error:other", "disconnect"],
           (ev: ZmqEvent) => {
             if (ev.type === "handshake") done();
-            else if (ev.type === "connect:retry" || ev.type === "disconnect") done(new ConnectionRefusedError(href));
+            // One-way sockets connect as ZeroMQ does when nobody listens yet: in
+            // the background, reconnecting on their own (a subscriber started
+            // before its publisher is the common case). When someone listens,
+            // the handshake comes first, so a subscription is in place on return.
+            else if (ev.type === "connect:retry" || ev.type === "disconnect") done(kind === "dealer" ? new ConnectionRefusedError(href) : undefined);
             else done(new ConnectFailedError(href, `ZMTP handshake failed (${ev.type}${ev.error ? `: ${ev.error.message}` : ""})`, { cause: ev.error }));
           },
         );
