@@ -28,7 +28,7 @@ import type { MethodInfo } from "./api.js";
 import type { Middleware } from "./context.js";
 import type { CallOptions, CallPromise, PendingCall } from "./PendingCall.js";
 import { Scope } from "../core/Scope.js";
-import type { ClientSessionLike, PeerOptions, RpcProtocol } from "./protocol.js";
+import { checkPeerOptions, type ClientSessionLike, type PeerOptions, type RpcProtocol } from "./protocol.js";
 import { protocolFor } from "./protocols.js";
 import { parseRpcUrl } from "./url.js";
 
@@ -99,6 +99,7 @@ export class RpcClient implements AsyncDisposable {
   readonly #sessions = new Set<ClientSessionLike>();
 
   constructor(url: string, options: ClientOptions) {
+    checkPeerOptions(options);
     const u = parseRpcUrl(url);
     const protocol = protocolFor(u.protocol, url, options.protocols);
     this.#protocol = protocol;

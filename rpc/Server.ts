@@ -15,7 +15,7 @@ import { ClosedError, TilthError } from "../core/errors.js";
 import { Scope, stopWithin } from "../core/Scope.js";
 import { exposedMethods, type ExposeOptions, type ExposedMethod, type MethodInfo } from "./api.js";
 import type { Middleware } from "./context.js";
-import type { PeerOptions, RpcProtocol, ServerCore, ServerSessionLike } from "./protocol.js";
+import { checkPeerOptions, type PeerOptions, type RpcProtocol, type ServerCore, type ServerSessionLike } from "./protocol.js";
 import { protocolFor } from "./protocols.js";
 import { formatRpcUrl, parseRpcUrl } from "./url.js";
 
@@ -75,6 +75,7 @@ export class RpcServer implements ServerCore, AsyncDisposable {
   readonly #closeTimeoutMs: number;
 
   constructor(api: object, options: ServerOptions) {
+    checkPeerOptions(options);
     this.loop = options.loop;
     this.#options = options;
     this.methods = exposedMethods(api, options);

@@ -16,12 +16,44 @@ import type { ServerOptions } from "./Server.js";
 export interface PeerOptions {
   /** Interval of heartbeats, ms; 0 turns them off. Default 5000. */
   heartbeatMs?: number;
-  /** Silence after which the peer is declared lost, ms. Default 3 heartbeat intervals of the slower side. */
+  /**
+   * Silence after which the peer is declared lost, ms: detected within it, and
+   * never before it less half a heartbeat. Default 3 heartbeat intervals of the
+   * slower side.
+   */
   peerTimeoutMs?: number;
+  /**
+   * Longest heartbeat interval a peer may announce in its HELLO, ms: a longer
+   * one, or none (0), counts as this, so a peer cannot turn off this side's
+   * liveness checks. Default 30000 (such a peer is lost after 90 s of silence).
+   */
+  maxPeerHeartbeatMs?: number;
+  /**
+   * Time the peer's HELLO may take after the connection opens, ms; past it the
+   * connection ends with ERR_PROTOCOL. Default 5000; Infinity waits for ever.
+   */
+  handshakeTimeoutMs?: number;
   /** Largest message accepted and sent, bytes. Default 64 MiB. */
   maxMessageSize?: number;
   /** A name sent in HELLO, for logs. */
   name?: string;
+}
+
+/** A non-negative, finite number of ms (Infinity where `infinite`), `dflt` when undefined, else a RangeError naming the option. */
+export function validMs(name: string, v: unknown, dflt: number, infinite = false): number {
+  if (v === undefined) return dflt;
+  if (typeof v !== "number" || Number.isNaN(v) || v < 0 || (!infinite && !Number.isFinite(v))) {
+    throw new RangeError(`${name} must be a non-negative number of ms${infinite ? " (or Infinity)" : ""}, got ${String(v)}`);
+  }
+  return v;
+}
+
+/** Check the time options of PeerOptions at once (sessions read them later); throws RangeError. */
+export function checkPeerOptions(o: PeerOptions): void {
+  validMs("heartbeatMs", o.heartbeatMs, 0);
+  validMs("peerTimeoutMs", o.peerTimeoutMs, 0);
+  validMs("maxPeerHeartbeatMs", o.maxPeerHeartbeatMs, 0);
+  validMs("handshakeTimeoutMs", o.handshakeTimeoutMs, 0, true);
 }
 
 /** What a protocol's server session needs from its server. */

@@ -2,24 +2,41 @@
  * What both ends of a drpc connection share: decoding, the HELLO exchange,
  * heartbeats and liveness, and ending with a reason.
  *
+ * The HELLO comes first and within `handshakeTimeoutMs`: anything else first
+ * (a PING too) is a protocol error, and a connection that stays silent is
+ * ended when the time is up.
+ *
  * Liveness costs nothing per message: receiving sets a flag, and one timer per
- * connection ticks every heartbeat interval. A tick that saw no message counts
- * as silent; enough silent ticks (at least `peerTimeoutMs`) and the peer is
- * lost. A tick with nothing sent sends a PING. So a call that is merely slow
- * never looks like a dead peer: both sides keep pinging while it runs.
+ * connection checks every half heartbeat interval. A check that saw a message
+ * notes the time; when the time since the last such check plus one interval
+ * (the most the last message can be older) reaches the limit (`peerTimeoutMs`,
+ * default three heartbeat intervals of the slower side), the peer is lost. So
+ * a silent peer is declared lost within the limit, and never before the limit
+ * less half a heartbeat. A PING goes out when nothing was sent for a heartbeat
+ * interval, so a healthy peer is never silent for more than 1.5 intervals. A
+ * call that is merely slow never looks like a dead peer: both sides keep
+ * pinging while it runs.
+ *
+ * The peer's heartbeat is its own business, within this side's rules: an
+ * interval above `maxPeerHeartbeatMs` (or none, or not a number) counts as
+ * `maxPeerHeartbeatMs`, so no peer turns off this side's liveness checks.
  * Internal module.
  */
 import type { Loop, Timer } from "../../core/Loop.js";
 import type { Connection, ConnectionEnd, Message } from "../../core/Transport.js";
 import { describe as describeError } from "../../core/errors.js";
 import { ConnectionLostError, IncompatiblePeerError, ProtocolError, type RemoteErrorInfo } from "../errors.js";
-import type { PeerOptions } from "../protocol.js";
+import { validMs, type PeerOptions } from "../protocol.js";
 import { PROTOCOL, T, VERSION, decode, encode, type HelloInfo, type Msg } from "./codec.js";
 
 export type { PeerOptions } from "../protocol.js";
 
 export const DEFAULT_HEARTBEAT_MS = 5000;
 export const DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024;
+/** Time the peer's HELLO may take after the connection opens, ms. */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 5000;
+/** Longest heartbeat interval a peer may announce, ms; a longer one (or 0) counts as this. */
+export const DEFAULT_MAX_PEER_HEARTBEAT_MS = 30_000;
 
 export abstract class Peer {
   readonly loop: Loop;
@@ -32,18 +49,28 @@ export abstract class Peer {
   endError: Error | undefined;
   #ended = false;
   readonly #peerTimeoutMs: number | undefined;
+  readonly #handshakeTimeoutMs: number;
+  readonly #maxPeerHeartbeatMs: number;
   readonly #name: string | undefined;
   #hb: Timer | undefined;
+  #handshake: Timer | undefined;
+  /** Interval of liveness checks: half a heartbeat. */
+  #checkMs = 0;
+  /** Loop time of the last check that had seen a message (or of the start). */
+  #heardAt = 0;
+  /** Loop time of the last check that had seen something sent (or of the last PING). */
+  #spokeAt = 0;
   #recvSinceTick = false;
   #sentSinceTick = false;
-  #silentTicks = 0;
 
   constructor(loop: Loop, conn: Connection, options: PeerOptions) {
     this.loop = loop;
     this.conn = conn;
-    this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+    this.heartbeatMs = validMs("heartbeatMs", options.heartbeatMs, DEFAULT_HEARTBEAT_MS);
     this.maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
-    this.#peerTimeoutMs = options.peerTimeoutMs;
+    this.#peerTimeoutMs = options.peerTimeoutMs === undefined ? undefined : validMs("peerTimeoutMs", options.peerTimeoutMs, 0);
+    this.#handshakeTimeoutMs = validMs("handshakeTimeoutMs", options.handshakeTimeoutMs, DEFAULT_HANDSHAKE_TIMEOUT_MS, true);
+    this.#maxPeerHeartbeatMs = validMs("maxPeerHeartbeatMs", options.maxPeerHeartbeatMs, DEFAULT_MAX_PEER_HEARTBEAT_MS);
     this.#name = options.name;
   }
 
@@ -57,8 +84,23 @@ export abstract class Peer {
       message: (m) => this.#onMessage(m),
       end: (e) => this.#onEnd(e),
     });
-    if (this.heartbeatMs > 0) this.#hb = this.loop.timer(this.heartbeatMs, this.#tick).unref();
+    const now = this.loop.now();
+    this.#heardAt = this.#spokeAt = now;
+    if (this.heartbeatMs > 0) {
+      this.#checkMs = this.heartbeatMs / 2;
+      this.#hb = this.loop.timer(this.#checkMs, this.#tick).unref();
+    }
+    const hs = this.#handshakeTimeoutMs;
+    if (hs > 0 && hs !== Infinity) this.#handshake = this.loop.timer(hs, this.#handshakeOver).unref();
   }
+
+  readonly #handshakeOver = (): void => {
+    this.#handshake = undefined;
+    if (this.peerHello !== undefined || this.#ended) return;
+    this.fail(new ProtocolError(`no HELLO within ${this.#handshakeTimeoutMs} ms of connecting (handshakeTimeoutMs)`, {
+      context: { handshakeTimeoutMs: this.#handshakeTimeoutMs },
+    }));
+  };
 
   protected sendHello(): void {
     const info: HelloInfo = { heartbeatMs: this.heartbeatMs, maxMessageSize: this.maxMessageSize };
@@ -81,11 +123,15 @@ export abstract class Peer {
       );
       return false;
     }
+    const hb = info.heartbeatMs;
     this.peerHello = {
-      heartbeatMs: typeof info.heartbeatMs === "number" ? info.heartbeatMs : 0,
+      // This side's rules hold whatever the peer asks: no interval above the maximum, none means the maximum.
+      heartbeatMs: typeof hb === "number" && hb > 0 ? Math.min(hb, this.#maxPeerHeartbeatMs) : this.#maxPeerHeartbeatMs,
       maxMessageSize: typeof info.maxMessageSize === "number" ? info.maxMessageSize : DEFAULT_MAX_MESSAGE_SIZE,
       ...(typeof info.name === "string" ? { name: info.name } : {}),
     };
+    this.#handshake?.cancel();
+    this.#handshake = undefined;
     return true;
   }
 
@@ -147,7 +193,10 @@ export abstract class Peer {
       this.fail(e as Error);
       return;
     }
-    if (m[0] === T.PING) return;
+    if (m[0] === T.PING) {
+      if (this.peerHello === undefined) this.fail(new ProtocolError("expected HELLO first, got PING"));
+      return;
+    }
     try {
       this.onMsg(m);
     } catch (e) {
@@ -161,6 +210,8 @@ export abstract class Peer {
     this.#ended = true;
     this.#hb?.cancel();
     this.#hb = undefined;
+    this.#handshake?.cancel();
+    this.#handshake = undefined;
     const error =
       this.endError ??
       (end.by === "local"
@@ -175,20 +226,26 @@ export abstract class Peer {
 
   readonly #tick = (): void => {
     if (this.#ended) return;
-    if (this.#recvSinceTick) this.#silentTicks = 0;
-    else this.#silentTicks++;
+    const now = this.loop.now();
+    const check = this.#checkMs;
+    if (this.#recvSinceTick) this.#heardAt = now;
     this.#recvSinceTick = false;
-    const peerHb = this.peerHello?.heartbeatMs ?? this.heartbeatMs;
-    if (peerHb > 0) {
-      const limit = this.#peerTimeoutMs ?? 3 * Math.max(peerHb, this.heartbeatMs);
-      const silentMs = this.#silentTicks * this.heartbeatMs;
-      if (silentMs >= limit) {
-        this.fail(new ConnectionLostError(`peer silent for ${silentMs} ms (limit ${limit} ms)`, { silentMs }));
-        return;
-      }
+    // The last message came after the check before #heardAt: at most one interval before it.
+    const limit = this.#peerTimeoutMs ?? 3 * Math.max(this.peerHello?.heartbeatMs ?? this.heartbeatMs, this.heartbeatMs);
+    const silentMs = now - this.#heardAt;
+    if (silentMs + check >= limit) {
+      this.fail(new ConnectionLostError(`peer silent for ${Math.round(silentMs)} ms or more (limit ${Math.round(limit)} ms)`, { silentMs: Math.round(silentMs) }));
+      return;
     }
-    if (!this.#sentSinceTick) this.trySend([T.PING]);
+    if (this.#sentSinceTick) this.#spokeAt = now;
     this.#sentSinceTick = false;
-    this.#hb = this.loop.timer(this.heartbeatMs, this.#tick).unref();
+    if (now - this.#spokeAt >= this.heartbeatMs) {
+      this.trySend([T.PING]);
+      this.#sentSinceTick = false;
+      this.#spokeAt = now;
+    }
+    // Check again in one interval, or sooner when the limit falls before it.
+    const due = this.#heardAt + limit - check - now;
+    this.#hb = this.loop.timer(due > 0 && due < check ? due : check, this.#tick).unref();
   };
 }
