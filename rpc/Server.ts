@@ -13,6 +13,7 @@ import type { Loop } from "../core/Loop.js";
 import type { ListenOptions } from "../core/Transport.js";
 import { ClosedError, TilthError } from "../core/errors.js";
 import { Scope, stopWithin } from "../core/Scope.js";
+import { ByteBudget } from "../core/Budget.js";
 import { exposedMethods, type ExposeOptions, type ExposedMethod, type MethodInfo } from "./api.js";
 import type { Middleware } from "./context.js";
 import { checkPeerOptions, type PeerOptions, type RpcProtocol, type ServerCore, type ServerSessionLike } from "./protocol.js";
@@ -21,6 +22,8 @@ import { formatRpcUrl, parseRpcUrl } from "./url.js";
 
 /** How long closing one connection (flush, the peer's end) may take before it is destroyed, ms. */
 export const DEFAULT_CLOSE_TIMEOUT_MS = 2000;
+/** Default of `inputBudget` and `outputBudget`: 256 MiB each. */
+export const DEFAULT_SERVER_BUDGET = 256 * 1024 * 1024;
 
 export interface ServerOptions extends PeerOptions, ExposeOptions {
   loop: Loop;
@@ -35,6 +38,21 @@ export interface ServerOptions extends PeerOptions, ExposeOptions {
   protocols?: readonly RpcProtocol[];
   /** How long closing a connection may wait for its peer before it is destroyed, ms. Default 2000. */
   closeTimeoutMs?: number;
+  /**
+   * Bytes of messages in assembly (received, not yet whole) that all the
+   * server's stream connections (tcp, ipc, tls) may hold together; a
+   * connection whose message would pass it is closed (ERR_BUSY on the server).
+   * Default 256 MiB.
+   */
+  inputBudget?: number;
+  /**
+   * Bytes of results the server holds for clients that do not read them, all
+   * connections together. A connection whose send buffer passes its
+   * high-water mark is not read until it drains (no new calls from it); a
+   * client whose held results would pass the budget is cut off (ERR_BUSY).
+   * Default 256 MiB.
+   */
+  outputBudget?: number;
   /**
    * The scope the server lives in: it is closed (gracefully, with the default
    * grace period) when that scope closes, and cancelled with it.
@@ -67,6 +85,8 @@ export class RpcServer implements ServerCore, AsyncDisposable {
   readonly middleware: Middleware[];
   readonly maxConcurrentCalls: number;
   readonly exposeStack: boolean;
+  readonly outputBudget: ByteBudget;
+  readonly inputBudget: ByteBudget;
   readonly #options: ServerOptions;
   readonly #urls: string[] = [];
   readonly #sessions = new Map<ServerSessionLike, SessionEntry>();
@@ -82,6 +102,8 @@ export class RpcServer implements ServerCore, AsyncDisposable {
     this.middleware = [...(options.middleware ?? [])];
     this.maxConcurrentCalls = options.maxConcurrentCalls ?? 1024;
     this.exposeStack = options.exposeStack ?? false;
+    this.inputBudget = new ByteBudget(options.inputBudget ?? DEFAULT_SERVER_BUDGET);
+    this.outputBudget = new ByteBudget(options.outputBudget ?? DEFAULT_SERVER_BUDGET);
     this.#closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
     const own = { name: "rpc server", graceMs: 5000, cancelMs: this.#closeTimeoutMs + 1000 };
     const scope = (this.#scope = options.scope ? options.scope.child(own) : new Scope(this.loop, own));
@@ -165,6 +187,7 @@ export class RpcServer implements ServerCore, AsyncDisposable {
       ...o.transport,
       ...(o.maxMessageSize === undefined ? {} : { maxMessageSize: o.maxMessageSize }),
       closeTimeoutMs: this.#closeTimeoutMs,
+      inputBudget: this.inputBudget,
     });
     try {
       scope.use(listener);

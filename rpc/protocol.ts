@@ -4,6 +4,7 @@
  * a client session; `drpc` is built in, others (zrpc) plug in the same way.
  * @module
  */
+import type { ByteBudget } from "../core/Budget.js";
 import type { Loop } from "../core/Loop.js";
 import type { Connection } from "../core/Transport.js";
 import type { ExposedMethod, MethodInfo } from "./api.js";
@@ -63,6 +64,8 @@ export interface ServerCore {
   readonly middleware: readonly Middleware[];
   readonly maxConcurrentCalls: number;
   readonly exposeStack: boolean;
+  /** Output held for clients that do not read, across the server's connections. */
+  readonly outputBudget?: ByteBudget;
   /** The session's connection ended. */
   sessionEnded(s: ServerSessionLike): void;
 }

@@ -24,6 +24,8 @@
  * @module
  */
 import type { Frame, Message } from "../core/Transport.js";
+import { byteBudget, type ByteBudget } from "../core/Budget.js";
+import { BusyError } from "../core/errors.js";
 import { InvalidMessageError, MalformedFrameError, MessageTooLargeError } from "./errors.js";
 
 /** Bytes of a frame header. */
@@ -45,12 +47,21 @@ export interface FramingOptions {
   maxMessageSize?: number;
   /** Most frames one message may have. Default 65536. */
   maxFrames?: number;
+  /**
+   * Bytes of messages in assembly (received, not yet complete) that every
+   * connection sharing this budget may hold together: a number makes one for
+   * this connection, a ByteBudget is shared (a server passes one to all its
+   * listeners). Past it, the connection whose message would pass it ends with
+   * ERR_BUSY. Default: no budget beyond `maxMessageSize` per connection.
+   */
+  inputBudget?: number | ByteBudget;
 }
 
 /** Resolved limits. */
 export interface FramingLimits {
   readonly maxMessageSize: number;
   readonly maxFrames: number;
+  readonly inputBudget?: ByteBudget;
 }
 
 export function framingLimits(options: FramingOptions = {}): FramingLimits {
@@ -62,7 +73,8 @@ export function framingLimits(options: FramingOptions = {}): FramingLimits {
   if (!(maxFrames >= 1) || !Number.isSafeInteger(maxFrames)) {
     throw new RangeError(`maxFrames must be a positive integer, got ${maxFrames}`);
   }
-  return { maxMessageSize, maxFrames };
+  const inputBudget = byteBudget(options.inputBudget, "inputBudget");
+  return inputBudget === undefined ? { maxMessageSize, maxFrames } : { maxMessageSize, maxFrames, inputBudget };
 }
 
 /**
@@ -105,6 +117,9 @@ export function encodeMessage(msg: Message): Buffer {
   }
   return out;
 }
+
+/** A frame split across chunks up to this size gets its whole buffer at once; a larger one grows with the bytes received. */
+const GROW_FROM = 16 * 1024;
 
 /** Frames up to this size are copied into the batch slab; larger ones are written as they are (no copy). */
 const COPY_MAX = 8 * 1024;
@@ -204,8 +219,10 @@ export class FrameEncoder {
  * (then ignores further input) for malformed or oversized input.
  *
  * A frame wholly contained in one chunk is delivered as a view of that chunk
- * (no copy); a frame split across chunks is copied once into a buffer of its
- * exact size, allocated when its header arrives.
+ * (no copy); a frame split across chunks is copied into a buffer that grows
+ * with the bytes actually received (doubling, up to the announced length), so
+ * a header announcing 64 MiB costs nothing until the bytes come. Memory held
+ * for a message in assembly is charged to the `inputBudget` when there is one.
  *
  * `halt()` (typically called from `onMessage`) stops delivery after the
  * current message and keeps the rest of the input; `resume()` delivers it.
@@ -221,10 +238,14 @@ export class FrameDecoder {
   /** Frames of the message being assembled. */
   #frames: Frame[] = [];
   #size = 0;
-  /** A frame being filled across chunks, and whether its MORE bit was set. */
+  /** A frame being filled across chunks (capacity may be short of its length), and whether its MORE bit was set. */
   #partial: Buffer | undefined = undefined;
   #partialPos = 0;
+  #partialLen = 0;
   #more = false;
+  readonly #budget: ByteBudget | undefined;
+  /** Bytes charged to the budget for the message in assembly. */
+  #charged = 0;
   /** Input kept while halted: the chunk in progress and its offset, then later chunks. */
   #held: Buffer[] = [];
   #heldOffset = 0;
@@ -236,6 +257,12 @@ export class FrameDecoder {
     this.#onError = onError;
     this.#max = limits.maxMessageSize;
     this.#maxFrames = limits.maxFrames;
+    this.#budget = limits.inputBudget;
+  }
+
+  /** Bytes held for the message in assembly (a partial frame's buffer). */
+  get assembling(): number {
+    return this.#partial === undefined ? 0 : this.#partial.length;
   }
 
   /** True while part of a message has been received (a stream ending now is truncated). */
@@ -299,6 +326,30 @@ export class FrameDecoder {
     this.#held = [];
     this.#frames = [];
     this.#partial = undefined;
+    this.#release();
+  }
+
+  #release(): void {
+    if (this.#charged === 0) return;
+    this.#budget?.give(this.#charged);
+    this.#charged = 0;
+  }
+
+  /** A buffer of `cap` bytes for a frame in assembly, charged to the budget; undefined (the decoder failed with ERR_BUSY) when the budget refuses it. */
+  #allocate(cap: number, replacing = 0): Buffer | undefined {
+    const budget = this.#budget;
+    if (budget !== undefined) {
+      // A buffer that replaces a smaller one is charged the difference.
+      if (!budget.take(cap - replacing)) {
+        this.#fail(new BusyError(
+          `input budget exhausted: ${budget.used} bytes of messages in assembly held across connections (limit ${budget.limit}); a message needing ${cap - replacing} more was refused`,
+          { context: { used: budget.used, limit: budget.limit, wanted: cap - replacing } },
+        ));
+        return undefined;
+      }
+      this.#charged += cap - replacing;
+    }
+    return cap > 4096 ? Buffer.allocUnsafeSlow(cap) : Buffer.allocUnsafe(cap);
   }
 
   #fail(err: Error): void {
@@ -312,12 +363,20 @@ export class FrameDecoder {
       let frame: Buffer;
       let more: boolean;
       if (this.#partial !== undefined) {
-        const partial = this.#partial;
-        const take = Math.min(partial.length - this.#partialPos, end - off);
-        chunk.copy(partial, this.#partialPos, off, off + take);
+        let partial = this.#partial;
+        const pos = this.#partialPos;
+        const take = Math.min(this.#partialLen - pos, end - off);
+        if (pos + take > partial.length) {
+          // Grow with the bytes that came: double, up to the frame's length.
+          const grown = this.#allocate(Math.min(this.#partialLen, Math.max(partial.length * 2, pos + take)), partial.length);
+          if (grown === undefined) return;
+          partial.copy(grown, 0, 0, pos);
+          partial = this.#partial = grown;
+        }
+        chunk.copy(partial, pos, off, off + take);
         off += take;
-        this.#partialPos += take;
-        if (this.#partialPos < partial.length) return;
+        this.#partialPos = pos + take;
+        if (this.#partialPos < this.#partialLen) return;
         frame = partial;
         more = this.#more;
         this.#partial = undefined;
@@ -351,9 +410,13 @@ export class FrameDecoder {
           frame = chunk.subarray(off, off + len);
           off += len;
         } else {
-          // Split across chunks: one buffer of the exact size, filled as bytes come.
-          this.#partial = len > 4096 ? Buffer.allocUnsafeSlow(len) : Buffer.allocUnsafe(len);
+          // Split across chunks: a buffer for what is here (at least 16 KiB, twice
+          // what came, at most the length), grown as more comes.
+          const partial = this.#allocate(len <= GROW_FROM ? len : Math.min(len, Math.max(GROW_FROM, 2 * (end - off))));
+          if (partial === undefined) return;
+          this.#partial = partial;
           this.#partialPos = 0;
+          this.#partialLen = len;
           this.#more = more;
           continue;
         }
@@ -365,6 +428,7 @@ export class FrameDecoder {
         continue;
       }
       let msg: Message;
+      if (this.#charged !== 0) this.#release();
       if (this.#frames.length === 0) msg = [frame];
       else {
         msg = this.#frames;

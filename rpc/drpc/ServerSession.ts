@@ -10,18 +10,21 @@ import { CancelledError } from "../../core/errors.js";
 import { ProtocolError, errorInfo } from "../errors.js";
 import type { ServerCore, ServerSessionLike } from "../protocol.js";
 import { ServerCalls, type CallWire, type ServerCall } from "../ServerCalls.js";
+import { OutputGuard } from "../internal/OutputGuard.js";
 import { T, encodeValue, type Msg } from "./codec.js";
 import { Peer, type PeerOptions } from "./Peer.js";
 
 export class ServerSession extends Peer implements ServerSessionLike, CallWire<number> {
   readonly #server: ServerCore;
   readonly #calls: ServerCalls<number>;
+  readonly #output: OutputGuard;
   #helloed = false;
 
   constructor(server: ServerCore, conn: Connection, loop: Loop, options: PeerOptions) {
     super(loop, conn, options);
     this.#server = server;
     this.#calls = new ServerCalls<number>(server, loop, this, conn.remoteUrl);
+    this.#output = new OutputGuard(conn, server.outputBudget);
     this.startPeer();
   }
 
@@ -86,6 +89,7 @@ export class ServerSession extends Peer implements ServerSessionLike, CallWire<n
   }
 
   protected onEnded(error: Error): void {
+    this.#output.ended();
     this.#calls.ended(error);
     this.#server.sessionEnded(this);
   }
@@ -93,11 +97,13 @@ export class ServerSession extends Peer implements ServerSessionLike, CallWire<n
   // ---- CallWire: drpc's form of answers ----
 
   answer(id: number, _id: number, value: unknown): void {
-    this.sendEncoded(encodeValue(T.RESULT, id, value));
+    this.#output.sent(this.sendEncoded(encodeValue(T.RESULT, id, value)));
   }
 
   item(call: ServerCall<number>, value: unknown): boolean {
-    return this.sendEncoded(encodeValue(T.ITEM, call.id, value));
+    const ok = this.sendEncoded(encodeValue(T.ITEM, call.id, value));
+    if (!ok) this.#output.sent(ok);
+    return ok;
   }
 
   end(call: ServerCall<number>): void {
@@ -107,7 +113,7 @@ export class ServerSession extends Peer implements ServerSessionLike, CallWire<n
   answerError(id: number, _id: number, error: unknown): void {
     const info = errorInfo(error, this.#server.exposeStack);
     try {
-      this.send([T.ERROR, id, info]);
+      this.#output.sent(this.send([T.ERROR, id, info]));
     } catch {
       // data that cannot be encoded (or the connection ended): send the error without it
       delete info.data;

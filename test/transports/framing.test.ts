@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
 import { isTilthError } from "../../core/errors.js";
+import { ByteBudget } from "../../core/Budget.js";
 import type { Message } from "../../core/Transport.js";
 import {
   checkMessage,
@@ -168,6 +169,68 @@ describe("framing", () => {
     assert.ok(isTilthError(multi.errors[0], "ERR_MESSAGE_TOO_LARGE"));
     // Exactly the maximum is fine.
     assert.equal(decodeAll([header(1000), Buffer.alloc(1000)], limits).msgs.length, 1);
+  });
+
+  it("a header announcing 64 MiB costs nothing until the bytes come: the buffer grows with what is received, at most twice it", () => {
+    const len = 64 * 1024 * 1024 - 16;
+    const d = new FrameDecoder(() => assert.fail("no message yet"), (e) => assert.fail(e));
+    d.push(Buffer.concat([header(len), Buffer.alloc(10, 1)]));
+    assert.ok(d.midMessage);
+    assert.ok(d.assembling <= 16 * 1024, `holds ${d.assembling} bytes for 10 received`);
+    let received = 10;
+    for (const n of [100, 20_000, 70_000, 1 << 20]) {
+      d.push(Buffer.alloc(n, 2));
+      received += n;
+      assert.ok(d.assembling >= received && d.assembling <= Math.max(16 * 1024, 2 * received), `holds ${d.assembling} bytes for ${received} received`);
+    }
+  });
+
+  it("frames that grow across many chunks arrive whole and intact (property)", () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 0, max: 200_000 }), { minLength: 1, maxLength: 3 }), fc.array(fc.integer({ min: 1, max: 70_000 }), { minLength: 1, maxLength: 40 }), (sizes, cuts) => {
+        const msg = sizes.map((n, i) => Buffer.alloc(n, (i * 37 + n) & 0xff));
+        const wire = encodeMessage(msg);
+        const chunks: Buffer[] = [];
+        let at = 0;
+        for (let i = 0; at < wire.length; i++) {
+          const n = cuts[i % cuts.length]!;
+          chunks.push(wire.subarray(at, at + n));
+          at += n;
+        }
+        const { msgs, errors } = decodeAll(chunks);
+        assert.deepEqual(errors, []);
+        assert.equal(msgs.length, 1);
+        assert.deepEqual(b(msgs[0]!), msg);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it("an input budget shared by decoders: a message that would pass it ends that decoder with ERR_BUSY; completed and failed messages give their bytes back", () => {
+    const budget = new ByteBudget(100_000);
+    const limits = framingLimits({ inputBudget: budget });
+    const got: Message[] = [];
+    const errs: Error[] = [];
+    const a = new FrameDecoder((m) => got.push(m), (e) => errs.push(e), limits);
+    const c = new FrameDecoder((m) => got.push(m), (e) => errs.push(e), limits);
+    a.push(Buffer.concat([header(80_000), Buffer.alloc(30_000)]));
+    assert.ok(budget.used >= 30_000 && budget.used <= 80_000, `used ${budget.used}`);
+    c.push(Buffer.concat([header(90_000), Buffer.alloc(45_000)]));
+    assert.equal(errs.length, 1);
+    assert.ok(isTilthError(errs[0], "ERR_BUSY"), String(errs[0]));
+    assert.match(errs[0]!.message, /input budget exhausted/);
+    assert.ok(c.failed);
+    a.push(Buffer.alloc(50_000));
+    assert.equal(got.length, 1);
+    assert.equal(got[0]![0]!.length, 80_000);
+    assert.equal(budget.used, 0, "the delivered message gave its bytes back");
+    assert.equal(budget.refused, 1);
+    // A decoder that fails or is discarded mid-message gives back too.
+    const d = new FrameDecoder(() => {}, () => {}, limits);
+    d.push(Buffer.concat([header(50_000), Buffer.alloc(20_000)]));
+    assert.ok(budget.used > 0);
+    d.discard();
+    assert.equal(budget.used, 0);
   });
 
   it("too many frames in one message is ERR_MESSAGE_TOO_LARGE (empty frames cannot grow memory without bound)", () => {

@@ -7,7 +7,7 @@
 import type { Server, Socket } from "node:net";
 import { abortReason } from "../../core/errors.js";
 import { InvalidUrlError, type ConnectOptions } from "../../core/Transport.js";
-import { framingLimits } from "../framing.js";
+import { framingLimits, type FramingOptions } from "../framing.js";
 import { DEFAULT_CLOSE_TIMEOUT_MS, validHighWaterMark, validMaxBuffered, type ConnectionParams } from "./ConnectionBase.js";
 
 export type NetTarget = { kind: "tcp"; host: string; port: number } | { kind: "ipc"; path: string };
@@ -52,6 +52,7 @@ export function connectionParams(scheme: string, localUrl: string, remoteUrl: st
   const limits = framingLimits({
     maxMessageSize: options.maxMessageSize,
     maxFrames: typeof options.maxFrames === "number" ? options.maxFrames : undefined,
+    inputBudget: options.inputBudget as FramingOptions["inputBudget"],
   });
   return {
     scheme,
