@@ -3,9 +3,9 @@
  *
  *   node dist/bench/hostile.js [--connections N]
  *
- * - 40 connections that each announce a 64 MiB frame and then send nothing:
- *   the server's RSS above idle, and how long until the handshake rule has
- *   closed them all;
+ * - 40 connections that each announce a 64 MiB frame, send 64 kB of it and
+ *   then nothing: the server's RSS and buffer memory above idle, and how long
+ *   until the handshake rule has closed them all;
  * - N connections (default 2000) that never send HELLO: how long until all
  *   are closed;
  * - 10 clients that pipeline 1000 calls of 100 kB results each and never read:
@@ -19,6 +19,10 @@ import { readFileSync } from "node:fs";
 import net from "node:net";
 import { fileURLToPath } from "node:url";
 import { T, encode } from "../rpc/drpc/codec.js";
+import { NodeLoop } from "../adapters/node.js";
+import { registerTransports } from "../transports/index.js";
+import { RpcClient } from "../rpc/Client.js";
+import "../rpc/index.js";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const arg = (name: string, dflt: number): number => {
@@ -69,6 +73,17 @@ async function openMany(port: number, n: number, first: (s: net.Socket) => void)
   return { sockets, allClosed: Promise.all(closed).then(() => performance.now() - t0) };
 }
 
+/** The server's ArrayBuffer memory (V8's external), MiB, from its `.debug.status`. */
+async function externalMiB(port: number): Promise<number> {
+  const c = new RpcClient(`drpc+tcp://127.0.0.1:${port}`, { loop: registerTransports(new NodeLoop()) });
+  try {
+    const st = await c.call<{ memory: { external: number } }>(".debug.status");
+    return st.memory.external / (1024 * 1024);
+  } finally {
+    await c.close();
+  }
+}
+
 async function main(): Promise<void> {
   const { child, port } = await startServer();
   const pid = child.pid!;
@@ -77,12 +92,15 @@ async function main(): Promise<void> {
   try {
     await sleep(1000);
     const idle = (out.idleRssMiB = rssMiB(pid));
-    console.log(`idle server: ${idle.toFixed(1)} MiB RSS`);
+    const idleExt = await externalMiB(port);
+    console.log(`idle server: ${idle.toFixed(1)} MiB RSS, ${idleExt.toFixed(1)} MiB of buffers`);
 
-    const a = await openMany(port, 40, (s) => s.write(header(64 * 1024 * 1024 - 16)));
+    // A header announcing 64 MiB and 64 kB of it, then nothing.
+    const a = await openMany(port, 40, (s) => s.write(Buffer.concat([header(64 * 1024 * 1024 - 16), Buffer.alloc(65_536, 1)])));
     await sleep(1000);
     out.announce40RssAboveIdleMiB = rssMiB(pid) - idle;
-    console.log(`40 connections announcing a 64 MiB frame, then silent: ${out.announce40RssAboveIdleMiB.toFixed(1)} MiB above idle`);
+    out.announce40BuffersAboveIdleMiB = (await externalMiB(port)) - idleExt;
+    console.log(`40 connections announcing a 64 MiB frame, sending 64 kB of it, then silent: ${out.announce40RssAboveIdleMiB.toFixed(1)} MiB RSS above idle, ${out.announce40BuffersAboveIdleMiB.toFixed(1)} MiB of buffers allocated`);
     const ta = await timeout(a.allClosed, 30_000);
     out.announce40ClosedAfterMs = ta ?? -1;
     console.log(ta === undefined ? "  not all closed within 30 s" : `  all closed by the server ${(ta / 1000).toFixed(2)} s after the last opened`);
@@ -109,7 +127,8 @@ async function main(): Promise<void> {
     });
     await sleep(3000);
     out.nonReaders10RssAboveIdleMiB = rssMiB(pid) - idle2;
-    console.log(`10 clients pipelining 1000 calls of 100 kB and reading nothing: ${out.nonReaders10RssAboveIdleMiB.toFixed(1)} MiB above idle`);
+    out.nonReaders10BuffersAboveIdleMiB = (await externalMiB(port)) - idleExt;
+    console.log(`10 clients pipelining 1000 calls of 100 kB and reading nothing: ${out.nonReaders10RssAboveIdleMiB.toFixed(1)} MiB RSS above idle, ${out.nonReaders10BuffersAboveIdleMiB.toFixed(1)} MiB of buffers`);
     for (const s of c.sockets) s.destroy();
     await c.allClosed;
   } finally {
