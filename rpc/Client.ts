@@ -25,6 +25,7 @@ import type { ConnectOptions } from "../core/Transport.js";
 import { ClosedError, TilthError, isTilthError } from "../core/errors.js";
 import { sleep } from "../core/time.js";
 import type { MethodInfo } from "./api.js";
+import { badTimeout } from "./ClientCalls.js";
 import type { Middleware } from "./context.js";
 import type { CallOptions, CallPromise, PendingCall } from "./PendingCall.js";
 import { Scope } from "../core/Scope.js";
@@ -105,6 +106,8 @@ export class RpcClient implements AsyncDisposable {
     this.url = url;
     this.#transportUrl = protocol.transportUrl ? protocol.transportUrl(u.transport) : u.transport;
     this.loop = options.loop;
+    const bad = badTimeout(options.timeout);
+    if (bad !== undefined) throw bad;
     this.timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
     this.#options = options;
     this.#middleware = [...(options.middleware ?? [])];
@@ -171,6 +174,8 @@ export class RpcClient implements AsyncDisposable {
    * then make the call. Returns a PendingCall-shaped object right away.
    */
   #callLater<R>(method: string, args: readonly unknown[], timeout: number | undefined, options: CallOptions | undefined): CallPromise<R> {
+    const bad = badTimeout(timeout);
+    if (bad !== undefined) return deferredCall(Promise.reject(bad)) as CallPromise<R>;
     const deadline = timeout === undefined ? undefined : this.loop.now() + timeout;
     // Boxed: a PendingCall is thenable, and a promise would adopt it.
     const ready = this.#options.waitForReady ? this.#readyWaiting(deadline, options?.signal) : this.#ready(deadline, options?.signal);

@@ -261,8 +261,9 @@ export class ServerCalls<R> {
   }
 
   /**
-   * A call arrived. `deadlineMs` is its time limit (null: none); `credit` the
-   * stream items the client takes before it grants more.
+   * A call arrived. `deadlineMs` is its time limit (null, Infinity or NaN:
+   * none; any finite number of ms works, also beyond a host timer's range);
+   * `credit` the stream items the client takes before it grants more.
    */
   dispatch(ref: R, id: number, method: string, args: unknown[], kwargs: Record<string, unknown> | null, deadlineMs: number | null, credit: number): void {
     const server = this.#server;
@@ -347,7 +348,9 @@ export class ServerCalls<R> {
     const now = this.#loop.now();
     call.startedAt = now;
     this.#calls.set(id, call);
-    if (deadlineMs !== null) {
+    // A limit the wire may carry but that is none (Infinity; NaN from a foreign
+    // codec) leaves the call without a deadline rather than with a broken timer.
+    if (deadlineMs !== null && deadlineMs < Infinity) {
       call.limitMs = deadlineMs;
       call.timer = this.#deadlines.add(deadlineMs, call, now);
     }
