@@ -352,7 +352,7 @@ async function runChildren(names: string[], settings: Settings, loop: NodeLoop, 
   /** Run app `name` until it ends for good: restart it by its policy, stop it when the runner stops. */
   const supervise = async (name: string): Promise<void> => {
     let backoff = 500;
-    while (!scope.closing.aborted) {
+    for (let attempt = 1; !scope.closing.aborted; attempt++) {
       const child = forkApp(name);
       const started = loop.now();
       running.set(name, child);
@@ -373,12 +373,20 @@ async function runChildren(names: string[], settings: Settings, loop: NodeLoop, 
         out.info(`app ${name} restarting for reload`);
         continue;
       }
-      const how = abandoned ? "would not exit" : exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+      const how =
+        abandoned ? "would not exit"
+        : exit.signal ? `was killed by ${exit.signal}`
+        : exit.code === EXIT_CONFIG && attempt > 1 ? `could not start again (exit ${exit.code})`
+        : `exited with code ${exit.code}`;
       if (takeStopRequest(settings, name, child.proc.pid)) {
         out.info(`app ${name} ${how} after tilth run --stop; not restarted`);
         return;
       }
-      if (exit.code === EXIT_CONFIG) {
+      // An app that cannot start at all is a mistake to fix before anything runs.
+      // One that ran before and cannot start again (its address still taken, a
+      // service it needs down) failed like any crash: its own policy and backoff
+      // apply, and the other apps go on.
+      if (exit.code === EXIT_CONFIG && attempt === 1) {
         out.error(`app ${name} cannot start (exit ${exit.code}); stopping`);
         exitCode = 1;
         stopAll("an app cannot start");
