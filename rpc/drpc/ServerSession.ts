@@ -21,7 +21,7 @@ export class ServerSession extends Peer implements ServerSessionLike, CallWire<n
   constructor(server: ServerCore, conn: Connection, loop: Loop, options: PeerOptions) {
     super(loop, conn, options);
     this.#server = server;
-    this.#calls = new ServerCalls<number>(server, loop, this, conn.remoteUrl);
+    this.#calls = new ServerCalls<number>(server, loop, this, conn.remoteUrl, conn.peerIdentity);
     this.startPeer();
   }
 

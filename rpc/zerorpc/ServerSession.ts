@@ -77,7 +77,7 @@ export class ZrpcServerSession implements ServerSessionLike, CallWire<Chan> {
     this.#name = options.name ?? "tilth";
     this.#zrpcDebug = options.zrpcDebug === true;
     this.#beats = new Deadlines(this.#loop, this.#beat);
-    this.#calls = new ServerCalls<Chan>(server, this.#loop, this, conn.remoteUrl);
+    this.#calls = new ServerCalls<Chan>(server, this.#loop, this, conn.remoteUrl, conn.peerIdentity);
     conn.start({ message: (m) => this.#onMessage(m), end: () => this.#onEnd() });
   }
 
