@@ -19,7 +19,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, watch, writeFileSync } fro
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { NodeLoop } from "../adapters/node.js";
-import { describe, isTilthError } from "../core/errors.js";
+import { describe, formatMs, isTilthError } from "../core/errors.js";
 import { Scope, stopWithin, type StopOutcome } from "../core/Scope.js";
 import { sleep } from "../core/time.js";
 import { Logger } from "../app/Logger.js";
@@ -162,7 +162,7 @@ function stopProcess(loop: NodeLoop, p: ProcessStop): Promise<StopOutcome> {
     ended: p.ended,
     graceMs: p.graceMs,
     cancel: () => {
-      p.log(`${p.what} did not exit within ${p.graceMs} ms of SIGTERM: sending SIGKILL`);
+      p.log(`${p.what} did not exit within ${formatMs(p.graceMs)} of SIGTERM: sending SIGKILL`);
       p.kill("SIGKILL");
     },
     cancelMs: KILL_WAIT_MS,
@@ -401,7 +401,7 @@ async function runChildren(names: string[], settings: Settings, loop: NodeLoop, 
       }
       const ran = loop.now() - started;
       backoff = ran > 30_000 ? 1000 : Math.min(60_000, backoff * 2);
-      out.error(`app ${name} ${how}; restarting in ${backoff} ms`);
+      out.error(`app ${name} ${how}; restarting in ${formatMs(backoff)}`);
       try {
         await sleep(loop, backoff, { signal: scope.closing });
       } catch {

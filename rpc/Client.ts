@@ -22,7 +22,7 @@
  */
 import type { Loop } from "../core/Loop.js";
 import type { ConnectOptions } from "../core/Transport.js";
-import { ClosedError, TilthError, isTilthError } from "../core/errors.js";
+import { ClosedError, TimeoutError, isTilthError } from "../core/errors.js";
 import { sleep } from "../core/time.js";
 import type { MethodInfo } from "./api.js";
 import { badTimeout } from "./ClientCalls.js";
@@ -132,7 +132,7 @@ export class RpcClient implements AsyncDisposable {
 
   /** Open the connection now (calls open it on demand anyway). */
   async connect(): Promise<void> {
-    await this.#ready(undefined);
+    await this.#ready(undefined, undefined);
   }
 
   /**
@@ -178,7 +178,7 @@ export class RpcClient implements AsyncDisposable {
     if (bad !== undefined) return deferredCall(Promise.reject(bad)) as CallPromise<R>;
     const deadline = timeout === undefined ? undefined : this.loop.now() + timeout;
     // Boxed: a PendingCall is thenable, and a promise would adopt it.
-    const ready = this.#options.waitForReady ? this.#readyWaiting(deadline, options?.signal) : this.#ready(deadline, options?.signal);
+    const ready = this.#options.waitForReady ? this.#readyWaiting(deadline, timeout, options?.signal) : this.#ready(deadline, timeout, options?.signal);
     const started = ready.then((s) => {
       const left = deadline === undefined ? undefined : Math.max(0, deadline - this.loop.now());
       // The time left runs the timer; errors still name the limit the caller set.
@@ -188,10 +188,10 @@ export class RpcClient implements AsyncDisposable {
   }
 
   /** `waitForReady`: a refused connection is tried again (with backoff) until the call's time runs out. */
-  async #readyWaiting(deadline: number | undefined, signal?: AbortSignal): Promise<ClientSessionLike> {
+  async #readyWaiting(deadline: number | undefined, limitMs: number | undefined, signal?: AbortSignal): Promise<ClientSessionLike> {
     for (;;) {
       try {
-        return await this.#ready(deadline, signal);
+        return await this.#ready(deadline, limitMs, signal);
       } catch (e) {
         const retry = isTilthError(e, "ERR_CONNECTION_REFUSED") && !this.#closed && !signal?.aborted && (deadline === undefined || deadline > this.loop.now());
         if (!retry) throw e;
@@ -199,7 +199,8 @@ export class RpcClient implements AsyncDisposable {
     }
   }
 
-  #ready(deadline: number | undefined, signal?: AbortSignal): Promise<ClientSessionLike> {
+  /** The open session, once there is one; `deadline` (loop time) bounds the wait, `limitMs` is the caller's limit that errors name. */
+  #ready(deadline: number | undefined, limitMs: number | undefined, signal?: AbortSignal): Promise<ClientSessionLike> {
     if (this.#closed) return Promise.reject(new ClosedError(`client of ${this.url} is closed`));
     const s = this.#session;
     if (s !== undefined && s.usable) return Promise.resolve(s);
@@ -210,7 +211,7 @@ export class RpcClient implements AsyncDisposable {
       const t =
         limit === Infinity
           ? undefined
-          : this.loop.timer(limit, () => reject(new TilthError("ERR_TIMEOUT", `could not connect to ${this.url} within ${limit} ms`, { retryable: true, context: { limitMs: limit } })));
+          : this.loop.timer(limit, () => reject(new TimeoutError(limitMs ?? limit, `connecting to ${this.url}`)));
       const onAbort = (): void => reject(signal!.reason);
       signal?.addEventListener("abort", onAbort, { once: true });
       this.#connecting!.then(resolve, reject).finally(() => {

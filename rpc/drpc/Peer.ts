@@ -11,7 +11,7 @@
  */
 import type { Loop, Timer } from "../../core/Loop.js";
 import type { Connection, ConnectionEnd, Message } from "../../core/Transport.js";
-import { describe as describeError } from "../../core/errors.js";
+import { describe as describeError, formatMs } from "../../core/errors.js";
 import { ConnectionLostError, IncompatiblePeerError, ProtocolError, type RemoteErrorInfo } from "../errors.js";
 import type { PeerOptions } from "../protocol.js";
 import { PROTOCOL, T, VERSION, decode, encode, type HelloInfo, type Msg } from "./codec.js";
@@ -183,7 +183,7 @@ export abstract class Peer {
       const limit = this.#peerTimeoutMs ?? 3 * Math.max(peerHb, this.heartbeatMs);
       const silentMs = this.#silentTicks * this.heartbeatMs;
       if (silentMs >= limit) {
-        this.fail(new ConnectionLostError(`peer silent for ${silentMs} ms (limit ${limit} ms)`, { silentMs }));
+        this.fail(new ConnectionLostError(`peer silent for ${formatMs(silentMs)} (limit ${formatMs(limit)})`, { silentMs }));
         return;
       }
     }
