@@ -22,7 +22,8 @@
  */
 import type { Loop } from "../core/Loop.js";
 import type { ConnectOptions } from "../core/Transport.js";
-import { ClosedError, TimeoutError, isTilthError } from "../core/errors.js";
+import { onAbort } from "../core/abort.js";
+import { ClosedError, TimeoutError, abortReason, isTilthError } from "../core/errors.js";
 import { sleep } from "../core/time.js";
 import type { MethodInfo } from "./api.js";
 import { badTimeout } from "./ClientCalls.js";
@@ -77,6 +78,15 @@ export interface ClientOptions extends PeerOptions {
   closeTimeoutMs?: number;
   /** The scope the client lives in: it is closed when that scope closes. */
   scope?: Scope;
+  /**
+   * The owner's stop: once it aborts, calls still waiting for a connection
+   * (a `waitForReady` retry, the backoff before the next attempt) fail at
+   * once with its reason instead of waiting out their time limit. Calls on an
+   * open connection go on; `close()` ends those. An app's clients of other
+   * apps get its scope's `closing` signal, so stopping the app never waits on
+   * a server that is down.
+   */
+  signal?: AbortSignal;
 }
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
@@ -189,11 +199,13 @@ export class RpcClient implements AsyncDisposable {
 
   /** `waitForReady`: a refused connection is tried again (with backoff) until the call's time runs out. */
   async #readyWaiting(deadline: number | undefined, limitMs: number | undefined, signal?: AbortSignal): Promise<ClientSessionLike> {
+    const stop = this.#options.signal;
     for (;;) {
       try {
         return await this.#ready(deadline, limitMs, signal);
       } catch (e) {
-        const retry = isTilthError(e, "ERR_CONNECTION_REFUSED") && !this.#closed && !signal?.aborted && (deadline === undefined || deadline > this.loop.now());
+        const retry =
+          isTilthError(e, "ERR_CONNECTION_REFUSED") && !this.#closed && !signal?.aborted && !stop?.aborted && (deadline === undefined || deadline > this.loop.now());
         if (!retry) throw e;
       }
     }
@@ -204,19 +216,22 @@ export class RpcClient implements AsyncDisposable {
     if (this.#closed) return Promise.reject(new ClosedError(`client of ${this.url} is closed`));
     const s = this.#session;
     if (s !== undefined && s.usable) return Promise.resolve(s);
+    const stop = this.#options.signal;
+    for (const sig of [signal, stop]) if (sig?.aborted) return Promise.reject(abortReason(sig));
     this.#connecting ??= this.#open().finally(() => (this.#connecting = undefined));
-    if (deadline === undefined && signal === undefined) return this.#connecting;
+    if (deadline === undefined && signal === undefined && stop === undefined) return this.#connecting;
     const limit = deadline === undefined ? Infinity : Math.max(0, deadline - this.loop.now());
     return new Promise<ClientSessionLike>((resolve, reject) => {
       const t =
         limit === Infinity
           ? undefined
           : this.loop.timer(limit, () => reject(new TimeoutError(limitMs ?? limit, `connecting to ${this.url}`)));
-      const onAbort = (): void => reject(signal!.reason);
-      signal?.addEventListener("abort", onAbort, { once: true });
+      const offCall = onAbort(signal, () => reject(abortReason(signal!)));
+      const offStop = onAbort(stop, () => reject(abortReason(stop!)));
       this.#connecting!.then(resolve, reject).finally(() => {
         t?.cancel();
-        signal?.removeEventListener("abort", onAbort);
+        offCall();
+        offStop();
       });
     });
   }

@@ -5,10 +5,11 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { VirtualLoop } from "../../adapters/virtual.js";
-import { TimeoutError } from "../../core/errors.js";
+import { CancelledError, TimeoutError } from "../../core/errors.js";
+import { Event } from "../../core/Event.js";
 import { sleep } from "../../core/time.js";
 import { registerTransports } from "../../transports/index.js";
-import { RpcClient } from "../../rpc/index.js";
+import { RpcClient, serve } from "../../rpc/index.js";
 
 test("a call that waits for a server that never comes fails at its limit with ERR_TIMEOUT naming that limit in whole ms", async () => {
   const loop = registerTransports(new VirtualLoop());
@@ -24,6 +25,36 @@ test("a call that waits for a server that never comes fails at its limit with ER
     });
     assert.equal(loop.now() - t0, 30_000);
     await client.close();
+  });
+  assert.equal(loop.pendingTimers, 0);
+});
+
+test("the client's signal ends calls waiting for a connection at once, with its reason; calls on an open connection go on", async () => {
+  const loop = registerTransports(new VirtualLoop());
+  await loop.run(async () => {
+    const stop = new AbortController();
+    const reason = new CancelledError("owner stopping");
+    const waiting = new RpcClient("drpc+inproc://later", { loop, waitForReady: true, signal: stop.signal });
+    const call = waiting.call("ping", [], { timeout: 30_000 });
+    const t0 = loop.now();
+    loop.timer(1000, () => stop.abort(reason));
+    await assert.rejects(call, (e) => e === reason);
+    assert.equal(loop.now() - t0, 1000, "the wait ended with the stop, not at the call's limit");
+    await assert.rejects(waiting.call("ping", [], { timeout: 30_000 }), (e) => e === reason, "a call after the stop does not wait either");
+    await waiting.close();
+
+    const gate = new Event();
+    const server = await serve({ slow: async () => (await gate.wait(), "done") }, "drpc+inproc://up", { loop });
+    const own = new AbortController();
+    const open = new RpcClient("drpc+inproc://up", { loop, waitForReady: true, signal: own.signal });
+    await open.connect();
+    const inFlight = open.call("slow", []);
+    own.abort(reason);
+    loop.timer(10, () => gate.set());
+    assert.equal(await inFlight, "done");
+    assert.equal(await open.call("slow", []), "done", "an open connection still takes calls");
+    await open.close();
+    await server.close();
   });
   assert.equal(loop.pendingTimers, 0);
 });
