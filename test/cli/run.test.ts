@@ -250,10 +250,11 @@ async function pidIn(file: string, not?: number): Promise<number> {
 
 const count = (text: string, re: RegExp): number => text.match(new RegExp(re.source, "g"))?.length ?? 0;
 
-test("an app on drpc+ipc killed by SIGKILL comes back on the same socket (restart: always); the other apps keep running", { timeout: 60_000 }, async () => {
+test("an app on drpc+ipc with an ipc backdoor, killed by SIGKILL, comes back on the same sockets (restart: always); the other apps keep running", { timeout: 60_000 }, async () => {
   const sock = join(root, `k${n}.sock`);
+  const door = join(root, `d${n}.sock`);
   const { file, dir } = settingsFile({
-    ping: { class: `${apps}#PingApp`, bind: `drpc+ipc://${sock}`, restart: "always" },
+    ping: { class: `${apps}#PingApp`, bind: `drpc+ipc://${sock}`, restart: "always", backdoor: `ipc://${door}` },
     caller: { class: `${apps}#CallerApp`, uses: ["ping"], options: { interval: 100 } },
     other: { class: `${apps}#PingApp`, bind: `drpc+ipc://${join(root, `o${n}.sock`)}` },
   });
@@ -264,8 +265,9 @@ test("an app on drpc+ipc killed by SIGKILL comes back on the same socket (restar
     const others = await Promise.all(["caller", "other"].map((a) => pidIn(join(dir, ".tilth", `${a}.pid`))));
     process.kill(ping, "SIGKILL");
     await run.waitFor(/app ping was killed by SIGKILL; restarting in \d+ ms/);
-    assert.ok(existsSync(sock), "the killed app left its socket file");
+    assert.ok(existsSync(sock) && existsSync(door), "the killed app left its socket files");
     await run.waitFor(new RegExp(`(ping INFO tilth\\.app: binding to drpc\\+ipc://${sock}[\\s\\S]*){2}`));
+    await run.waitFor(new RegExp(`(ping INFO tilth\\.app: backdoor on ipc://${door}[\\s\\S]*){2}`));
     const pongs = count(run.out(), /ping: 'pong'/);
     await run.waitFor(new RegExp(`(ping: 'pong'[\\s\\S]*){${pongs + 2}}`), 20_000);
     assert.notEqual(await pidIn(join(dir, ".tilth", "ping.pid"), ping), ping, "ping runs in a new process");
