@@ -21,7 +21,7 @@
  * @module
  */
 import { LoopBase, type LoopOptions } from "../core/LoopBase.js";
-import { BusyError, ScopeError, TilthError } from "../core/errors.js";
+import { BusyError, ScopeError, TilthError, formatMs } from "../core/errors.js";
 
 export interface VirtualLoopOptions extends LoopOptions {
   /** Virtual time at start, in ms. Default 0. */
@@ -43,7 +43,7 @@ export class DeadlockError extends TilthError {
   constructor(loopName: string, realMs: number) {
     super(
       "ERR_VIRTUAL_DEADLOCK",
-      `virtual loop "${loopName}": the task waits but no timer, post or I/O happened for ${realMs} ms of real time`,
+      `virtual loop "${loopName}": the task waits but no timer, post or I/O happened for ${formatMs(realMs)} of real time`,
       { context: { loop: loopName, realMs } },
     );
   }
@@ -176,7 +176,7 @@ export class VirtualLoop extends LoopBase {
         if (this.#errors.length > 0) break;
         const next = this.nextDeadline();
         if (next !== undefined) {
-          if (next > until) throw new TilthError("ERR_VIRTUAL_LIMIT", `run() passed its time limit of ${options.timeLimit ?? 24 * 3600_000} virtual ms`);
+          if (next > until) throw new TilthError("ERR_VIRTUAL_LIMIT", `run() passed its time limit of ${formatMs(options.timeLimit ?? 24 * 3600_000)} of virtual time`);
           this.#jump(next);
           continue;
         }
@@ -252,8 +252,8 @@ export class VirtualLoop extends LoopBase {
       if (this.nextDeadline() === undefined) return;
       if (this.#advances === seen && !this.#driving) {
         process.emitWarning(
-          `virtual loop "${this.name}": ${this.pendingTimers} timer(s) wait (next at ${this.nextDeadline()} ms) ` +
-            `but time has not advanced for ${this.#stallMs} ms of real time; call advance()/runAll() or use run()`,
+          `virtual loop "${this.name}": ${this.pendingTimers} timer(s) wait (next at ${formatMs(this.nextDeadline() ?? 0)}) ` +
+            `but time has not advanced for ${formatMs(this.#stallMs)} of real time; call advance()/runAll() or use run()`,
           { code: "TILTH_VIRTUAL_STALL" },
         );
       }

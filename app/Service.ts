@@ -53,7 +53,7 @@
 import "reflect-metadata";
 import { z } from "zod";
 import { Event } from "../core/Event.js";
-import { CancelledError, TilthError, TimeoutError, describe, isCancellation } from "../core/errors.js";
+import { CancelledError, TilthError, TimeoutError, describe, formatMs, isCancellation } from "../core/errors.js";
 import type { Loop } from "../core/Loop.js";
 import { AbandonedError, Scope, stopWithin, type Task as ScopeTask } from "../core/Scope.js";
 import { sleep, timeout } from "../core/time.js";
@@ -285,7 +285,7 @@ export abstract class Task {
     }
     c.busy.delete(what);
     if (c.abandoned)
-      this.log.warn(`${what} ended ${Math.round(this.loop.now() - c.stopAskedAt)} ms after it was asked to stop (it had been abandoned)${failure ? `: ${describe(failure.error)}` : ""}`);
+      this.log.warn(`${what} ended ${formatMs(this.loop.now() - c.stopAskedAt)} after it was asked to stop (it had been abandoned)${failure ? `: ${describe(failure.error)}` : ""}`);
     return failure;
   }
 
@@ -313,12 +313,12 @@ export abstract class Task {
       ended: Promise.all([stop, c.run?.join()]),
       graceMs: this.stopTimeout,
       cancel: () => {
-        this.log.warn(`did not stop within ${this.stopTimeout} ms: cancelled`);
+        this.log.warn(`did not stop within ${formatMs(this.stopTimeout)}: cancelled`);
         this.#service?._taskCancelled(this);
         c.cancel.abort(new TimeoutError(this.stopTimeout, `stop of task ${this.name}`));
       },
       cancelMs: this.cancelGraceMs,
-      log: () => this.log.error(`ignored its cancellation for ${this.cancelGraceMs} ms more: abandoned (${[...c.busy].join(" and ")} still running; its work may go on)`),
+      log: () => this.log.error(`ignored its cancellation for ${formatMs(this.cancelGraceMs)} more: abandoned (${[...c.busy].join(" and ")} still running; its work may go on)`),
     });
     if (outcome === "abandoned") c.abandoned = true;
     this.#state = failed ? "failed" : "stopped";

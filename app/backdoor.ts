@@ -19,10 +19,11 @@
  * @module
  */
 import { randomBytes, timingSafeEqual } from "node:crypto";
-import { chmodSync, existsSync, rmSync } from "node:fs";
+import { chmodSync, rmSync } from "node:fs";
 import net from "node:net";
 import repl from "node:repl";
 import { TilthError } from "../core/errors.js";
+import { claimIpcPath } from "../transports/index.js";
 
 export interface BackdoorOptions {
   /** `ipc:///path/to.sock` (or a plain path), or `tcp://127.0.0.1:PORT` / `tcp://[::1]:PORT`. */
@@ -87,6 +88,8 @@ export async function openBackdoor(options: BackdoorOptions): Promise<Backdoor> 
     });
     Object.assign(r.context, options.context);
     r.on("exit", () => socket.end());
+    // The REPL re-emits its input's errors (a client that resets): the socket's own handler has them.
+    r.on("error", () => socket.destroy());
     socket.on("close", () => r.close());
   };
 
@@ -115,15 +118,13 @@ export async function openBackdoor(options: BackdoorOptions): Promise<Backdoor> 
     socket.on("data", onData);
   };
 
+  // A stale socket file (its app was killed) is taken over; a live one is ERR_ADDRESS_IN_USE.
+  if ("path" in where) await claimIpcPath(where.path, options.address);
   await new Promise<void>((resolve, reject) => {
     server.once("error", (e: NodeJS.ErrnoException) =>
       reject(new TilthError(e.code === "EADDRINUSE" ? "ERR_ADDRESS_IN_USE" : "ERR_BACKDOOR", `backdoor cannot listen on ${options.address}: ${e.message}`, { cause: e })),
     );
     if ("path" in where) {
-      if (existsSync(where.path)) {
-        reject(new TilthError("ERR_ADDRESS_IN_USE", `backdoor socket ${where.path} already exists (another app, or a stale socket to remove)`));
-        return;
-      }
       // The socket is created 0600 (umask during the bind) and chmod'ed again
       // after, so no other user can connect in between.
       const old = process.umask(0o177);

@@ -7,7 +7,7 @@
  * @module
  */
 import type { Loop } from "../core/Loop.js";
-import { describe } from "../core/errors.js";
+import { describe, formatMs } from "../core/errors.js";
 import { sleep } from "../core/time.js";
 import type { Logger } from "./Logger.js";
 
@@ -42,7 +42,7 @@ export async function runloop(
       if (signal.aborted) return { restarts };
       const ran = loop.now() - started;
       if (ran >= healthy) backoff = base;
-      log.error(`serve() crashed after ${Math.round(ran)} ms: ${describe(e)}; restarting in ${backoff} ms`);
+      log.error(`serve() crashed after ${formatMs(ran)}: ${describe(e)}; restarting in ${formatMs(backoff)}`);
       try {
         await sleep(loop, backoff, { signal });
       } catch {

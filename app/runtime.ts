@@ -106,7 +106,8 @@ export async function startApp(name: string, settings: Settings, options: StartO
     let p = proxies.get(other);
     if (p === undefined) {
       if (clientsClosed) throw new ClosedError(`app "${name}" has stopped: it cannot open a client of app "${other}"`);
-      const c = new RpcClient(settings.remoteUrl(other), { loop, waitForReady: true });
+      // Waiting for the other app to come up ends when this app stops.
+      const c = new RpcClient(settings.remoteUrl(other), { loop, waitForReady: true, signal: scope.closing });
       clients.set(other, c);
       p = remoteOf(c);
       proxies.set(other, p);

@@ -19,7 +19,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, watch, writeFileSync } fro
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { NodeLoop } from "../adapters/node.js";
-import { describe, isTilthError } from "../core/errors.js";
+import { describe, formatMs, isTilthError } from "../core/errors.js";
 import { Scope, stopWithin, type StopOutcome } from "../core/Scope.js";
 import { sleep } from "../core/time.js";
 import { Logger } from "../app/Logger.js";
@@ -162,7 +162,7 @@ function stopProcess(loop: NodeLoop, p: ProcessStop): Promise<StopOutcome> {
     ended: p.ended,
     graceMs: p.graceMs,
     cancel: () => {
-      p.log(`${p.what} did not exit within ${p.graceMs} ms of SIGTERM: sending SIGKILL`);
+      p.log(`${p.what} did not exit within ${formatMs(p.graceMs)} of SIGTERM: sending SIGKILL`);
       p.kill("SIGKILL");
     },
     cancelMs: KILL_WAIT_MS,
@@ -352,7 +352,7 @@ async function runChildren(names: string[], settings: Settings, loop: NodeLoop, 
   /** Run app `name` until it ends for good: restart it by its policy, stop it when the runner stops. */
   const supervise = async (name: string): Promise<void> => {
     let backoff = 500;
-    while (!scope.closing.aborted) {
+    for (let attempt = 1; !scope.closing.aborted; attempt++) {
       const child = forkApp(name);
       const started = loop.now();
       running.set(name, child);
@@ -373,12 +373,20 @@ async function runChildren(names: string[], settings: Settings, loop: NodeLoop, 
         out.info(`app ${name} restarting for reload`);
         continue;
       }
-      const how = abandoned ? "would not exit" : exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+      const how =
+        abandoned ? "would not exit"
+        : exit.signal ? `was killed by ${exit.signal}`
+        : exit.code === EXIT_CONFIG && attempt > 1 ? `could not start again (exit ${exit.code})`
+        : `exited with code ${exit.code}`;
       if (takeStopRequest(settings, name, child.proc.pid)) {
         out.info(`app ${name} ${how} after tilth run --stop; not restarted`);
         return;
       }
-      if (exit.code === EXIT_CONFIG) {
+      // An app that cannot start at all is a mistake to fix before anything runs.
+      // One that ran before and cannot start again (its address still taken, a
+      // service it needs down) failed like any crash: its own policy and backoff
+      // apply, and the other apps go on.
+      if (exit.code === EXIT_CONFIG && attempt === 1) {
         out.error(`app ${name} cannot start (exit ${exit.code}); stopping`);
         exitCode = 1;
         stopAll("an app cannot start");
@@ -393,7 +401,7 @@ async function runChildren(names: string[], settings: Settings, loop: NodeLoop, 
       }
       const ran = loop.now() - started;
       backoff = ran > 30_000 ? 1000 : Math.min(60_000, backoff * 2);
-      out.error(`app ${name} ${how}; restarting in ${backoff} ms`);
+      out.error(`app ${name} ${how}; restarting in ${formatMs(backoff)}`);
       try {
         await sleep(loop, backoff, { signal: scope.closing });
       } catch {

@@ -94,10 +94,14 @@ export class Deadlines<T> {
 
   /**
    * Expire `item` in `ms` of loop time unless cancelled first. `now` is the
-   * loop's time, for a caller that has just read it.
+   * loop's time, for a caller that has just read it. 0 or less: on a coming
+   * turn; `Infinity`: never (the entry costs no timer and keeps no place in
+   * the queue); NaN: a RangeError.
    */
   add(ms: number, item: T, now: number = this.#loop.now()): Deadline {
-    const at = now + Math.max(0, ms);
+    if (ms !== ms) throw new RangeError("Deadlines.add: the time limit must be a number of ms, got NaN");
+    if (ms === Infinity) return new Entry(Infinity, item, undefined);
+    const at = now + (ms > 0 ? ms : 0);
     if (at < this.#last) {
       const e = new Entry(at, item, undefined);
       // Out of order: a timer of its own keeps the queue sorted.

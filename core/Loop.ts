@@ -50,7 +50,13 @@ export interface Loop {
    * turn.
    */
   post(fn: () => void): void;
-  /** Run `fn` once, `ms` milliseconds from now (0 or less: on a coming turn). */
+  /**
+   * Run `fn` once, `ms` milliseconds from now. 0 or less (-Infinity too): on a
+   * coming turn. `Infinity`: never (an inert timer, `pending` false). Any
+   * finite delay works, also one beyond what the host's own timers take
+   * (2^31-1 ms for `setTimeout`): it is reached in hops. NaN or a value that
+   * is not a number: a RangeError.
+   */
   timer(ms: number, fn: () => void): Timer;
   /**
    * The cooperative budget check for code that completes work synchronously

@@ -83,6 +83,16 @@ class LoopTimer implements Timer, HeapEntry {
 }
 
 
+/**
+ * The furthest ahead `LoopBase` asks an adapter to wake it: 2^31-1 ms (about
+ * 24.8 days), the largest delay of Node's and browsers' `setTimeout` (a longer
+ * one fires after 1 ms, with a TimeoutOverflowWarning). A timer due later is
+ * reached in hops, so an adapter may hand any requested delay to such a host
+ * timer as it is.
+ */
+export const MAX_HOST_DELAY_MS = 2 ** 31 - 1;
+
+/** What `timer(Infinity)` returns: it never fires. */
 const INERT_TIMER: Timer = Object.freeze({
   deadline: Infinity,
   pending: false,
@@ -136,7 +146,8 @@ export abstract class LoopBase implements Loop {
    * earlier request), or to forget the wake-up when `deadline` is undefined.
    * `ref` says whether the wake-up should keep the host process alive. The
    * same deadline again with another `ref` only changes the ref: make that
-   * cheap.
+   * cheap. `deadline` is never more than {@link MAX_HOST_DELAY_MS} ahead of
+   * `now()`.
    */
   protected abstract wakeAt(deadline: number | undefined, ref: boolean): void;
 
@@ -159,8 +170,9 @@ export abstract class LoopBase implements Loop {
   }
 
   timer(ms: number, fn: () => void): Timer {
+    if (typeof ms !== "number" || ms !== ms) throw new RangeError(`loop.timer: the delay must be a number of ms, got ${String(ms)}`);
     if (ms === Infinity) return INERT_TIMER;
-    const delay = ms > 0 ? ms : 0; // negative and NaN run on a coming turn
+    const delay = ms > 0 ? ms : 0; // negative: on a coming turn
     const t = new LoopTimer(this, this.now() + delay, this.#seq++, fn);
     this.#heap.push(t);
     this.#refed++;
@@ -310,9 +322,13 @@ export abstract class LoopBase implements Loop {
       }
       return;
     }
-    this.#armed = next.deadline;
+    // A host timer takes at most MAX_HOST_DELAY_MS: a later deadline is
+    // reached in hops (each wake-up fires nothing and asks for the next).
+    const latest = this.now() + MAX_HOST_DELAY_MS;
+    const at = next.deadline > latest ? latest : next.deadline;
+    this.#armed = at;
     this.#armedRef = ref;
-    this.wakeAt(next.deadline, ref);
+    this.wakeAt(at, ref);
   }
 
   async connect(url: string | URL, options: ConnectOptions = {}): Promise<Connection> {

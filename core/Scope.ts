@@ -36,7 +36,7 @@
  * @module
  */
 import type { Loop } from "./Loop.js";
-import { CancelledError, ClosedError, ScopeError, TilthError, describe, isCancellation } from "./errors.js";
+import { CancelledError, ClosedError, ScopeError, TilthError, describe, formatMs, isCancellation } from "./errors.js";
 import { onAbort } from "./abort.js";
 import { sleep } from "./time.js";
 
@@ -84,7 +84,7 @@ export interface ScopeCloseOptions {
 /** Work that ignored its cancellation past the deadline was left running. */
 export class AbandonedError extends TilthError {
   constructor(what: string, cancelMs: number) {
-    super("ERR_ABANDONED", `${what} ignored cancellation for ${cancelMs} ms and was abandoned (it may still be running)`, { context: { what, cancelMs } });
+    super("ERR_ABANDONED", `${what} ignored cancellation for ${formatMs(cancelMs)} and was abandoned (it may still be running)`, { context: { what, cancelMs } });
   }
 }
 
@@ -474,7 +474,7 @@ export class Scope implements AsyncDisposable {
         what: `scope ${this.name}`,
         ended: this.#whenIdle(),
         graceMs,
-        cancel: () => this.cancel(o.reason ?? new CancelledError(`scope ${this.name} closing: its grace period of ${graceMs} ms is over`)),
+        cancel: () => this.cancel(o.reason ?? new CancelledError(`scope ${this.name} closing: its grace period of ${formatMs(graceMs)} is over`)),
         cancelMs,
         log: (line) => (this.#log ?? defaultLog)(`${line}; tasks still running: ${names()}`),
       });

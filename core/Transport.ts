@@ -33,6 +33,24 @@ export interface ConnectionEnd {
   readonly error?: Error;
 }
 
+/**
+ * Who the peer of a connection is, as its transport verified it: for tls://,
+ * the certificate the peer presented and the listener (or client) checked
+ * against its trusted CAs. Absent when the transport verified nobody (tcp,
+ * ipc, inproc; tls without a peer certificate, or with one that was not
+ * verified). The fields are read from the certificate as it is.
+ */
+export interface PeerIdentity {
+  /** The certificate's subject, e.g. `{ CN: "client-a", O: "Acme" }` (a repeated attribute gives an array). */
+  readonly subject: Readonly<Record<string, string | readonly string[]>>;
+  /** The certificate's issuer, in the same form. */
+  readonly issuer: Readonly<Record<string, string | readonly string[]>>;
+  /** Subject alternative names as `TYPE:value`, e.g. `["DNS:client-a.example", "URI:spiffe://example/client-a"]`. */
+  readonly subjectAltNames: readonly string[];
+  /** SHA-256 fingerprint of the certificate, colon-separated hex as OpenSSL prints it (`AB:CD:…`). */
+  readonly fingerprint256: string;
+}
+
 /** Receives a connection's events. Calls are never synchronous with `start()`. */
 export interface ConnectionHandler {
   /** A whole message arrived. The frames are the handler's to keep. */
@@ -49,6 +67,8 @@ export interface Connection extends AsyncDisposable {
   readonly localUrl: string;
   /** The remote end as a URL. */
   readonly remoteUrl: string;
+  /** The peer's identity, when the transport verified one (tls:// with a verified certificate). */
+  readonly peerIdentity?: PeerIdentity | undefined;
   /** Set once the connection has ended; the same object `closed` resolves with. */
   readonly ended: ConnectionEnd | undefined;
   /** Resolves (never rejects) when the connection has ended. */

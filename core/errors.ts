@@ -52,11 +52,21 @@ export class CancelledError extends TilthError {
   }
 }
 
+/**
+ * A duration for a message a person reads: whole milliseconds and the unit,
+ * `formatMs(3666.04)` is `"3666 ms"`. Loop times are fractional (Node's clock
+ * has µs resolution); messages and log lines show them through this, while
+ * error contexts keep the exact number.
+ */
+export function formatMs(ms: number): string {
+  return `${Math.round(ms)} ms`;
+}
+
 /** A time limit was hit. `limitMs` is the limit that was exceeded. */
 export class TimeoutError extends TilthError {
   readonly limitMs: number;
   constructor(limitMs: number, what = "operation", options: TilthErrorOptions = {}) {
-    super("ERR_TIMEOUT", `${what} timed out after ${limitMs} ms`, {
+    super("ERR_TIMEOUT", `${what} timed out after ${formatMs(limitMs)}`, {
       retryable: true,
       ...options,
       context: { limitMs, ...options.context },

@@ -22,9 +22,11 @@
  */
 import type { Loop } from "../core/Loop.js";
 import type { ConnectOptions } from "../core/Transport.js";
-import { ClosedError, TilthError, isTilthError } from "../core/errors.js";
+import { onAbort } from "../core/abort.js";
+import { ClosedError, TimeoutError, abortReason, isTilthError } from "../core/errors.js";
 import { sleep } from "../core/time.js";
 import type { MethodInfo } from "./api.js";
+import { badTimeout } from "./ClientCalls.js";
 import type { Middleware } from "./context.js";
 import type { CallOptions, CallPromise, PendingCall } from "./PendingCall.js";
 import { Scope } from "../core/Scope.js";
@@ -76,6 +78,15 @@ export interface ClientOptions extends PeerOptions {
   closeTimeoutMs?: number;
   /** The scope the client lives in: it is closed when that scope closes. */
   scope?: Scope;
+  /**
+   * The owner's stop: once it aborts, calls still waiting for a connection
+   * (a `waitForReady` retry, the backoff before the next attempt) fail at
+   * once with its reason instead of waiting out their time limit. Calls on an
+   * open connection go on; `close()` ends those. An app's clients of other
+   * apps get its scope's `closing` signal, so stopping the app never waits on
+   * a server that is down.
+   */
+  signal?: AbortSignal;
 }
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
@@ -106,6 +117,8 @@ export class RpcClient implements AsyncDisposable {
     this.url = url;
     this.#transportUrl = protocol.transportUrl ? protocol.transportUrl(u.transport) : u.transport;
     this.loop = options.loop;
+    const bad = badTimeout(options.timeout);
+    if (bad !== undefined) throw bad;
     this.timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
     this.#options = options;
     this.#middleware = [...(options.middleware ?? [])];
@@ -130,7 +143,7 @@ export class RpcClient implements AsyncDisposable {
 
   /** Open the connection now (calls open it on demand anyway). */
   async connect(): Promise<void> {
-    await this.#ready(undefined);
+    await this.#ready(undefined, undefined);
   }
 
   /**
@@ -172,9 +185,11 @@ export class RpcClient implements AsyncDisposable {
    * then make the call. Returns a PendingCall-shaped object right away.
    */
   #callLater<R>(method: string, args: readonly unknown[], timeout: number | undefined, options: CallOptions | undefined): CallPromise<R> {
+    const bad = badTimeout(timeout);
+    if (bad !== undefined) return deferredCall(Promise.reject(bad)) as CallPromise<R>;
     const deadline = timeout === undefined ? undefined : this.loop.now() + timeout;
     // Boxed: a PendingCall is thenable, and a promise would adopt it.
-    const ready = this.#options.waitForReady ? this.#readyWaiting(deadline, options?.signal) : this.#ready(deadline, options?.signal);
+    const ready = this.#options.waitForReady ? this.#readyWaiting(deadline, timeout, options?.signal) : this.#ready(deadline, timeout, options?.signal);
     const started = ready.then((s) => {
       const left = deadline === undefined ? undefined : Math.max(0, deadline - this.loop.now());
       // The time left runs the timer; errors still name the limit the caller set.
@@ -184,34 +199,40 @@ export class RpcClient implements AsyncDisposable {
   }
 
   /** `waitForReady`: a refused connection is tried again (with backoff) until the call's time runs out. */
-  async #readyWaiting(deadline: number | undefined, signal?: AbortSignal): Promise<ClientSessionLike> {
+  async #readyWaiting(deadline: number | undefined, limitMs: number | undefined, signal?: AbortSignal): Promise<ClientSessionLike> {
+    const stop = this.#options.signal;
     for (;;) {
       try {
-        return await this.#ready(deadline, signal);
+        return await this.#ready(deadline, limitMs, signal);
       } catch (e) {
-        const retry = isTilthError(e, "ERR_CONNECTION_REFUSED") && !this.#closed && !signal?.aborted && (deadline === undefined || deadline > this.loop.now());
+        const retry =
+          isTilthError(e, "ERR_CONNECTION_REFUSED") && !this.#closed && !signal?.aborted && !stop?.aborted && (deadline === undefined || deadline > this.loop.now());
         if (!retry) throw e;
       }
     }
   }
 
-  #ready(deadline: number | undefined, signal?: AbortSignal): Promise<ClientSessionLike> {
+  /** The open session, once there is one; `deadline` (loop time) bounds the wait, `limitMs` is the caller's limit that errors name. */
+  #ready(deadline: number | undefined, limitMs: number | undefined, signal?: AbortSignal): Promise<ClientSessionLike> {
     if (this.#closed) return Promise.reject(new ClosedError(`client of ${this.url} is closed`));
     const s = this.#session;
     if (s !== undefined && s.usable) return Promise.resolve(s);
+    const stop = this.#options.signal;
+    for (const sig of [signal, stop]) if (sig?.aborted) return Promise.reject(abortReason(sig));
     this.#connecting ??= this.#open().finally(() => (this.#connecting = undefined));
-    if (deadline === undefined && signal === undefined) return this.#connecting;
+    if (deadline === undefined && signal === undefined && stop === undefined) return this.#connecting;
     const limit = deadline === undefined ? Infinity : Math.max(0, deadline - this.loop.now());
     return new Promise<ClientSessionLike>((resolve, reject) => {
       const t =
         limit === Infinity
           ? undefined
-          : this.loop.timer(limit, () => reject(new TilthError("ERR_TIMEOUT", `could not connect to ${this.url} within ${limit} ms`, { retryable: true, context: { limitMs: limit } })));
-      const onAbort = (): void => reject(signal!.reason);
-      signal?.addEventListener("abort", onAbort, { once: true });
+          : this.loop.timer(limit, () => reject(new TimeoutError(limitMs ?? limit, `connecting to ${this.url}`)));
+      const offCall = onAbort(signal, () => reject(abortReason(signal!)));
+      const offStop = onAbort(stop, () => reject(abortReason(stop!)));
       this.#connecting!.then(resolve, reject).finally(() => {
         t?.cancel();
-        signal?.removeEventListener("abort", onAbort);
+        offCall();
+        offStop();
       });
     });
   }

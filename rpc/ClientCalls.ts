@@ -35,6 +35,16 @@ export interface CallSender {
   readonly peerUrl: string;
 }
 
+/**
+ * Why `ms` cannot be a call's time limit (undefined when it can): a limit is
+ * a number of ms, `Infinity` for none. NaN or anything else is refused
+ * before it reaches a timer or the wire.
+ */
+export function badTimeout(ms: unknown): RangeError | undefined {
+  if (ms === undefined || (typeof ms === "number" && ms === ms)) return undefined;
+  return new RangeError(`a call's timeout must be a number of ms (Infinity: no limit), got ${String(ms)}`);
+}
+
 function isThenable(v: unknown): v is PromiseLike<unknown> {
   return typeof v === "object" && v !== null && typeof (v as PromiseLike<unknown>).then === "function";
 }
@@ -97,10 +107,12 @@ export class ClientCalls implements CallOwner {
    */
   start<R>(id: number, method: string, args: readonly unknown[], timeoutMs: number | undefined, options: CallOptions | undefined): PendingCall<R> {
     if (timeoutMs === Infinity) timeoutMs = undefined; // no limit
+    else if (timeoutMs !== undefined && timeoutMs < 0) timeoutMs = 0; // past already: the wire carries no negative limit
     const signal = options?.signal;
     const call = new PendingCall<R>(this, id, method, args, signal);
-    if (signal?.aborted) {
-      call._settle(false, abortReason(signal));
+    const refused = signal?.aborted ? abortReason(signal) : badTimeout(timeoutMs);
+    if (refused !== undefined) {
+      call._settle(false, refused);
       return call;
     }
     if (timeoutMs !== undefined) call.limitMs = options?.limitMs ?? timeoutMs;

@@ -23,6 +23,7 @@
  */
 import { Deadlines, type Deadline } from "../core/Deadlines.js";
 import type { Loop } from "../core/Loop.js";
+import type { PeerIdentity } from "../core/Transport.js";
 import { BusyError, CancelledError, TilthError, TimeoutError, type TilthErrorOptions } from "../core/errors.js";
 import { bindArguments, type ExposedMethod } from "./api.js";
 import type { CallContext, Middleware } from "./context.js";
@@ -64,6 +65,7 @@ export class ServerCall<R = unknown> implements CallContext {
   readonly method: string;
   readonly args: readonly unknown[];
   readonly peer: string;
+  readonly peerIdentity: PeerIdentity | undefined;
   /** Loop time the call arrived (for status reports). */
   startedAt = 0;
   /** The time limit the client sent, ms. */
@@ -80,12 +82,13 @@ export class ServerCall<R = unknown> implements CallContext {
   #ac: AbortController | undefined;
   #reason: unknown;
 
-  constructor(ref: R, id: number, method: string, args: readonly unknown[], peer: string) {
+  constructor(ref: R, id: number, method: string, args: readonly unknown[], peer: string, peerIdentity: PeerIdentity | undefined) {
     this.ref = ref;
     this.id = id;
     this.method = method;
     this.args = args;
     this.peer = peer;
+    this.peerIdentity = peerIdentity;
   }
 
   /** Whether the call has ended (answered, failed, cancelled or dropped). */
@@ -209,6 +212,7 @@ export class ServerCalls<R> {
   readonly #loop: Loop;
   readonly #wire: CallWire<R>;
   readonly #peer: string;
+  readonly #peerIdentity: PeerIdentity | undefined;
   readonly #calls = new IdTable<ServerCall<R>>();
   /** Every call's deadline, on one timer (core/Deadlines). */
   readonly #deadlines: Deadlines<ServerCall<R>>;
@@ -216,11 +220,13 @@ export class ServerCalls<R> {
   #idle: Promise<void> | undefined;
   #resolveIdle: (() => void) | undefined;
 
-  constructor(server: ServerCore, loop: Loop, wire: CallWire<R>, peer: string) {
+  /** `peer`: the connection's remote URL; `peerIdentity`: who the peer is, if its transport verified it. */
+  constructor(server: ServerCore, loop: Loop, wire: CallWire<R>, peer: string, peerIdentity?: PeerIdentity) {
     this.#server = server;
     this.#loop = loop;
     this.#wire = wire;
     this.#peer = peer;
+    this.#peerIdentity = peerIdentity;
     this.#deadlines = new Deadlines<ServerCall<R>>(loop, (call) => {
       if (call.state === RUNNING) this.#fail(call, new TimeoutError(call.limitMs, `call ${call.method}`));
     });
@@ -261,8 +267,9 @@ export class ServerCalls<R> {
   }
 
   /**
-   * A call arrived. `deadlineMs` is its time limit (null: none); `credit` the
-   * stream items the client takes before it grants more.
+   * A call arrived. `deadlineMs` is its time limit (null, Infinity or NaN:
+   * none; any finite number of ms works, also beyond a host timer's range);
+   * `credit` the stream items the client takes before it grants more.
    */
   dispatch(ref: R, id: number, method: string, args: unknown[], kwargs: Record<string, unknown> | null, deadlineMs: number | null, credit: number): void {
     const server = this.#server;
@@ -343,11 +350,13 @@ export class ServerCalls<R> {
 
   /** A call in flight from now on: in the table, with its deadline. */
   #track(ref: R, id: number, method: string, bound: unknown[], deadlineMs: number | null, credit: number): ServerCall<R> {
-    const call = new ServerCall<R>(ref, id, method, bound.length ? bound : NO_ARGS, this.#peer);
+    const call = new ServerCall<R>(ref, id, method, bound.length ? bound : NO_ARGS, this.#peer, this.#peerIdentity);
     const now = this.#loop.now();
     call.startedAt = now;
     this.#calls.set(id, call);
-    if (deadlineMs !== null) {
+    // A limit the wire may carry but that is none (Infinity; NaN from a foreign
+    // codec) leaves the call without a deadline rather than with a broken timer.
+    if (deadlineMs !== null && deadlineMs < Infinity) {
       call.limitMs = deadlineMs;
       call.timer = this.#deadlines.add(deadlineMs, call, now);
     }

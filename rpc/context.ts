@@ -3,6 +3,8 @@
  * @module
  */
 
+import type { PeerIdentity } from "../core/Transport.js";
+
 const CONTEXTUAL = Symbol.for("tilth.rpc.contextual");
 
 /** What a handler (and middleware) knows about the call it serves. */
@@ -19,6 +21,13 @@ export interface CallContext {
   readonly deadline: number | undefined;
   /** The remote end, as a URL. */
   readonly peer: string;
+  /**
+   * Who the peer is, when its transport verified it: on a server under
+   * mutual TLS, the client's certificate (subject, issuer, subject alternative
+   * names, SHA-256 fingerprint). Undefined otherwise. Authorise by it in a
+   * `before` middleware or a `contextual` handler.
+   */
+  readonly peerIdentity?: PeerIdentity | undefined;
   /** Free slot for middleware (timings, trace ids). */
   readonly meta: Record<string, unknown>;
 }

@@ -4,9 +4,10 @@
  * with `node:test`, a fresh harness (a new loop) for each. An adapter is done
  * when it passes. The suite checks the clock (`now` monotonic, `wallTime` an
  * epoch time moving with it), `post` order and asynchrony, timer order and
- * cancellation, errors thrown by callbacks, the cooperative budget (a long
- * chain of posts lets host macrotasks run), coded errors for bad URLs, and
- * that no timer is left pending.
+ * cancellation, the delays a timer takes (negative, infinite, beyond a host
+ * timer's 2^31-1 ms; NaN refused), errors thrown by callbacks, the cooperative
+ * budget (a long chain of posts lets host macrotasks run), coded errors for
+ * bad URLs, and that no timer is left pending.
  *
  * @example
  * ```ts
@@ -253,6 +254,53 @@ export function loopConformance(name: string, make: HarnessFactory): void {
     it("unknown schemes and bad URLs fail with coded errors", async (h) => {
       await assert.rejects(h.loop.connect("nope://x"), (e) => isTilthError(e, "ERR_UNKNOWN_SCHEME"));
       await assert.rejects(h.loop.listen("not a url"), (e) => isTilthError(e, "ERR_INVALID_URL"));
+    });
+
+    it("delays: 0 or less runs on a coming turn, Infinity never fires, NaN and non-numbers are refused", async (h) => {
+      await h.drive(async () => {
+        const seen: string[] = [];
+        const done = defer();
+        const before = h.loop.now();
+        const neg = h.loop.timer(-50, () => seen.push("negative"));
+        assert.ok(neg.deadline >= before && neg.deadline <= h.loop.now(), "a negative delay is due now, not in the past");
+        h.loop.timer(-Infinity, () => seen.push("-Infinity"));
+        const never = h.loop.timer(Infinity, () => seen.push("Infinity"));
+        assert.equal(never.pending, false, "an infinite timer is inert");
+        assert.equal(never.deadline, Infinity);
+        never.cancel();
+        for (const bad of [NaN, "10", undefined, 10n]) {
+          assert.throws(() => h.loop.timer(bad as number, () => seen.push(`bad ${String(bad)}`)), RangeError, `timer(${String(bad)})`);
+        }
+        h.loop.timer(5, () => done.resolve());
+        await done.promise;
+        assert.deepEqual(seen, ["negative", "-Infinity"]);
+      });
+    });
+
+    it("a timer beyond 2^31-1 ms stays pending until its deadline, and does not wake the host every millisecond", async (h) => {
+      let overflows = 0;
+      const onWarning = (w: Error): void => {
+        if (w.name === "TimeoutOverflowWarning") overflows++;
+      };
+      process.on("warning", onWarning);
+      try {
+        await h.drive(async () => {
+          let fired = 0;
+          const before = h.loop.now();
+          const far = h.loop.timer(3e9, () => fired++);
+          assert.ok(far.deadline >= before + 3e9, "the deadline is the one asked for, not a clamped one");
+          const done = defer();
+          h.loop.timer(40, () => done.resolve());
+          await done.promise;
+          assert.equal(fired, 0);
+          assert.equal(far.pending, true);
+          far.cancel();
+        });
+        await new Promise<void>((r) => setImmediate(r)); // warnings are emitted on a later tick
+      } finally {
+        process.off("warning", onWarning);
+      }
+      assert.equal(overflows, 0, "a host timer got a delay it cannot take (TimeoutOverflowWarning)");
     });
 
     it("many pending timers fire in order and leave the heap empty", async (h) => {

@@ -34,7 +34,7 @@ import { zmqTransport } from "./zmq.js";
 export * from "./errors.js";
 export * from "./framing.js";
 export { SocketReader, StreamConnection } from "./StreamConnection.js";
-export { NetTransport, netTransport } from "./net.js";
+export { NetTransport, claimIpcPath, netTransport } from "./net.js";
 export { TlsTransport, tlsTransport, type TlsConnectOptions, type TlsListenOptions } from "./tls.js";
 export { InprocTransport, InprocConnection, InprocListener, inprocName } from "./inproc.js";
 export { ZmqTransport, zmqTransport, ZmqListener, ZmqDealerConnection, ZmqPeerConnection, zmqEndpoint } from "./zmq.js";

@@ -7,7 +7,7 @@ import { performance } from "node:perf_hooks";
 import { VirtualTimeScheduler, asapScheduler, asyncScheduler, type SchedulerLike, type Subscription } from "rxjs";
 import type { Timer } from "../../core/Loop.js";
 import { LoopBase, type LoopOptions } from "../../core/LoopBase.js";
-import { TilthError } from "../../core/errors.js";
+import { TilthError, formatMs } from "../../core/errors.js";
 
 export interface RxLoopOptions extends LoopOptions {
   /**
@@ -226,7 +226,7 @@ export async function runVirtual<T>(
       continue;
     }
     if (next !== undefined) {
-      if (next.delay > until) throw new TilthError("ERR_VIRTUAL_LIMIT", `runVirtual passed its time limit of ${timeLimit} virtual ms`);
+      if (next.delay > until) throw new TilthError("ERR_VIRTUAL_LIMIT", `runVirtual passed its time limit of ${formatMs(timeLimit)} of virtual time`);
       step(scheduler);
       continue;
     }
@@ -239,7 +239,7 @@ export async function runVirtual<T>(
     if (!done && actions.length === 0) {
       throw new TilthError(
         "ERR_VIRTUAL_DEADLOCK",
-        `runVirtual: the body waits but nothing was scheduled for ${deadlockMs} ms of real time`,
+        `runVirtual: the body waits but nothing was scheduled for ${formatMs(deadlockMs)} of real time`,
         { context: { realMs: deadlockMs } },
       );
     }

@@ -27,7 +27,7 @@
  * @module
  */
 import { z } from "zod";
-import { TilthError, describe } from "../../core/errors.js";
+import { TilthError, describe, formatMs } from "../../core/errors.js";
 import { sleep, timeout } from "../../core/time.js";
 import type { AppContext } from "../App.js";
 import type { Counter } from "../Metrics.js";
@@ -130,7 +130,7 @@ export class PeriodicTask extends Task {
       const now = loop.now();
       if (next < now) {
         this.#late!.inc(labels);
-        this.log.debug(`run took ${Math.round(now - started)} ms, longer than the interval; the next starts now`);
+        this.log.debug(`run took ${formatMs(now - started)}, longer than the interval; the next starts now`);
         next = now;
       }
     }

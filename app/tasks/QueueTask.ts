@@ -34,7 +34,7 @@
  */
 import { z } from "zod";
 import { Channel } from "../../core/Channel.js";
-import { CancelledError, ClosedError, TilthError, describe, isCancellation } from "../../core/errors.js";
+import { CancelledError, ClosedError, TilthError, describe, formatMs, isCancellation } from "../../core/errors.js";
 import { scoped } from "../../core/Scope.js";
 import { sleep, timeout, type WaitOptions } from "../../core/time.js";
 import type { AppContext } from "../App.js";
@@ -233,7 +233,7 @@ export class QueueTask<T> extends Task {
         if (cancel.aborted || attempt > this.retries || !this.retryIf(e)) return this.#final(item, e, attempt);
         const wait = Math.min(this.maxBackoff, this.backoff * 2 ** (attempt - 1));
         c.retries.inc(labels);
-        this.log.warn(`attempt ${attempt} of ${this.retries + 1} failed: ${describe(e)}; retrying in ${wait} ms`);
+        this.log.warn(`attempt ${attempt} of ${this.retries + 1} failed: ${describe(e)}; retrying in ${formatMs(wait)}`);
         try {
           await sleep(this.loop, wait, { signal: cancel });
         } catch (c2) {

@@ -24,7 +24,7 @@
  */
 import type { Loop, Timer } from "../../core/Loop.js";
 import type { Connection, ConnectionEnd, Message } from "../../core/Transport.js";
-import { describe as describeError } from "../../core/errors.js";
+import { describe as describeError, formatMs } from "../../core/errors.js";
 import { ConnectionLostError, IncompatiblePeerError, ProtocolError, type RemoteErrorInfo } from "../errors.js";
 import { validMs, type PeerOptions } from "../protocol.js";
 import { PROTOCOL, T, VERSION, decode, encode, type HelloInfo, type Msg } from "./codec.js";
@@ -97,7 +97,7 @@ export abstract class Peer {
   readonly #handshakeOver = (): void => {
     this.#handshake = undefined;
     if (this.peerHello !== undefined || this.#ended) return;
-    this.fail(new ProtocolError(`no HELLO within ${this.#handshakeTimeoutMs} ms of connecting (handshakeTimeoutMs)`, {
+    this.fail(new ProtocolError(`no HELLO within ${formatMs(this.#handshakeTimeoutMs)} of connecting (handshakeTimeoutMs)`, {
       context: { handshakeTimeoutMs: this.#handshakeTimeoutMs },
     }));
   };
@@ -234,7 +234,7 @@ export abstract class Peer {
     const limit = this.#peerTimeoutMs ?? 3 * Math.max(this.peerHello?.heartbeatMs ?? this.heartbeatMs, this.heartbeatMs);
     const silentMs = now - this.#heardAt;
     if (silentMs + check >= limit) {
-      this.fail(new ConnectionLostError(`peer silent for ${Math.round(silentMs)} ms or more (limit ${Math.round(limit)} ms)`, { silentMs: Math.round(silentMs) }));
+      this.fail(new ConnectionLostError(`peer silent for ${formatMs(silentMs)} or more (limit ${formatMs(limit)})`, { silentMs: Math.round(silentMs) }));
       return;
     }
     if (this.#sentSinceTick) this.#spokeAt = now;

@@ -23,7 +23,7 @@ export class ServerSession extends Peer implements ServerSessionLike, CallWire<n
   constructor(server: ServerCore, conn: Connection, loop: Loop, options: PeerOptions) {
     super(loop, conn, options);
     this.#server = server;
-    this.#calls = new ServerCalls<number>(server, loop, this, conn.remoteUrl);
+    this.#calls = new ServerCalls<number>(server, loop, this, conn.remoteUrl, conn.peerIdentity);
     this.#output = new OutputGuard(conn, server.outputBudget);
     this.startPeer();
   }

@@ -8,6 +8,7 @@
 import { Deadlines, type Deadline } from "../../core/Deadlines.js";
 import type { Loop } from "../../core/Loop.js";
 import type { Connection, Message } from "../../core/Transport.js";
+import { formatMs } from "../../core/errors.js";
 import type { ClientOptions } from "../Client.js";
 import { ClientCalls, type CallSender } from "../ClientCalls.js";
 import { ConnectionLostError, ProtocolError, RemoteError } from "../errors.js";
@@ -135,7 +136,7 @@ export class ZrpcClientSession implements CallSender, ClientSessionLike {
     const now = this.#loop.now();
     const silent = now - ch.lastSeen;
     if (silent > 2.5 * ms) {
-      this.#calls.lose(ch.call, new ConnectionLostError(`lost remote: no event on the call's channel for ${silent} ms (heartbeat ${ms} ms)`, { silentMs: silent }));
+      this.#calls.lose(ch.call, new ConnectionLostError(`lost remote: no event on the call's channel for ${formatMs(silent)} (heartbeat ${formatMs(ms)})`, { silentMs: silent }));
       return;
     }
     this.#sendOn(ch, "_zpc_hb", [0]);

@@ -8,7 +8,7 @@
 import { Deadlines, type Deadline } from "../../core/Deadlines.js";
 import type { Loop } from "../../core/Loop.js";
 import type { Connection, Message } from "../../core/Transport.js";
-import { TilthError } from "../../core/errors.js";
+import { TilthError, formatMs } from "../../core/errors.js";
 import type { ExposedMethod } from "../api.js";
 import { ConnectionLostError } from "../errors.js";
 import type { ServerCore, ServerSessionLike } from "../protocol.js";
@@ -77,7 +77,7 @@ export class ZrpcServerSession implements ServerSessionLike, CallWire<Chan> {
     this.#name = options.name ?? "tilth";
     this.#zrpcDebug = options.zrpcDebug === true;
     this.#beats = new Deadlines(this.#loop, this.#beat);
-    this.#calls = new ServerCalls<Chan>(server, this.#loop, this, conn.remoteUrl);
+    this.#calls = new ServerCalls<Chan>(server, this.#loop, this, conn.remoteUrl, conn.peerIdentity);
     conn.start({ message: (m) => this.#onMessage(m), end: () => this.#onEnd() });
   }
 
@@ -246,7 +246,7 @@ export class ZrpcServerSession implements ServerSessionLike, CallWire<Chan> {
     const silent = now - ch.lastSeen;
     if (silent > 2.5 * ms) {
       // zerorpc-python: the method is killed and nothing more is sent.
-      this.#calls.drop(call, new ConnectionLostError(`lost remote after ${silent} ms without an event (heartbeat ${ms} ms)`, { silentMs: silent }));
+      this.#calls.drop(call, new ConnectionLostError(`lost remote after ${formatMs(silent)} without an event (heartbeat ${formatMs(ms)})`, { silentMs: silent }));
       return;
     }
     this.#trySend(ch, "_zpc_hb", [0]);

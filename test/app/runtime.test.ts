@@ -177,3 +177,24 @@ test("a failure at a later start step closes what the earlier steps opened: a se
   assert.ok(out.lines.some((l) => /INFO tilth\.service: stopped every task/.test(l)), out.lines.join("\n"));
   assert.equal(loop.pendingTimers, 0);
 });
+
+test("stopping an app whose serve() waits for another app that is down (waitForReady) does not wait out the call's limit", async () => {
+  const loop = new VirtualLoop();
+  const out = capture();
+  const settings = Settings.from({
+    apps: {
+      ping: { class: PingApp, bind: "drpc+inproc://ping-down" },
+      caller: { class: CallerApp, uses: ["ping"], options: { interval: 1000 } },
+    },
+  });
+  let took = -1;
+  await loop.run(async () => {
+    const caller = await startApp("caller", settings, { loop, log: { write: out.write, color: false } }); // ping never starts
+    await sleep(loop, 1000);
+    const t0 = loop.now();
+    await caller.stop();
+    took = loop.now() - t0;
+  });
+  assert.ok(took >= 0 && took < 100, `stop took ${took} ms (the call's limit is 30000 ms)`);
+  assert.equal(loop.pendingTimers, 0, "stop left a timer");
+});

@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { openBackdoor } from "../../app/backdoor.js";
 import { isTilthError } from "../../core/errors.js";
 import { leakCheck } from "../helpers/leaks.js";
+import { staleSocket } from "../helpers/stale-socket.js";
 
 const cli = fileURLToPath(new URL("../../cli/main.js", import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), "tilth-door-"));
@@ -88,6 +89,26 @@ test("backdoor on loopback TCP: refused without the right token, served with it"
     const ok = await attach([door.address, "--token", door.token!], "x * 6\n.exit\n");
     assert.equal(ok.code, 0, ok.out);
     assert.match(ok.out, /42/);
+  } finally {
+    await door.close();
+  }
+  await done();
+});
+
+test("backdoor on a unix socket: a stale socket file (its app was killed) is taken over; a live one is ERR_ADDRESS_IN_USE, and the probe resetting its connection does not crash the app", { timeout: 30_000 }, async () => {
+  const done = leakCheck();
+  const path = join(dir, "stale.sock");
+  staleSocket(path);
+  const door = await openBackdoor({ address: `ipc://${path}`, name: "again", context: { answer: () => 42 } });
+  try {
+    assert.equal(statSync(path).mode & 0o777, 0o600);
+    await assert.rejects(
+      openBackdoor({ address: `ipc://${path}`, name: "second", context: {} }),
+      (e) => isTilthError(e, "ERR_ADDRESS_IN_USE") && /a live listener accepts connections/.test((e as Error).message),
+    );
+    const r = await attach([`ipc://${path}`], "answer()\n.exit\n");
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /42/);
   } finally {
     await door.close();
   }

@@ -237,3 +237,83 @@ test("the runner stops a child that ignores SIGTERM with SIGKILL after run.stopT
     if (pid > 0 && alive(pid)) process.kill(pid, "SIGKILL");
   }
 });
+
+/** Wait until `file` holds a pid other than `not` (a process that has written its pidfile). */
+async function pidIn(file: string, not?: number): Promise<number> {
+  for (let i = 0; i < 300; i++) {
+    const pid = existsSync(file) ? Number(readFileSync(file, "utf8")) : NaN;
+    if (Number.isInteger(pid) && pid > 0 && pid !== not) return pid;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`no new pid in ${file}`);
+}
+
+const count = (text: string, re: RegExp): number => text.match(new RegExp(re.source, "g"))?.length ?? 0;
+
+test("an app on drpc+ipc with an ipc backdoor, killed by SIGKILL, comes back on the same sockets (restart: always); the other apps keep running", { timeout: 60_000 }, async () => {
+  const sock = join(root, `k${n}.sock`);
+  const door = join(root, `d${n}.sock`);
+  const { file, dir } = settingsFile({
+    ping: { class: `${apps}#PingApp`, bind: `drpc+ipc://${sock}`, restart: "always", backdoor: `ipc://${door}` },
+    caller: { class: `${apps}#CallerApp`, uses: ["ping"], options: { interval: 100 } },
+    other: { class: `${apps}#PingApp`, bind: `drpc+ipc://${join(root, `o${n}.sock`)}` },
+  });
+  const run = tilth(["run", "ping", "caller", "other", "--settings", file]);
+  try {
+    await run.waitFor(/caller INFO CallerApp: ping: 'pong'/);
+    const ping = await pidIn(join(dir, ".tilth", "ping.pid"));
+    const others = await Promise.all(["caller", "other"].map((a) => pidIn(join(dir, ".tilth", `${a}.pid`))));
+    process.kill(ping, "SIGKILL");
+    await run.waitFor(/app ping was killed by SIGKILL; restarting in \d+ ms/);
+    assert.ok(existsSync(sock) && existsSync(door), "the killed app left its socket files");
+    await run.waitFor(new RegExp(`(ping INFO tilth\\.app: binding to drpc\\+ipc://${sock}[\\s\\S]*){2}`));
+    await run.waitFor(new RegExp(`(ping INFO tilth\\.app: backdoor on ipc://${door}[\\s\\S]*){2}`));
+    const pongs = count(run.out(), /ping: 'pong'/);
+    await run.waitFor(new RegExp(`(ping: 'pong'[\\s\\S]*){${pongs + 2}}`), 20_000);
+    assert.notEqual(await pidIn(join(dir, ".tilth", "ping.pid"), ping), ping, "ping runs in a new process");
+    for (const pid of others) assert.equal(alive(pid), true, "another app was stopped");
+    assert.doesNotMatch(run.out(), /cannot start|stopping \(/);
+    run.child.kill("SIGTERM");
+    assert.equal(await run.exit, 0, run.out());
+  } finally {
+    run.child.kill("SIGKILL");
+  }
+});
+
+test("an app that ran and then cannot start again (its port taken) is retried with backoff; the other apps keep running", { timeout: 60_000 }, async () => {
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  const { file, dir } = settingsFile({
+    ping: { class: `${apps}#PingApp`, bind: `drpc+tcp://127.0.0.1:${port}`, restart: "always" },
+    other: { class: `${apps}#PingApp`, bind: `drpc+ipc://${join(root, `q${n}.sock`)}` },
+  });
+  const run = tilth(["run", "ping", "other", "--settings", file]);
+  const blocker = net.createServer((s) => s.destroy());
+  try {
+    await run.waitFor(/ping INFO tilth\.app: binding to/);
+    const ping = await pidIn(join(dir, ".tilth", "ping.pid"));
+    const other = await pidIn(join(dir, ".tilth", "other.pid"));
+    process.kill(ping, "SIGKILL");
+    await run.waitFor(/app ping was killed by SIGKILL; restarting in \d+ ms/);
+    // Another process takes the port before the restart.
+    await new Promise<void>((resolve, reject) => blocker.once("error", reject).listen(port, "127.0.0.1", resolve));
+    await run.waitFor(/app ping could not start again \(exit 78\); restarting in \d+ ms/, 20_000);
+    assert.equal(alive(other), true, "the other app was stopped");
+    assert.doesNotMatch(run.out(), /stopping \(an app cannot start\)/);
+    await new Promise<void>((r) => blocker.close(() => r()));
+    let call = tilthSync(["call", "ping", "ping", "--settings", file]);
+    for (let i = 0; i < 100 && call.code !== 0; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      call = tilthSync(["call", "ping", "ping", "--settings", file]);
+    }
+    assert.equal(call.out.trim(), '"pong"', "ping came back once its port was free");
+    run.child.kill("SIGTERM");
+    assert.equal(await run.exit, 0, run.out());
+    assert.equal(alive(other), false);
+  } finally {
+    run.child.kill("SIGKILL");
+    if (blocker.listening) blocker.close();
+  }
+});

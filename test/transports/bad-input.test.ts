@@ -17,6 +17,7 @@ import type { Loop } from "../../core/Loop.js";
 import type { Connection, Listener } from "../../core/Transport.js";
 import { encodeMessage, MORE_FLAG, RESERVED_FLAG, registerTransports, StreamConnection } from "../../transports/index.js";
 import { leakCheck } from "../helpers/leaks.js";
+import { staleSocket } from "../helpers/stale-socket.js";
 import { cleanupTmp, collect, defer, echo, freePort, noUnhandledRejections, pattern, seqFrame, seqOf, settlesWithin, tlsCert, tlsKey, tmpDir, turn } from "./util.js";
 
 const KiB = 1024;
@@ -54,6 +55,18 @@ async function echoListener(loop: Loop, url = "tcp://127.0.0.1:0", options = {})
       return r ? Promise.resolve(r) : new Promise((resolve) => waiting.push(resolve));
     },
   };
+}
+
+/** A message sent to `url` comes back from the echo listener whose connections `next` gives. */
+async function echoesOver(loop: Loop, url: string, next: () => Promise<Connection>): Promise<void> {
+  const conn = await loop.connect(url);
+  const served = echo(await next());
+  const got = collect(conn);
+  conn.send([Buffer.from("hello")]);
+  await got.until(1);
+  assert.equal(Buffer.from(got.msgs[0]![0]!).toString(), "hello");
+  await conn.close();
+  await served;
 }
 
 function portOf(url: string): number {
@@ -320,16 +333,28 @@ describe("faults", () => {
     await new Promise<void>((r) => other.close(() => r()));
   });
 
-  it("ipc: a path that exists (a file, or a live listener) is ERR_ADDRESS_IN_USE and left alone", async (loop) => {
+  it("ipc: a path that exists and is not a socket, or a live listener's socket, is ERR_ADDRESS_IN_USE and left alone", async (loop) => {
     const file = join(tmpDir(), "taken.sock");
     writeFileSync(file, "not a socket");
-    await assert.rejects(loop.listen(`ipc://${file}`), (e) => code(e, "ERR_ADDRESS_IN_USE") && /stale socket file/.test((e as Error).message));
+    await assert.rejects(loop.listen(`ipc://${file}`), (e) => code(e, "ERR_ADDRESS_IN_USE") && /is not a socket/.test((e as Error).message));
     assert.equal(readFileSync(file, "utf8"), "not a socket");
     const path = join(tmpDir(), "live.sock");
-    const listener = await loop.listen(`ipc://${path}`);
-    await assert.rejects(loop.listen(`ipc://${path}`), (e) => code(e, "ERR_ADDRESS_IN_USE"));
+    const { listener, next } = await echoListener(loop, `ipc://${path}`);
+    await assert.rejects(loop.listen(`ipc://${path}`), (e) => code(e, "ERR_ADDRESS_IN_USE") && /a live listener accepts connections/.test((e as Error).message));
     assert.ok(existsSync(path));
+    await echo(await next()); // the probe's connection, which ends at once
+    await echoesOver(loop, `ipc://${path}`, next); // the live listener still serves
     await listener.close();
+  });
+
+  it("ipc: a stale socket file (its listener's process was killed) is removed and bound again", async (loop) => {
+    const path = join(tmpDir(), "stale.sock");
+    staleSocket(path);
+    await assert.rejects(new Promise((_, reject) => net.connect({ path }).once("error", reject)), (e) => (e as { code?: string }).code === "ECONNREFUSED");
+    const { listener, next } = await echoListener(loop, `ipc://${path}`);
+    await echoesOver(loop, `ipc://${path}`, next);
+    await listener.close();
+    assert.ok(!existsSync(path), "the socket file is removed when the listener closes");
   });
 
   it("ipc: the socket file is removed when the listener closes; connecting then is ERR_CONNECTION_REFUSED", async (loop) => {

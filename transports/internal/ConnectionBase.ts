@@ -8,7 +8,7 @@
  */
 import { BrokenError, BusyError, ClosedError, TimeoutError, toError } from "../../core/errors.js";
 import type { Loop } from "../../core/Loop.js";
-import type { Connection, ConnectionEnd, ConnectionHandler, Message } from "../../core/Transport.js";
+import type { Connection, ConnectionEnd, ConnectionHandler, Message, PeerIdentity } from "../../core/Transport.js";
 import { Ring } from "../../core/Ring.js";
 import { InvalidStateError } from "../errors.js";
 import type { FramingLimits } from "../framing.js";
@@ -27,6 +27,8 @@ export interface ConnectionParams {
   limits: FramingLimits;
   /** How long a graceful close waits for the peer to finish it before destroying, ms. Default {@link DEFAULT_CLOSE_TIMEOUT_MS}. */
   closeTimeoutMs?: number;
+  /** The peer's verified identity, if the transport has one. */
+  peerIdentity?: PeerIdentity | undefined;
 }
 
 /** Default bound of a graceful close: past it the connection is destroyed (ERR_TIMEOUT as the end's error). */
@@ -69,6 +71,7 @@ export abstract class ConnectionBase implements Connection {
   readonly scheme: string;
   readonly localUrl: string;
   readonly remoteUrl: string;
+  readonly peerIdentity: PeerIdentity | undefined;
   readonly closed: Promise<ConnectionEnd>;
   protected readonly loop: Loop;
   protected readonly highWaterMark: number;
@@ -94,6 +97,7 @@ export abstract class ConnectionBase implements Connection {
     this.scheme = p.scheme;
     this.localUrl = p.localUrl;
     this.remoteUrl = p.remoteUrl;
+    this.peerIdentity = p.peerIdentity;
     this.highWaterMark = p.highWaterMark;
     this.lowWaterMark = Math.floor(p.highWaterMark / 2);
     this.maxBuffered = p.maxBuffered;
