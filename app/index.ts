@@ -13,3 +13,4 @@ export * from "./Service.js";
 export * from "./tasks/index.js";
 export * from "./embed.js";
 export * from "./overrides.js";
+export * from "./di.js";

@@ -27,6 +27,7 @@ import { RpcClient, remoteOf, type Remote } from "../rpc/Client.js";
 import { RpcServer, type ServerOptions } from "../rpc/Server.js";
 import { App, AppContext, LOOP, client } from "./App.js";
 import { openBackdoor } from "./backdoor.js";
+import { constructWithDi } from "./di.js";
 import { Logger, type LoggerOptions } from "./Logger.js";
 import { runloop, type RunloopOptions } from "./runloop.js";
 import { Settings, SettingsError } from "./Settings.js";
@@ -66,8 +67,7 @@ export interface AppHandle {
 
 /** Construct an app class: through DI when it is decorated (`@injectable`), else `new Cls(ctx)`. */
 function construct(cls: Function, c: DependencyContainer, ctx: AppContext): App {
-  const decorated = Reflect.getMetadata("design:paramtypes", cls) !== undefined;
-  const app = decorated ? (c.resolve(cls as new (...a: never[]) => unknown) as App) : new (cls as new (ctx: AppContext) => App)(ctx);
+  const app = constructWithDi<App>(cls, ctx, c);
   if (typeof app !== "object" || app === null) throw new TilthError("ERR_APP_CLASS", "the app class did not construct an object");
   return app;
 }
