@@ -8,7 +8,7 @@ export * from "./url.js";
 export { doc, streaming, exposedMethods, type MethodInfo, type ExposeOptions } from "./api.js";
 export { contextual, type CallContext, type Middleware } from "./context.js";
 export { RpcServer, serve, maskSecrets, type ServerOptions, type CloseOptions } from "./Server.js";
-export { RpcClient, connect, remoteOf, withOptions, clientOf, close, DEFAULT_TIMEOUT_MS, type Remote, type RemoteCall, type RemoteStream, type ClientOptions, type CallOptions } from "./Client.js";
+export { RpcClient, connect, remoteOf, withOptions, clientOf, close, DEFAULT_TIMEOUT_MS, type Remote, type RemoteCall, type RemoteStream, type ObservableLike, type ClientOptions, type CallOptions } from "./Client.js";
 export { bindArguments, type ExposedMethod } from "./api.js";
 export { VERSION as DRPC_VERSION } from "./drpc/codec.js";
 export { drpc } from "./drpc/index.js";
