@@ -203,8 +203,15 @@ export async function inspectCommand(argv: string[]): Promise<number> {
 /** A table: method(signature), kind, doc. */
 export function formatMethods(url: string, methods: readonly MethodInfo[]): string {
   const rows = methods.map((m) => {
-    const params = m.params.map((p, i) => (i >= m.required && !(m.rest && i === m.params.length - 1) ? `${p}?` : m.rest && i === m.params.length - 1 ? `...${p}` : p));
-    return [`${m.name}(${params.join(", ")})`, m.stream ? "stream" : "call", m.doc ?? ""];
+    const params = m.params.map((p, i) => {
+      if (m.rest && i === m.params.length - 1) return `...${p}`;
+      if (m.defaults && p in m.defaults) return `${p} = ${toJson(m.defaults[p], false)}`;
+      return i >= m.required ? `${p}?` : p;
+    });
+    // Parameters the server could not read: said so, none made up.
+    const signature = m.unknownParams !== undefined ? `${m.name}(?)` : `${m.name}(${params.join(", ")})`;
+    const note = m.unknownParams !== undefined ? `(parameters unknown: ${m.unknownParams}; at least ${m.required} argument(s))` : "";
+    return [signature, m.stream ? "stream" : "call", [m.doc, note].filter(Boolean).join(" ")];
   });
   const head = ["method", "kind", "doc"];
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
