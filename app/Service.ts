@@ -404,6 +404,11 @@ export abstract class Service extends App {
   protected taskFailed?(task: Task, error: unknown): void;
 
   /** The tasks, in start order. */
+  /** The URLs the service's tasks serve on while they run (RpcServerTask's, port 0 resolved). */
+  override servedUrls(): string[] {
+    return (this.#tasks ?? []).flatMap((t) => (t as { urls?: unknown }).urls).filter((u): u is string => typeof u === "string");
+  }
+
   get tasks(): readonly Task[] {
     return (this.#tasks ??= this.#create());
   }

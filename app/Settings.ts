@@ -134,12 +134,34 @@ export class Settings {
     return b === undefined ? [] : Array.isArray(b) ? b : [b];
   }
 
-  /** The URL clients use to reach an app: its `remote`, else its first bind URL. */
+  /**
+   * Every URL an app serves on that the settings name: its `bind`, then the
+   * `bind` of each of its tasks' options (`options.rpc.bind` of a Service's
+   * RpcServerTask named "rpc").
+   */
+  serveUrls(name: string): string[] {
+    const urls = [...this.bindUrls(name)];
+    for (const value of Object.values(this.app(name).options)) {
+      const bind = (value as { bind?: unknown } | null)?.bind;
+      if (typeof value !== "object" || value === null || Array.isArray(value)) continue;
+      for (const u of Array.isArray(bind) ? bind : [bind]) if (typeof u === "string" && !urls.includes(u)) urls.push(u);
+    }
+    return urls;
+  }
+
+  /** The URL clients use to reach an app: its `remote`, else the first URL it serves on ({@link serveUrls}). */
   remoteUrl(name: string): string {
     const a = this.app(name);
-    const url = a.remote ?? this.bindUrls(name)[0];
+    const url = a.remote ?? this.serveUrls(name)[0];
     if (url === undefined)
-      throw new SettingsError([{ file: this.file, app: name, key: "remote", message: "the app has no remote or bind URL, so no client can reach it" }]);
+      throw new SettingsError([
+        {
+          file: this.file,
+          app: name,
+          key: "remote",
+          message: 'no client can reach the app: it has no "remote" URL, no "bind" URL, and no task option with a bind URL (options.TASK.bind)',
+        },
+      ]);
     return url;
   }
 

@@ -50,7 +50,7 @@ export interface StartOptions {
 export interface AppHandle {
   readonly name: string;
   readonly app: App;
-  /** The URLs the app's API is bound to. */
+  /** The URLs the app serves on: its API's bind URLs, then those of its tasks (a Service's RpcServerTask), port 0 resolved. */
   readonly urls: string[];
   /** The app's DI container. */
   readonly container: DependencyContainer;
@@ -204,10 +204,13 @@ export async function startApp(name: string, settings: Settings, options: StartO
       log.info("stopped");
     })());
 
+  const running = app;
   return {
     name,
     app,
-    urls: server?.urls ?? [],
+    get urls() {
+      return [...(server?.urls ?? []), ...(running.servedUrls?.() ?? [])];
+    },
     container: c,
     done,
     stop,

@@ -195,7 +195,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     for (const name of settings.names) {
       const a = settings.app(name);
       const cls = typeof a.class === "string" ? a.class : a.class.name;
-      const binds = settings.bindUrls(name);
+      const binds = settings.serveUrls(name);
       process.stdout.write(`${name}\t${cls}${binds.length ? `\t${binds.join(" ")}` : ""}\n`);
     }
     return 0;
