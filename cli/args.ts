@@ -8,6 +8,9 @@
 import { readFileSync } from "node:fs";
 import { parseArgs, styleText } from "node:util";
 import { colorEnabled } from "../app/Logger.js";
+import { suggest } from "../core/suggest.js";
+
+export { editDistance, suggest } from "../core/suggest.js";
 
 /**
  * The exit codes of `tilth`, as docs/operators.md lists them. Scripts rely
@@ -78,32 +81,6 @@ export interface Parsed {
 }
 
 const HELP: OptionSpec = { type: "boolean", short: "h", help: "show this help" };
-
-/** Levenshtein distance, for suggestions. */
-export function editDistance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0]!;
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const up = prev[j]!;
-      prev[j] = Math.min(up + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = up;
-    }
-  }
-  return prev[b.length]!;
-}
-
-/** The candidate closest to `word`, when it is close enough to be a typo of it. */
-export function suggest(word: string, candidates: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const c of candidates) {
-    const d = editDistance(word, c);
-    if (d < bestD) (best = c), (bestD = d);
-  }
-  return best !== undefined && bestD <= Math.max(1, Math.floor(best.length / 3)) ? best : undefined;
-}
 
 /** " (did you mean X?)" or "". */
 export function didYouMean(word: string, candidates: readonly string[], show: (c: string) => string = (c) => c): string {

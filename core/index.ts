@@ -16,3 +16,4 @@ export * from "./Deadlines.js";
 export * from "./Ring.js";
 export * from "./abort.js";
 export * from "./resolved.js";
+export * from "./suggest.js";

@@ -41,6 +41,11 @@ export { ZmqTransport, zmqTransport, ZmqListener, ZmqDealerConnection, ZmqPeerCo
 export { DEFAULT_HIGH_WATER_MARK } from "./internal/ConnectionBase.js";
 export { DEFAULT_BACKLOG } from "./internal/ListenerBase.js";
 
+/** The URL schemes {@link registerTransports} registers: what a settings file may name without a transport of its own. */
+export function standardSchemes(): string[] {
+  return [...netTransport.schemes, ...tlsTransport.schemes, ...new InprocTransport().schemes, ...zmqTransport.schemes];
+}
+
 /**
  * Register tcp, ipc, tls and inproc on `loop.transports`, leaving any scheme
  * already registered alone (so calling it again, or after registering your

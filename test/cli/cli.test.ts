@@ -80,7 +80,8 @@ test("a mistyped command or option gets a suggestion and exit 2", () => {
 });
 
 test("suggestions come from the edit distance, only for near misses", () => {
-  assert.equal(editDistance("settigns", "settings"), 2);
+  assert.equal(editDistance("settigns", "settings"), 1, "a swap of neighbours is one edit");
+  assert.equal(editDistance("kitten", "sitting"), 3);
   assert.equal(editDistance("", "abc"), 3);
   assert.equal(suggest("--settigns", ["--settings", "--set"]), "--settings");
   assert.equal(suggest("cal", ["run", "call", "shell"]), "call");
