@@ -12,6 +12,7 @@ export { RpcClient, connect, remoteOf, withOptions, clientOf, close, DEFAULT_TIM
 export { bindArguments, type ExposedMethod } from "./api.js";
 export { VERSION as DRPC_VERSION } from "./drpc/codec.js";
 export { drpc } from "./drpc/index.js";
+export { Float64, float64 } from "./zerorpc/float64.js";
 export { zrpc, ZRPC_VERSION, ZRPC_REMOTE_CODE, zrpcEmitter, zrpcReceiver, type ZrpcEmitter, type ZrpcReceiver } from "./zerorpc/index.js";
 export { PendingCall, STREAM_WINDOW, type CallOwner, type CallPromise } from "./PendingCall.js";
 export type { RpcProtocol, ServerCore, ServerSessionLike, ClientSessionLike, ClientSessionHooks } from "./protocol.js";
