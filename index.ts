@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * tilth: long-running services that talk over RPC, on one pluggable loop.
  * @module

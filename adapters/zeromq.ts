@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * zeromq.js v6 sockets on a tilth Loop: DEALER, ROUTER, PUB, SUB, PUSH, PULL
  * as message endpoints with a bounded send queue, receive-side pause, and an

@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * tilth apps: App, Service and tasks, settings, DI, the runtime that starts
  * and stops apps, embedding.

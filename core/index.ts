@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * tilth core: the Loop contract and cooperative tasks on it.
  * @module

@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * tilth RPC: servers that expose an API object, typed client proxies, the
  * drpc protocol. See docs/drpc.md.

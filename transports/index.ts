@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * tilth transports: message connections by URL scheme.
  *
