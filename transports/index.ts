@@ -48,7 +48,8 @@ export function standardSchemes(): string[] {
 }
 
 /**
- * Register tcp, ipc, tls and inproc on `loop.transports`, leaving any scheme
+ * Register tcp, ipc, tls, inproc, zmq+tcp and zmq+ipc (ZeroMQ: needs the
+ * optional zeromq package when used) on `loop.transports`, leaving any scheme
  * already registered alone (so calling it again, or after registering your
  * own tcp, changes nothing). Each loop gets its own inproc namespace.
  * Returns the loop.

@@ -12,6 +12,7 @@
  * @module
  */
 import { randomBytes } from "node:crypto";
+import { ProtocolError } from "../errors.js";
 
 /** A number sent as msgpack float64 on zrpc. */
 export class Float64 {
@@ -80,7 +81,7 @@ export function encodeWithFloats(args: unknown, encode: (args: unknown) => Uint8
   const last = Buffer.from(frames[frames.length - 1]!.buffer, frames[frames.length - 1]!.byteOffset, frames[frames.length - 1]!.byteLength);
   for (const [mark, value] of marks) {
     const at = last.indexOf(Buffer.concat([Buffer.of(0xa8), Buffer.from(mark, "latin1")]));
-    if (at < 0) throw new Error(`internal: the float64 placeholder was not written as a fixstr`);
+    if (at < 0) throw new ProtocolError("a float64 placeholder was not written as a msgpack fixstr: cannot encode the event");
     last[at] = 0xcb;
     last.writeDoubleBE(value, at + 1);
   }
