@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * tilth: long-running services that talk over RPC, on one pluggable loop.
  * @module
@@ -7,3 +8,7 @@ export { NodeLoop } from "./adapters/node.js";
 export { VirtualLoop, DeadlockError } from "./adapters/virtual.js";
 export * from "./transports/index.js";
 export * from "./rpc/index.js";
+// Apps (App, Service, embed, settings, DI). Their task base class is `Task` of
+// "tilth/app"; here `Task` is the scope's task of "tilth/core".
+export * from "./app/index.js";
+export { Task } from "./core/index.js";

@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * The default Loop: Node's own libuv loop. Posted callbacks run in batches of
  * up to `budget` per `setImmediate` turn; all timers share one host timeout

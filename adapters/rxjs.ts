@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * RxJS and tilth on one loop, both directions (RxJS 7):
  *

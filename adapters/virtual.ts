@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * Deterministic virtual time. The clock moves only when told (`advance`,
  * `advanceTo`, `runAll`) or, inside `run()`, by jumping straight to the next

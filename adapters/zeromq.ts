@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * zeromq.js v6 sockets on a tilth Loop: DEALER, ROUTER, PUB, SUB, PUSH, PULL
  * as message endpoints with a bounded send queue, receive-side pause, and an
@@ -31,11 +32,11 @@
  * ```
  * @module
  */
-import { createRequire } from "node:module";
 import { BusyError, ClosedError, TilthError, type TilthErrorOptions } from "../core/errors.js";
 import type { Loop } from "../core/Loop.js";
 import { Ring } from "../core/Ring.js";
 import { RESOLVED } from "../core/resolved.js";
+import { requirePeer } from "./peers.js";
 
 type Zmq = typeof import("zeromq");
 type RawSocket = import("zeromq").Socket & {
@@ -51,9 +52,9 @@ type RawSocket = import("zeromq").Socket & {
 };
 
 let zmqModule: Zmq | undefined;
-/** The zeromq module, loaded on first use. */
+/** The zeromq module, loaded on first use (an optional peer dependency: ERR_MISSING_PACKAGE when it is not installed). */
 export function loadZmq(): Zmq {
-  if (zmqModule === undefined) zmqModule = createRequire(import.meta.url)("zeromq") as Zmq;
+  if (zmqModule === undefined) zmqModule = requirePeer<Zmq>("zeromq", "ZeroMQ sockets (zmq+ transports, zrpc)");
   return zmqModule;
 }
 

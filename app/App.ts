@@ -108,6 +108,12 @@ export abstract class App {
   /** Called once when the app stops, after `serve` ended and before the server closes. */
   stop?(): Promise<void> | void;
 
+  /**
+   * The URLs the app serves on besides its `bind` ones, while it runs (a
+   * Service's RPC tasks): listed on its handle's `urls`.
+   */
+  servedUrls?(): string[];
+
   get loop(): Loop {
     return this.ctx.loop;
   }

@@ -39,13 +39,26 @@ export interface LoggerOptions {
   level?: Level;
   /** JSON lines instead of text. */
   json?: boolean;
-  /** Colour the app prefix (default: when the output is a terminal). */
+  /** Colour the app prefix (default: {@link colorEnabled} for stdout: a terminal, unless NO_COLOR; FORCE_COLOR forces). */
   color?: boolean;
   /** Where lines go. Default: process.stderr for warn/error, process.stdout otherwise. */
   write?: (line: string, level: Level) => void;
 }
 
 const COLORS = [36, 32, 33, 35, 34, 96, 92, 93, 95, 94];
+
+/**
+ * Whether to write colours to `stream`: FORCE_COLOR (other than "0" or
+ * "false") says yes, NO_COLOR (non-empty) says no, else only a terminal that
+ * shows colours gets them.
+ */
+export function colorEnabled(stream: { isTTY?: boolean; hasColors?: () => boolean }, env: NodeJS.ProcessEnv = process.env): boolean {
+  const force = env.FORCE_COLOR;
+  if (force !== undefined && force !== "0" && force !== "false") return true;
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== "") return false;
+  if (force !== undefined) return false;
+  return stream.isTTY === true && (stream.hasColors?.() ?? true);
+}
 
 /** A stable colour per app name. */
 export function colorOf(app: string): number {
@@ -104,7 +117,7 @@ export class Logger {
     if (o.json) {
       line = JSON.stringify({ time: new Date(time).toISOString(), app: this.app, level, logger: this.name, msg: text });
     } else {
-      const color = o.color ?? process.stdout.isTTY === true;
+      const color = o.color ?? colorEnabled(process.stdout);
       const app = color ? `\x1b[${colorOf(this.app)}m${this.app}\x1b[0m` : this.app;
       line = `${clockText(time)} ${app} ${level.toUpperCase()} ${this.name}: ${text}`;
     }

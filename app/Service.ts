@@ -58,6 +58,7 @@ import type { Loop } from "../core/Loop.js";
 import { AbandonedError, Scope, stopWithin, type Task as ScopeTask } from "../core/Scope.js";
 import { sleep, timeout } from "../core/time.js";
 import { App, type AppContext } from "./App.js";
+import { constructWithDi } from "./di.js";
 import type { Logger } from "./Logger.js";
 import { Metrics } from "./Metrics.js";
 import { SettingsError, type Problem } from "./Settings.js";
@@ -363,9 +364,7 @@ export interface Health {
 
 /** Construct a task class: through DI when it is decorated (`@injectable`), else `new Cls(ctx)`. */
 function constructTask(cls: TaskClass, ctx: AppContext): Task {
-  const decorated = Reflect.getMetadata("design:paramtypes", cls) !== undefined;
-  if (decorated && ctx.container) return ctx.container.resolve(cls as unknown as new (...a: any[]) => Task);
-  return new (cls as new (ctx: AppContext) => Task)(ctx);
+  return constructWithDi<Task>(cls, ctx);
 }
 
 /**
@@ -405,6 +404,11 @@ export abstract class Service extends App {
   protected taskFailed?(task: Task, error: unknown): void;
 
   /** The tasks, in start order. */
+  /** The URLs the service's tasks serve on while they run (RpcServerTask's, port 0 resolved). */
+  override servedUrls(): string[] {
+    return (this.#tasks ?? []).flatMap((t) => (t as { urls?: unknown }).urls).filter((u): u is string => typeof u === "string");
+  }
+
   get tasks(): readonly Task[] {
     return (this.#tasks ??= this.#create());
   }

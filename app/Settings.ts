@@ -24,16 +24,20 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
 import { TilthError } from "../core/errors.js";
+import { suggest } from "../core/suggest.js";
+import "../rpc/index.js"; // registers drpc and zrpc
+import { knownProtocols } from "../rpc/protocols.js";
 import { parseRpcUrl } from "../rpc/url.js";
+import { standardSchemes } from "../transports/index.js";
 import { applyOverrides, type OptionOverride } from "./overrides.js";
-
-const KNOWN_PROTOCOLS = ["drpc", "zrpc"];
 
 const rpcUrl = z.string().superRefine((s, ctx) => {
   try {
     const u = parseRpcUrl(s, "");
-    if (!KNOWN_PROTOCOLS.includes(u.protocol)) {
-      ctx.addIssue({ code: "custom", message: `unknown protocol in "${s}" (expected ${KNOWN_PROTOCOLS.map((p) => `${p}+…`).join(" or ")})` });
+    const protocols = [...knownProtocols().keys()];
+    if (!protocols.includes(u.protocol)) {
+      const near = suggest(u.protocol, protocols);
+      ctx.addIssue({ code: "custom", message: `unknown protocol in "${s}"${near ? ` (did you mean ${near}?)` : ""} (expected ${protocols.map((p) => `${p}+…`).join(" or ")})` });
       return;
     }
     const t = new URL(u.transport);
@@ -65,6 +69,8 @@ const settingsSchema = z
   .object({
     apps: z.record(z.string().regex(/^[A-Za-z_][\w-]*$/, "app names are letters, digits, _ and -"), appSchema),
     log: z.object({ level: z.enum(["debug", "info", "warn", "error"]).optional(), json: z.boolean().optional() }).strict().optional(),
+    /** URL schemes of transports the program registers on its loop itself, beyond tilth's (tcp, ipc, tls, inproc, zmq+tcp, zmq+ipc). */
+    transports: z.array(z.string().min(1)).optional(),
     /** Folder for pidfiles, relative to the settings file. */
     run: z
       .object({
@@ -134,12 +140,34 @@ export class Settings {
     return b === undefined ? [] : Array.isArray(b) ? b : [b];
   }
 
-  /** The URL clients use to reach an app: its `remote`, else its first bind URL. */
+  /**
+   * Every URL an app serves on that the settings name: its `bind`, then the
+   * `bind` of each of its tasks' options (`options.rpc.bind` of a Service's
+   * RpcServerTask named "rpc").
+   */
+  serveUrls(name: string): string[] {
+    const urls = [...this.bindUrls(name)];
+    for (const value of Object.values(this.app(name).options)) {
+      const bind = (value as { bind?: unknown } | null)?.bind;
+      if (typeof value !== "object" || value === null || Array.isArray(value)) continue;
+      for (const u of Array.isArray(bind) ? bind : [bind]) if (typeof u === "string" && !urls.includes(u)) urls.push(u);
+    }
+    return urls;
+  }
+
+  /** The URL clients use to reach an app: its `remote`, else the first URL it serves on ({@link serveUrls}). */
   remoteUrl(name: string): string {
     const a = this.app(name);
-    const url = a.remote ?? this.bindUrls(name)[0];
+    const url = a.remote ?? this.serveUrls(name)[0];
     if (url === undefined)
-      throw new SettingsError([{ file: this.file, app: name, key: "remote", message: "the app has no remote or bind URL, so no client can reach it" }]);
+      throw new SettingsError([
+        {
+          file: this.file,
+          app: name,
+          key: "remote",
+          message: 'no client can reach the app: it has no "remote" URL, no "bind" URL, and no task option with a bind URL (options.TASK.bind)',
+        },
+      ]);
     return url;
   }
 
@@ -213,8 +241,13 @@ function validate(data: unknown, file: string): SettingsData {
   }
   // Two apps on one URL cannot both bind it.
   const owner = new Map<string, string>();
+  const schemes = [...standardSchemes(), ...(r.data.transports ?? [])];
   for (const [name, app] of Object.entries(r.data.apps)) {
     const binds = app.bind === undefined ? [] : Array.isArray(app.bind) ? app.bind : [app.bind];
+    for (const [key, url] of [...binds.map((u) => ["bind", u] as const), ...(app.remote === undefined ? [] : [["remote", app.remote] as const])]) {
+      const problem = schemeProblem(url, schemes);
+      if (problem !== undefined) problems.push({ file, app: name, key, message: problem });
+    }
     for (const url of binds) {
       const other = owner.get(url);
       if (other !== undefined) problems.push({ file, app: name, key: "bind", message: `${url} is also bound by app "${other}"` });
@@ -225,6 +258,24 @@ function validate(data: unknown, file: string): SettingsData {
   }
   if (problems.length) throw new SettingsError(problems);
   return r.data;
+}
+
+/**
+ * Why the transport of RPC URL `url` is one no loop will know (a typo such
+ * as `drpc+tpc://`), found when the settings load instead of when binding;
+ * undefined when it is known.
+ */
+function schemeProblem(url: string, schemes: readonly string[]): string | undefined {
+  const { protocol, transport } = parseRpcUrl(url, "");
+  const wire = knownProtocols().get(protocol)?.transportUrl?.(transport) ?? transport;
+  const scheme = wire.slice(0, wire.indexOf(":")).toLowerCase();
+  if (schemes.includes(scheme)) return undefined;
+  const given = transport.slice(0, transport.indexOf(":"));
+  const near = suggest(given, schemes.filter((x) => !x.includes("+")));
+  return (
+    `unknown transport "${given}" in ${url}${near ? ` (did you mean ${protocol}+${near}://?)` : ""}: ` +
+    `the transports are ${schemes.join(", ")} (a transport the program registers itself: list its scheme in the settings' "transports")`
+  );
 }
 
 /** Apply `TILTH__A__B=value` overrides (case-insensitive path, JSON values where they parse). */

@@ -86,5 +86,6 @@ export async function embed(target: string | Function | object, options: EmbedOp
     settings = Settings.from({ apps }, "<embed>");
   }
   const handle = await startApp(name, settings, { ...start, loop });
-  return { ...handle, loop };
+  // urls stays live: a Service's tasks may bind later (a restart), and port 0 resolves when they do.
+  return Object.defineProperty({ ...handle, loop }, "urls", { get: () => handle.urls, enumerable: true });
 }

@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * tilth apps: App, Service and tasks, settings, DI, the runtime that starts
  * and stops apps, embedding.
@@ -13,3 +14,4 @@ export * from "./Service.js";
 export * from "./tasks/index.js";
 export * from "./embed.js";
 export * from "./overrides.js";
+export * from "./di.js";

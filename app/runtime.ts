@@ -27,6 +27,7 @@ import { RpcClient, remoteOf, type Remote } from "../rpc/Client.js";
 import { RpcServer, type ServerOptions } from "../rpc/Server.js";
 import { App, AppContext, LOOP, client } from "./App.js";
 import { openBackdoor } from "./backdoor.js";
+import { constructWithDi } from "./di.js";
 import { Logger, type LoggerOptions } from "./Logger.js";
 import { runloop, type RunloopOptions } from "./runloop.js";
 import { Settings, SettingsError } from "./Settings.js";
@@ -49,7 +50,7 @@ export interface StartOptions {
 export interface AppHandle {
   readonly name: string;
   readonly app: App;
-  /** The URLs the app's API is bound to. */
+  /** The URLs the app serves on: its API's bind URLs, then those of its tasks (a Service's RpcServerTask), port 0 resolved. */
   readonly urls: string[];
   /** The app's DI container. */
   readonly container: DependencyContainer;
@@ -66,8 +67,7 @@ export interface AppHandle {
 
 /** Construct an app class: through DI when it is decorated (`@injectable`), else `new Cls(ctx)`. */
 function construct(cls: Function, c: DependencyContainer, ctx: AppContext): App {
-  const decorated = Reflect.getMetadata("design:paramtypes", cls) !== undefined;
-  const app = decorated ? (c.resolve(cls as new (...a: never[]) => unknown) as App) : new (cls as new (ctx: AppContext) => App)(ctx);
+  const app = constructWithDi<App>(cls, ctx, c);
   if (typeof app !== "object" || app === null) throw new TilthError("ERR_APP_CLASS", "the app class did not construct an object");
   return app;
 }
@@ -205,10 +205,13 @@ export async function startApp(name: string, settings: Settings, options: StartO
       log.info("stopped");
     })());
 
+  const running = app;
   return {
     name,
     app,
-    urls: server?.urls ?? [],
+    get urls() {
+      return [...(server?.urls ?? []), ...(running.servedUrls?.() ?? [])];
+    },
     container: c,
     done,
     stop,

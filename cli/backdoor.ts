@@ -10,7 +10,9 @@ import net from "node:net";
 import { join } from "node:path";
 import { parseBackdoorAddress } from "../app/backdoor.js";
 import { loadSettings } from "../app/Settings.js";
-import { UsageError, findSettings } from "./run.js";
+import { EXIT, UsageError, helpText, parseCommand } from "./args.js";
+import { BACKDOOR } from "./commands.js";
+import { findSettings } from "./run.js";
 
 /** What an app writes beside its pidfile so `tilth backdoor APP` can find it. */
 export interface BackdoorFile {
@@ -19,17 +21,15 @@ export interface BackdoorFile {
 }
 
 export async function backdoorCommand(argv: string[]): Promise<number> {
-  let target: string | undefined;
-  let token = process.env.TILTH_BACKDOOR_TOKEN;
-  let settingsFile: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const x = argv[i]!;
-    if (x === "--token") token = argv[++i];
-    else if (x === "--settings" || x === "-s") settingsFile = argv[++i];
-    else if (x.startsWith("-")) throw new UsageError(`unknown option ${x}`);
-    else target = x;
+  const p = parseCommand(BACKDOOR, argv);
+  if (p.help) {
+    process.stdout.write(helpText(BACKDOOR));
+    return EXIT.ok;
   }
-  if (!target) throw new UsageError("usage: tilth backdoor APP|ADDRESS [--token T]");
+  const target = p.positionals.at(-1);
+  let token = typeof p.values.token === "string" ? p.values.token : process.env.TILTH_BACKDOOR_TOKEN;
+  const settingsFile = typeof p.values.settings === "string" ? p.values.settings : undefined;
+  if (!target) throw new UsageError(`usage: tilth ${BACKDOOR.usage[0]}`, "backdoor");
   let address = target;
   if (!/^(ipc|tcp):\/\//.test(target) && !target.startsWith("/")) {
     const settings = await loadSettings(findSettings(settingsFile));

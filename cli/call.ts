@@ -1,14 +1,15 @@
 /**
  * `tilth call` and `tilth inspect`: the remote API from the shell.
  *
- *     tilth call URL|APP METHOD [ARG...] [--json] [--timeout MS] [--settings FILE]
+ *     tilth call URL|APP METHOD [ARG...] [--json] [--raw] [--timeout MS] [--settings FILE]
  *     tilth inspect URL|APP [--json] [--settings FILE]
  *
- * Arguments parse as JSON where they are valid JSON, else they are strings
- * (`--json` makes invalid JSON an error). Results print as JSON: indented on a
- * terminal, one line when piped; a stream prints one item per line, and
- * Ctrl-C cancels it on the server. A remote error exits 1 with its name, code
- * and message on stderr.
+ * Arguments parse as JSON where they are valid JSON (integers beyond 2^53
+ * exact, as BigInt), else they are strings (`--json` makes invalid JSON an
+ * error). Results print as JSON: indented on a terminal, one line when
+ * piped, bytes as hex or base64 (`--raw` writes them); a stream prints one
+ * item per line, and Ctrl-C cancels it on the server. A remote error exits 1
+ * with its name, code and message on stderr.
  * @module
  */
 import { randomBytes } from "node:crypto";
@@ -18,33 +19,34 @@ import { loadSettings } from "../app/Settings.js";
 import { registerTransports } from "../transports/index.js";
 import { RemoteError, RpcClient } from "../rpc/index.js";
 import type { MethodInfo } from "../rpc/api.js";
-import { UsageError, findSettings } from "./run.js";
+import { EXIT, UsageError, helpText, parseCommand, type CommandSpec } from "./args.js";
+import { CALL, INSPECT } from "./commands.js";
+import { findSettings } from "./run.js";
 
 interface CallArgs {
   target: string;
   method?: string;
   args: string[];
   json: boolean;
+  raw: boolean;
   timeout?: number;
   settings?: string;
+  help: boolean;
 }
 
-function parse(argv: string[], needMethod: boolean): CallArgs {
-  const pos: string[] = [];
-  const a: CallArgs = { target: "", args: [], json: false };
-  for (let i = 0; i < argv.length; i++) {
-    const x = argv[i]!;
-    if (x === "--json") a.json = true;
-    else if (x === "--timeout") {
-      const v = Number(argv[++i]);
-      if (!(v > 0)) throw new UsageError("--timeout needs a number of milliseconds");
-      a.timeout = v;
-    } else if (x === "--settings" || x === "-s") a.settings = argv[++i];
-    else if (x === "--") pos.push(...argv.slice(i + 1)), (i = argv.length);
-    else if (x.startsWith("--") && pos.length < (needMethod ? 2 : 1)) throw new UsageError(`unknown option ${x}`);
-    else pos.push(x);
+function parse(spec: CommandSpec, argv: string[], needMethod: boolean): CallArgs {
+  const p = parseCommand(spec, argv);
+  const v = p.values;
+  const a: CallArgs = { target: "", args: [], json: v.json === true, raw: v.raw === true, help: p.help };
+  if (v.timeout !== undefined) {
+    const ms = Number(v.timeout);
+    if (!(ms > 0)) throw new UsageError("--timeout needs a number of milliseconds", spec.name);
+    a.timeout = ms;
   }
-  if (pos.length < (needMethod ? 2 : 1)) throw new UsageError(needMethod ? "usage: tilth call URL|APP METHOD [ARG...]" : "usage: tilth inspect URL|APP");
+  if (typeof v.settings === "string") a.settings = v.settings;
+  if (p.help) return a;
+  const pos = p.positionals;
+  if (pos.length < (needMethod ? 2 : 1)) throw new UsageError(`usage: tilth ${spec.usage[0]}`, spec.name);
   a.target = pos[0]!;
   if (needMethod) a.method = pos[1]!;
   a.args = pos.slice(needMethod ? 2 : 1);
@@ -58,34 +60,70 @@ async function resolveTarget(target: string, settingsFile: string | undefined): 
   return settings.remoteUrl(target);
 }
 
+/** An argument: JSON where it is valid JSON (integers beyond 2^53 as exact BigInt), else the string itself (an error when `strict`). */
 export function parseArg(s: string, strict: boolean): unknown {
   try {
-    return JSON.parse(s);
+    return parseJsonExact(s);
   } catch (e) {
-    if (strict) throw new UsageError(`argument is not valid JSON: ${s} (${(e as Error).message})`);
+    if (strict) throw new UsageError(`argument is not valid JSON: ${s} (${(e as Error).message})`, "call");
     return s;
   }
 }
 
-/** JSON with BigInt kept exact and bytes shown as base64. */
-export function toJson(v: unknown, pretty: boolean): string {
+/** A nonce no string of a value can contain by chance (not timing or simulation state: no need for the loop's source). */
+const nonce = (): string => randomBytes(8).toString("hex");
+
+/** JSON.parse, except that integers a double cannot hold exactly become BigInt. */
+export function parseJsonExact(text: string): unknown {
+  const big: bigint[] = [];
+  const mark = `@@tilth-bigint-${nonce()}-`;
+  // Integer literals outside strings that are not safe integers: swapped for marker strings, revived as BigInt.
+  const swapped = text.replace(/"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/g, (tok) => {
+    if (tok.startsWith('"') || !/^-?\d+$/.test(tok) || Number.isSafeInteger(Number(tok))) return tok;
+    big.push(BigInt(tok));
+    return `"${mark}${big.length - 1}"`;
+  });
+  if (big.length === 0) return JSON.parse(text);
+  return JSON.parse(swapped, (_k, v: unknown) => (typeof v === "string" && v.startsWith(mark) ? big[Number(v.slice(mark.length))] : v));
+}
+
+/** Bytes up to this length are shown as hex, longer ones as base64. */
+const HEX_UP_TO = 32;
+
+/**
+ * JSON with BigInt kept exact and bytes shown readably: `{"$hex": "..."}`
+ * up to 32 bytes, `{"$base64": "..."}` beyond. `onBytes` is told when bytes
+ * were shown that way.
+ */
+export function toJson(v: unknown, pretty: boolean, onBytes?: () => void): string {
   const big: string[] = [];
-  // A nonce no string in the value can contain by chance (not timing or simulation state: no need for the loop's source).
-  const mark = `@@tilth-bigint-${randomBytes(8).toString("hex")}-`;
+  const mark = `@@tilth-bigint-${nonce()}-`;
   const text = JSON.stringify(
     v,
-    (_k, x: unknown) => {
-      if (typeof x === "bigint") {
-        big.push(x.toString());
+    function (this: Record<string, unknown>, k: string, x: unknown) {
+      const raw = this[k]; // before toJSON: a Buffer would otherwise arrive as {"type":"Buffer","data":[...]}
+      if (typeof raw === "bigint") {
+        big.push(raw.toString());
         return `${mark}${big.length - 1}`;
       }
-      if (x instanceof Uint8Array) return { $bytes: Buffer.from(x).toString("base64") };
+      if (raw instanceof Uint8Array) {
+        onBytes?.();
+        const b = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+        return b.length <= HEX_UP_TO ? { $hex: b.toString("hex") } : { $base64: b.toString("base64") };
+      }
       return x;
     },
     pretty ? 2 : undefined,
   );
   if (big.length === 0) return text ?? "null";
   return text.replace(new RegExp(`"${mark}(\\d+)"`, "g"), (_m, i: string) => big[Number(i)]!);
+}
+
+/** What `tilth call` writes for one result or stream item. */
+function output(v: unknown, a: CallArgs, pretty: boolean, noteBytes: () => void): string | Uint8Array {
+  if (a.raw && v instanceof Uint8Array) return v;
+  if (a.raw && typeof v === "string") return v;
+  return `${toJson(v, pretty, noteBytes)}\n`;
 }
 
 function reportRemote(e: unknown): number {
@@ -101,7 +139,11 @@ function reportRemote(e: unknown): number {
 }
 
 export async function callCommand(argv: string[]): Promise<number> {
-  const a = parse(argv, true);
+  const a = parse(CALL, argv, true);
+  if (a.help) {
+    process.stdout.write(helpText(CALL));
+    return EXIT.ok;
+  }
   const url = await resolveTarget(a.target, a.settings);
   const loop = registerTransports(new NodeLoop({ name: "call" }));
   const client = new RpcClient(url, { loop, ...(a.timeout ? { timeout: a.timeout } : {}) });
@@ -112,14 +154,20 @@ export async function callCommand(argv: string[]): Promise<number> {
   try {
     const call = client.call(a.method!, a.args.map((x) => parseArg(x, a.json)), { signal: ac.signal, ...(a.timeout ? { timeout: a.timeout } : {}) });
     const result: unknown = await call;
+    let noted = false;
+    const noteBytes = (): void => {
+      if (noted) return;
+      noted = true;
+      process.stderr.write(`note: bytes are shown as {"$hex": ...} up to ${HEX_UP_TO} bytes, else {"$base64": ...}; --raw writes them as they are\n`);
+    };
     if (result !== null && typeof result === "object" && Symbol.asyncIterator in result && !Array.isArray(result)) {
-      for await (const item of result as AsyncIterable<unknown>) process.stdout.write(`${toJson(item, false)}\n`);
-    } else process.stdout.write(`${toJson(result, pretty)}\n`);
-    return 0;
+      for await (const item of result as AsyncIterable<unknown>) process.stdout.write(output(item, a, false, noteBytes));
+    } else process.stdout.write(output(result, a, pretty, noteBytes));
+    return EXIT.ok;
   } catch (e) {
     if (ac.signal.aborted) {
       process.stderr.write("interrupted\n");
-      return 130;
+      return EXIT.interrupted;
     }
     return reportRemote(e);
   } finally {
@@ -129,7 +177,11 @@ export async function callCommand(argv: string[]): Promise<number> {
 }
 
 export async function inspectCommand(argv: string[]): Promise<number> {
-  const a = parse(argv, false);
+  const a = parse(INSPECT, argv, false);
+  if (a.help) {
+    process.stdout.write(helpText(INSPECT));
+    return EXIT.ok;
+  }
   const url = await resolveTarget(a.target, a.settings);
   const loop = registerTransports(new NodeLoop({ name: "inspect" }));
   const client = new RpcClient(url, { loop, ...(a.timeout ? { timeout: a.timeout } : {}) });
@@ -151,8 +203,15 @@ export async function inspectCommand(argv: string[]): Promise<number> {
 /** A table: method(signature), kind, doc. */
 export function formatMethods(url: string, methods: readonly MethodInfo[]): string {
   const rows = methods.map((m) => {
-    const params = m.params.map((p, i) => (i >= m.required && !(m.rest && i === m.params.length - 1) ? `${p}?` : m.rest && i === m.params.length - 1 ? `...${p}` : p));
-    return [`${m.name}(${params.join(", ")})`, m.stream ? "stream" : "call", m.doc ?? ""];
+    const params = m.params.map((p, i) => {
+      if (m.rest && i === m.params.length - 1) return `...${p}`;
+      if (m.defaults && p in m.defaults) return `${p} = ${toJson(m.defaults[p], false)}`;
+      return i >= m.required ? `${p}?` : p;
+    });
+    // Parameters the server could not read: said so, none made up.
+    const signature = m.unknownParams !== undefined ? `${m.name}(?)` : `${m.name}(${params.join(", ")})`;
+    const note = m.unknownParams !== undefined ? `(parameters unknown: ${m.unknownParams}; at least ${m.required} argument(s))` : "";
+    return [signature, m.stream ? "stream" : "call", [m.doc, note].filter(Boolean).join(" ")];
   });
   const head = ["method", "kind", "doc"];
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));

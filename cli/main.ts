@@ -1,48 +1,65 @@
 #!/usr/bin/env node
 /**
- * The `tilth` command.
- *
- *     tilth run APP... [--settings FILE] [--together] [--json] [--reload]
- *     tilth run --list | --status [APP...] | --stop [APP...]
- *     tilth call URL|APP METHOD [ARG...]
- *     tilth inspect URL|APP
+ * The `tilth` command: `tilth help` lists the commands, `tilth help CMD` (or
+ * `tilth CMD --help`) shows one with its options and examples. Exit codes:
+ * 0 done, 1 runtime failure, 2 usage or settings mistake, 3 not running,
+ * 130 interrupted (docs/operators.md).
  */
+import { EXIT, UsageError, didYouMean, helpText, styler, version, type CommandSpec } from "./args.js";
 import { backdoorCommand } from "./backdoor.js";
 import { callCommand, inspectCommand } from "./call.js";
+import { COMMANDS } from "./commands.js";
 import { shellCommand } from "./shell.js";
-import { EXIT_CONFIG, UsageError, reportError, runCommand } from "./run.js";
+import { reportError, runCommand } from "./run.js";
 
-const USAGE = `usage:
-  tilth run APP... [--settings FILE] [--together] [--json] [--reload] [--level LEVEL]
-            [--set APP.OPTION=VALUE]... (or --APP.OPTION=VALUE)
-  tilth run --list | --status [APP...] | --stop [APP...]
-  tilth call URL|APP METHOD [ARG...] [--json] [--timeout MS] [--settings FILE]
-  tilth inspect URL|APP [--json] [--settings FILE]
-  tilth shell URL|APP... [--settings FILE] [--history FILE] [--log FILE]
-  tilth backdoor APP|ADDRESS [--token T] [--settings FILE]`;
+const RUNNERS: Record<string, (argv: string[]) => Promise<number>> = {
+  run: runCommand,
+  call: callCommand,
+  inspect: inspectCommand,
+  shell: shellCommand,
+  backdoor: backdoorCommand,
+};
+
+const spec = (name: string): CommandSpec | undefined => COMMANDS.find((c) => c.name === name);
+
+function overview(): string {
+  const style = styler(process.stdout);
+  const w = Math.max(...COMMANDS.map((c) => c.name.length));
+  return (
+    `${style("bold", "usage:")} tilth COMMAND [ARG...] [--help]\n\n${style("bold", "commands:")}\n` +
+    COMMANDS.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`).join("\n") +
+    `\n\n${style("bold", "more:")}\n  tilth help COMMAND    a command's options and examples\n  tilth --version       tilth's version\n` +
+    `\nExit codes: 0 done, 1 failed, 2 usage or settings mistake, 3 not running, 130 interrupted.\n`
+  );
+}
+
+function unknownCommand(cmd: string): UsageError {
+  return new UsageError(`unknown command "${cmd}"${didYouMean(cmd, COMMANDS.map((c) => c.name), (c) => `"${c}"`)}; \`tilth help\` lists them`);
+}
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
-  switch (cmd) {
-    case "run":
-      return runCommand(rest);
-    case "call":
-      return callCommand(rest);
-    case "inspect":
-      return inspectCommand(rest);
-    case "shell":
-      return shellCommand(rest);
-    case "backdoor":
-      return backdoorCommand(rest);
-    case undefined:
-    case "-h":
-    case "--help":
-    case "help":
-      process.stdout.write(`${USAGE}\n`);
-      return cmd === undefined ? 2 : 0;
-    default:
-      throw new UsageError(`unknown command "${cmd}"\n${USAGE}`);
+  if (cmd === undefined) {
+    process.stderr.write(overview());
+    return EXIT.usage;
   }
+  if (cmd === "--version" || cmd === "-v" || cmd === "version") {
+    process.stdout.write(`tilth ${version()}\n`);
+    return EXIT.ok;
+  }
+  if (cmd === "help" || cmd === "--help" || cmd === "-h") {
+    const about = rest.find((x) => !x.startsWith("-"));
+    if (about === undefined) process.stdout.write(overview());
+    else {
+      const s = spec(about);
+      if (!s) throw unknownCommand(about);
+      process.stdout.write(helpText(s));
+    }
+    return EXIT.ok;
+  }
+  const run = RUNNERS[cmd];
+  if (!run) throw unknownCommand(cmd);
+  return run(rest);
 }
 
 const argv = process.argv.slice(2);
@@ -53,8 +70,5 @@ const finish = (code: number): void => {
   if (process.connected) process.disconnect();
   process.stdout.write("", () => process.exit(code));
 };
-main(argv).then(finish, (e: unknown) => {
-  const code = reportError(e);
-  // A child that cannot start must not be restarted by its parent.
-  finish(argv.includes("--child") && code === 2 ? EXIT_CONFIG : code);
-});
+// A child of the runner that cannot start exits with a code that tells its runner not to restart it.
+main(argv).then(finish, (e: unknown) => finish(reportError(e, argv[0] === "run" && argv.includes("--child"))));

@@ -26,9 +26,19 @@ import { Logger } from "../app/Logger.js";
 import { loadSettings, type Settings, SettingsError } from "../app/Settings.js";
 import { isOverride, parseOverride } from "../app/overrides.js";
 import { startApp, type AppHandle } from "../app/runtime.js";
+import { EXIT, UsageError, helpText, parseCommand, styler } from "./args.js";
+import { RUN } from "./commands.js";
 
-/** Exit code of a child whose app cannot start for a reason a restart will not fix. */
+export { UsageError } from "./args.js";
+
+/**
+ * Exit codes between the runner and its children only (a person sees
+ * {@link EXIT}): the app cannot start for a reason a restart will not fix,
+ * because of its settings (the runner then exits 2) or otherwise (a port
+ * in use, start() failed: the runner exits 1).
+ */
 export const EXIT_CONFIG = 78;
+export const EXIT_CANNOT_START = 79;
 
 export interface RunArgs {
   apps: string[];
@@ -41,39 +51,30 @@ export interface RunArgs {
   action: "run" | "list" | "status" | "stop";
   /** App option overrides, `APP.OPTION=VALUE`. */
   set: string[];
+  /** --help: show the help instead. */
+  help: boolean;
 }
 
 export function parseRunArgs(argv: string[]): RunArgs {
-  const a: RunArgs = { apps: [], together: false, json: false, reload: false, child: false, action: "run", set: [] };
-  for (let i = 0; i < argv.length; i++) {
-    const x = argv[i]!;
-    const value = (): string => {
-      const v = argv[++i];
-      if (v === undefined) throw new UsageError(`${x} needs a value`);
-      return v;
-    };
-    if (x === "--settings" || x === "-s") a.settings = value();
-    else if (x.startsWith("--settings=")) a.settings = x.slice(11);
-    else if (x === "--together") a.together = true;
-    else if (x === "--json") a.json = true;
-    else if (x === "--reload") a.reload = true;
-    else if (x === "--level") a.level = value();
-    else if (x === "--child") a.child = true;
-    else if (x === "--list") a.action = "list";
-    else if (x === "--status") a.action = "status";
-    else if (x === "--stop") a.action = "stop";
-    else if (x === "--set" || x.startsWith("--set=")) {
-      const v = x === "--set" ? value() : x.slice(6);
-      if (!isOverride(v)) throw new UsageError(`--set needs APP.OPTION=VALUE (e.g. svc.tick.interval=5000), got "${v}"`);
-      a.set.push(v);
-    } else if (x.startsWith("--") && isOverride(x.slice(2))) a.set.push(x.slice(2));
-    else if (x.startsWith("-")) throw new UsageError(`unknown option ${x}`);
-    else a.apps.push(x);
-  }
-  return a;
+  const p = parseCommand(RUN, argv);
+  const v = p.values;
+  const set = [...((v.set as string[] | undefined) ?? []), ...p.extra.map((x) => x.slice(2))];
+  for (const x of set) if (!isOverride(x)) throw new UsageError(`--set needs APP.OPTION=VALUE (e.g. svc.tick.interval=5000), got "${x}"`, "run");
+  const action = v.list ? "list" : v.status ? "status" : v.stop ? "stop" : "run";
+  return {
+    apps: p.positionals,
+    ...(v.settings === undefined ? {} : { settings: v.settings as string }),
+    together: v.together === true,
+    json: v.json === true,
+    reload: v.reload === true,
+    ...(v.level === undefined ? {} : { level: v.level as string }),
+    child: v.child === true,
+    action,
+    set,
+    help: p.help,
+  };
 }
 
-export class UsageError extends Error {}
 
 /** --settings, else $TILTH_SETTINGS, else tilth.json / tilth.settings.{mjs,js,json} in the current folder. */
 export function findSettings(given: string | undefined): string {
@@ -181,6 +182,10 @@ function signalPid(pid: number, signal: NodeJS.Signals): void {
 
 export async function runCommand(argv: string[]): Promise<number> {
   const args = parseRunArgs(argv);
+  if (args.help) {
+    process.stdout.write(helpText(RUN));
+    return EXIT.ok;
+  }
   const settings = await loadSettings(findSettings(args.settings), process.env, args.set.map(parseOverride));
   const loop = new NodeLoop({ name: "tilth" });
   if (settings.data.log?.json) args.json = true; // the settings may ask for JSON logs too
@@ -190,7 +195,7 @@ export async function runCommand(argv: string[]): Promise<number> {
     for (const name of settings.names) {
       const a = settings.app(name);
       const cls = typeof a.class === "string" ? a.class : a.class.name;
-      const binds = settings.bindUrls(name);
+      const binds = settings.serveUrls(name);
       process.stdout.write(`${name}\t${cls}${binds.length ? `\t${binds.join(" ")}` : ""}\n`);
     }
     return 0;
@@ -206,13 +211,13 @@ export async function runCommand(argv: string[]): Promise<number> {
       const pid = readPid(file);
       if (pid === undefined) {
         process.stdout.write(`${name}: not running\n`);
-        if (args.action === "status") code = 3;
+        if (args.action === "status") code = EXIT.notRunning;
         continue;
       }
       if (!alive(pid)) {
         rmSync(file, { force: true });
         process.stdout.write(`${name}: not running (stale pidfile for pid ${pid} removed)\n`);
-        if (args.action === "status") code = 3;
+        if (args.action === "status") code = EXIT.notRunning;
         continue;
       }
       if (args.action === "status") {
@@ -230,7 +235,7 @@ export async function runCommand(argv: string[]): Promise<number> {
       polling.abort();
       if (outcome === "ended") say(`stopped (pid ${pid})`);
       else if (outcome === "cancelled") say(`killed (pid ${pid})`);
-      else code = 1;
+      else code = EXIT.failed;
       if (outcome !== "abandoned") rmSync(file, { force: true });
     }
     return code;
@@ -253,7 +258,7 @@ async function runHere(names: string[], settings: Settings, loop: NodeLoop, args
   let resolveStop!: (why: string) => void;
   const stopRequested = new Promise<string>((r) => (resolveStop = r));
   const onSignal = (sig: string): void => {
-    if (++signals > 1) process.exit(130);
+    if (++signals > 1) process.exit(EXIT.interrupted);
     resolveStop(`received ${sig}`);
   };
   // A child leaves SIGINT (the terminal's Ctrl-C) to its parent, which sends SIGTERM.
@@ -376,7 +381,7 @@ async function runChildren(names: string[], settings: Settings, loop: NodeLoop, 
       const how =
         abandoned ? "would not exit"
         : exit.signal ? `was killed by ${exit.signal}`
-        : exit.code === EXIT_CONFIG && attempt > 1 ? `could not start again (exit ${exit.code})`
+        : (exit.code === EXIT_CONFIG || exit.code === EXIT_CANNOT_START) && attempt > 1 ? "could not start again (see its error above)"
         : `exited with code ${exit.code}`;
       if (takeStopRequest(settings, name, child.proc.pid)) {
         out.info(`app ${name} ${how} after tilth run --stop; not restarted`);
@@ -386,9 +391,9 @@ async function runChildren(names: string[], settings: Settings, loop: NodeLoop, 
       // One that ran before and cannot start again (its address still taken, a
       // service it needs down) failed like any crash: its own policy and backoff
       // apply, and the other apps go on.
-      if (exit.code === EXIT_CONFIG && attempt === 1) {
-        out.error(`app ${name} cannot start (exit ${exit.code}); stopping`);
-        exitCode = 1;
+      if ((exit.code === EXIT_CONFIG || exit.code === EXIT_CANNOT_START) && attempt === 1) {
+        out.error(`app ${name} cannot start (${exit.code === EXIT_CONFIG ? "its settings are wrong" : "see its error above"}); stopping`);
+        exitCode = exit.code === EXIT_CONFIG ? EXIT.usage : EXIT.failed;
         stopAll("an app cannot start");
         return;
       }
@@ -425,7 +430,7 @@ async function runChildren(names: string[], settings: Settings, loop: NodeLoop, 
     if (signals > 1) {
       out.warn(`second ${sig}: forcing`);
       for (const c of running.values()) c.proc.kill("SIGKILL");
-      process.exit(130);
+      process.exit(EXIT.interrupted);
     }
     stopAll(`received ${sig}`);
   };
@@ -463,20 +468,27 @@ async function runChildren(names: string[], settings: Settings, loop: NodeLoop, 
   return exitCode;
 }
 
-/** Messages for the errors a user makes, and their exit codes. */
-export function reportError(e: unknown): number {
+/**
+ * Messages for the errors a user makes, and their exit codes ({@link EXIT}).
+ * `child`: the code a runner's child exits with instead, so that the runner
+ * does not restart an app that cannot start.
+ */
+export function reportError(e: unknown, child = false): number {
+  const style = styler(process.stderr);
+  const say = (text: string): void => void process.stderr.write(`${style("red", "tilth:")} ${text}\n`);
   if (e instanceof UsageError) {
-    process.stderr.write(`tilth: ${e.message}\n`);
-    return 2;
+    say(e.message);
+    if (e.command) process.stderr.write(`(\`tilth help ${e.command}\` shows its options and examples)\n`);
+    return child ? EXIT_CONFIG : EXIT.usage;
   }
   if (e instanceof SettingsError) {
-    process.stderr.write(`tilth: bad settings:\n${e.problems.map((p) => `  ${p.file}: ${p.app ? `app "${p.app}": ` : ""}${p.key ? `${p.key}: ` : ""}${p.message}`).join("\n")}\n`);
-    return 2;
+    say(`bad settings:\n${e.problems.map((p) => `  ${p.file}: ${p.app ? `app "${p.app}": ` : ""}${p.key ? `${p.key}: ` : ""}${p.message}`).join("\n")}`);
+    return child ? EXIT_CONFIG : EXIT.usage;
   }
   if (isTilthError(e, "ERR_APP_BIND") || isTilthError(e, "ERR_APP_START")) {
-    process.stderr.write(`tilth: ${(e as Error).message}\n`);
-    return EXIT_CONFIG;
+    say((e as Error).message);
+    return child ? EXIT_CANNOT_START : EXIT.failed;
   }
-  process.stderr.write(`tilth: ${describe(e)}\n`);
-  return 1;
+  say(describe(e));
+  return EXIT.failed;
 }

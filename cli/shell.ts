@@ -21,7 +21,9 @@ import { registerTransports } from "../transports/index.js";
 import { RpcClient, withOptions, type Middleware } from "../rpc/index.js";
 import type { MethodInfo } from "../rpc/api.js";
 import { toJson } from "./call.js";
-import { UsageError, findSettings } from "./run.js";
+import { EXIT, UsageError, helpText, parseCommand } from "./args.js";
+import { SHELL } from "./commands.js";
+import { findSettings } from "./run.js";
 
 const PROMPT = "tilth> ";
 
@@ -100,17 +102,17 @@ export async function startShell(o: ShellOptions): Promise<Shell> {
 }
 
 export async function shellCommand(argv: string[]): Promise<number> {
-  const targets: string[] = [];
-  const o: Partial<ShellOptions> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const x = argv[i]!;
-    if (x === "--settings" || x === "-s") o.settingsFile = argv[++i]!;
-    else if (x === "--history") o.historyFile = argv[++i]!;
-    else if (x === "--log") o.logFile = argv[++i]!;
-    else if (x.startsWith("-")) throw new UsageError(`unknown option ${x}`);
-    else targets.push(x);
+  const p = parseCommand(SHELL, argv);
+  if (p.help) {
+    process.stdout.write(helpText(SHELL));
+    return EXIT.ok;
   }
-  if (targets.length === 0) throw new UsageError("usage: tilth shell URL|APP... [--settings FILE] [--history FILE] [--log FILE]");
+  const targets = p.positionals;
+  const o: Partial<ShellOptions> = {};
+  if (typeof p.values.settings === "string") o.settingsFile = p.values.settings;
+  if (typeof p.values.history === "string") o.historyFile = p.values.history;
+  if (typeof p.values.log === "string") o.logFile = p.values.log;
+  if (targets.length === 0) throw new UsageError(`usage: tilth ${SHELL.usage[0]}`, "shell");
   if (process.stdin.isTTY === true) {
     const shell = await startShell({ ...o, targets, input: process.stdin, output: process.stdout, terminal: true });
     await new Promise<void>((resolve) => shell.repl.on("exit", () => resolve()));

@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * tilth core: the Loop contract and cooperative tasks on it.
  * @module
@@ -17,3 +18,4 @@ export * from "./Ring.js";
 export * from "./abort.js";
 export * from "./resolved.js";
 export * from "./Budget.js";
+export * from "./suggest.js";

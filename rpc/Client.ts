@@ -41,15 +41,29 @@ export type RemoteCall<R> = Promise<R> & { cancel(reason?: unknown): void };
 /** A remote stream: iterate it; breaking out of the loop cancels it on the server. */
 export type RemoteStream<T> = AsyncIterable<T> & PromiseLike<AsyncIterable<T>> & { cancel(reason?: unknown): void };
 
+/**
+ * What the server streams when a handler returns it: an Observable (RxJS or
+ * any with `subscribe(next)`), by its item type. Structural, so that
+ * this type needs no rxjs.
+ */
+export interface ObservableLike<T> {
+  subscribe(next: (value: T) => void): unknown;
+}
+
 type RemoteMethod<F> = F extends (...args: infer A) => infer R
   ? [R] extends [never]
     ? (...args: A) => RemoteCall<never>
     : [R] extends [AsyncIterable<infer I>]
       ? (...args: A) => RemoteStream<I>
-      : (...args: A) => RemoteCall<Awaited<R>>
+      : [R] extends [ObservableLike<infer I>]
+        ? (...args: A) => RemoteStream<I>
+        : (...args: A) => RemoteCall<Awaited<R>>
   : never;
 
-/** The client-side type of an API: each method returns a promise, each async generator an async iterable. */
+/**
+ * The client-side type of an API: each method returns a promise, each async
+ * generator and each method returning an Observable an async iterable.
+ */
 export type Remote<T> = {
   [K in keyof T as T[K] extends (...args: any[]) => any ? (K extends `_${string}` ? never : K) : never]: RemoteMethod<T[K]>;
 };

@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * tilth RPC: servers that expose an API object, typed client proxies, the
  * drpc protocol. See docs/drpc.md.
@@ -5,13 +6,14 @@
  */
 export * from "./errors.js";
 export * from "./url.js";
-export { doc, streaming, exposedMethods, type MethodInfo, type ExposeOptions } from "./api.js";
+export { doc, params, streaming, exposedMethods, parseParams, type MethodInfo, type Signature, type ExposeOptions } from "./api.js";
 export { contextual, type CallContext, type Middleware } from "./context.js";
 export { RpcServer, serve, maskSecrets, type ServerOptions, type CloseOptions } from "./Server.js";
-export { RpcClient, connect, remoteOf, withOptions, clientOf, close, DEFAULT_TIMEOUT_MS, type Remote, type RemoteCall, type RemoteStream, type ClientOptions, type CallOptions } from "./Client.js";
+export { RpcClient, connect, remoteOf, withOptions, clientOf, close, DEFAULT_TIMEOUT_MS, type Remote, type RemoteCall, type RemoteStream, type ObservableLike, type ClientOptions, type CallOptions } from "./Client.js";
 export { bindArguments, type ExposedMethod } from "./api.js";
 export { VERSION as DRPC_VERSION } from "./drpc/codec.js";
 export { drpc } from "./drpc/index.js";
+export { Float64, float64 } from "./zerorpc/float64.js";
 export { zrpc, ZRPC_VERSION, ZRPC_REMOTE_CODE, zrpcEmitter, zrpcReceiver, type ZrpcEmitter, type ZrpcReceiver } from "./zerorpc/index.js";
 export { PendingCall, STREAM_WINDOW, type CallOwner, type CallPromise } from "./PendingCall.js";
 export type { RpcProtocol, ServerCore, ServerSessionLike, ClientSessionLike, ClientSessionHooks } from "./protocol.js";

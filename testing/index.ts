@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * tilth/testing: the conformance suites every Loop adapter and every
  * transport of tilth passes, published so that a third party's adapter or

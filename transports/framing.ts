@@ -393,13 +393,13 @@ export class FrameDecoder {
           word = hdr.readUInt32BE(0);
         }
         if ((word & RESERVED_FLAG) !== 0) {
-          this.#fail(new MalformedFrameError(`reserved header bit set (header 0x${word.toString(16).padStart(8, "0")})`));
+          this.#fail(new MalformedFrameError(`reserved header bit set (header 0x${word.toString(16).padStart(8, "0")})`, { context: { header: word } }));
           return;
         }
         const len = word & MAX_FRAME_LENGTH;
         more = (word & MORE_FLAG) !== 0;
         if (this.#size + len > this.#max) {
-          this.#fail(new MessageTooLargeError(this.#size + len, this.#max, "bytes (announced by a frame header)"));
+          this.#fail(new MessageTooLargeError(this.#size + len, this.#max, "bytes (announced by a frame header)", { context: { header: word } }));
           return;
         }
         if (this.#frames.length + 1 > this.#maxFrames) {

@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 /**
  * tilth transports: message connections by URL scheme.
  *
@@ -41,8 +42,14 @@ export { ZmqTransport, zmqTransport, ZmqListener, ZmqDealerConnection, ZmqPeerCo
 export { DEFAULT_HIGH_WATER_MARK } from "./internal/ConnectionBase.js";
 export { DEFAULT_BACKLOG } from "./internal/ListenerBase.js";
 
+/** The URL schemes {@link registerTransports} registers: what a settings file may name without a transport of its own. */
+export function standardSchemes(): string[] {
+  return [...netTransport.schemes, ...tlsTransport.schemes, ...new InprocTransport().schemes, ...zmqTransport.schemes];
+}
+
 /**
- * Register tcp, ipc, tls and inproc on `loop.transports`, leaving any scheme
+ * Register tcp, ipc, tls, inproc, zmq+tcp and zmq+ipc (ZeroMQ: needs the
+ * optional zeromq package when used) on `loop.transports`, leaving any scheme
  * already registered alone (so calling it again, or after registering your
  * own tcp, changes nothing). Each loop gets its own inproc namespace.
  * Returns the loop.

@@ -4,7 +4,8 @@
  * @internal Public surface: adapters/rxjs.ts.
  */
 import { performance } from "node:perf_hooks";
-import { VirtualTimeScheduler, asapScheduler, asyncScheduler, type SchedulerLike, type Subscription } from "rxjs";
+import type { SchedulerLike, Subscription, VirtualTimeScheduler } from "rxjs";
+import { rx } from "./rx.js";
 import type { Timer } from "../../core/Loop.js";
 import { LoopBase, type LoopOptions } from "../../core/LoopBase.js";
 import { TilthError, formatMs } from "../../core/errors.js";
@@ -35,7 +36,7 @@ export interface RxLoopOptions extends LoopOptions {
 
 /** The default clock of a loop on `scheduler` (see RxLoopOptions.clock). */
 function defaultClock(scheduler: SchedulerLike): () => number {
-  if (scheduler === asyncScheduler || scheduler === asapScheduler) {
+  if (scheduler === rx.asyncScheduler || scheduler === rx.asapScheduler) {
     const origin = performance.timeOrigin;
     // Inside TestScheduler.run() these schedulers tell virtual time: keep it.
     if (Math.abs(origin + performance.now() - scheduler.now()) < 1000) return () => origin + performance.now();
@@ -92,10 +93,10 @@ export class RxLoop extends LoopBase {
   constructor(scheduler: SchedulerLike, options: RxLoopOptions = {}) {
     // wallTime(): RxJS's real schedulers tell epoch time (Date.now()) already; a
     // VirtualTimeScheduler counts frames from 0, so it gets VirtualLoop's origin.
-    super({ name: "rxjs", wallOrigin: scheduler instanceof VirtualTimeScheduler ? Date.UTC(2000, 0, 1) : 0, ...options });
+    super({ name: "rxjs", wallOrigin: scheduler instanceof rx.VirtualTimeScheduler ? Date.UTC(2000, 0, 1) : 0, ...options });
     this.scheduler = scheduler;
     this.#clock = options.clock ?? defaultClock(scheduler);
-    this.#yieldDelay = options.yieldDelay ?? (scheduler === asapScheduler ? 1 : 0);
+    this.#yieldDelay = options.yieldDelay ?? (scheduler === rx.asapScheduler ? 1 : 0);
   }
 
   now(): number {

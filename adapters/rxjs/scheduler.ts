@@ -3,7 +3,8 @@
  * whose actions run as loop posts (delay <= 0) or loop timers (delay > 0).
  * Internal module; its public surface is adapters/rxjs.ts.
  */
-import { Subscription, type SchedulerAction, type SchedulerLike } from "rxjs";
+import type { SchedulerAction, SchedulerLike, Subscription } from "rxjs";
+import { rx } from "./rx.js";
 import type { Loop, Timer } from "../../core/Loop.js";
 import { Ring } from "../../core/Ring.js";
 
@@ -52,7 +53,7 @@ export class LoopScheduler implements SchedulerLike {
  * Subscription and may reschedule itself from its work (`this.schedule(s, d)`),
  * reusing the same object: a delay-0 reschedule costs two ring pushes.
  */
-class LoopAction<T> extends Subscription implements SchedulerAction<T> {
+class LoopAction<T> extends rx.Subscription implements SchedulerAction<T> {
   readonly #scheduler: LoopScheduler;
   #work: Work<T> | undefined;
   #state: T | undefined;

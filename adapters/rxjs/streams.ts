@@ -2,7 +2,8 @@
  * Channels and async iterables to Observables and back.
  * Internal module; its public surface is adapters/rxjs.ts, its semantics docs/rxjs.md.
  */
-import { Observable, Subscription, type Observer } from "rxjs";
+import type { Observable, Observer, Subscription } from "rxjs";
+import { rx } from "./rx.js";
 import { Channel } from "../../core/Channel.js";
 import type { Loop } from "../../core/Loop.js";
 import { TilthError, abortReason, toError } from "../../core/errors.js";
@@ -68,7 +69,7 @@ export type ObservableSource<T> = Channel<T> | AsyncIterable<T> | ((signal: Abor
  * ```
  */
 export function toObservable<T>(source: ObservableSource<T>, options: ToObservableOptions = {}): Observable<T> {
-  return new Observable<T>((subscriber) => {
+  return new rx.Observable<T>((subscriber) => {
     const ac = new AbortController();
     let iterator: AsyncIterator<T> | undefined;
     let finished = false;
@@ -245,7 +246,7 @@ export function fromObservable<T>(loop: Loop, observable: Observable<T>, options
  * subscriber itself instead of wrapping it, so unsubscribing it is seen at
  * once by the source.
  */
-class Sink<T> extends Subscription implements Observer<T> {
+class Sink<T> extends rx.Subscription implements Observer<T> {
   constructor(
     readonly next: (value: T) => void,
     readonly error: (error: unknown) => void,

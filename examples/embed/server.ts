@@ -12,11 +12,10 @@
  * Run it: `node dist/examples/embed/main.js` (see main.ts).
  * @module
  */
-import "reflect-metadata";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
-import { container as rootContainer, injectable } from "tsyringe";
 import { AppContext } from "../../app/App.js";
+import { container as rootContainer, injectable } from "../../app/di.js";
 import { embed, type Embedded } from "../../app/embed.js";
 import { Service } from "../../app/Service.js";
 import { PeriodicTask } from "../../app/tasks/PeriodicTask.js";

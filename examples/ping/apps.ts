@@ -4,11 +4,9 @@
  *
  *     tilth run ping long_running --settings dist/examples/ping/settings.js
  */
-import "reflect-metadata";
-import { inject, injectable } from "tsyringe";
 import { inspect } from "node:util";
-import { App, AppContext, client } from "../../app/index.js";
-import type { Remote } from "../../rpc/index.js";
+// An app written outside this repository imports these from "tilth/app".
+import { App, AppContext, client, inject, injectable, type Remote } from "../../app/index.js";
 
 /** What PingApp serves. */
 export interface PingAPI {

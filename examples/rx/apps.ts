@@ -5,12 +5,9 @@
  *
  *     node dist/cli/main.js run ticker watcher --settings dist/examples/rx/settings.js
  */
-import "reflect-metadata";
-import { inject, injectable } from "tsyringe";
 import { bufferCount, interval, map, scan, take } from "rxjs";
 import { toObservable, toRxScheduler } from "../../adapters/rxjs.js";
-import { App, AppContext, client } from "../../app/index.js";
-import type { Remote } from "../../rpc/index.js";
+import { App, AppContext, client, inject, injectable, type Remote } from "../../app/index.js";
 
 export interface TickerAPI {
   /** `n` prices of `symbol`, one every `everyMs`: a deterministic random walk. */

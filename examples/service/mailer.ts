@@ -18,9 +18,8 @@
  *     node dist/cli/main.js run mailer --settings dist/examples/service/settings.js --mailer.digest.interval=1000
  * @module
  */
-import "reflect-metadata";
-import { injectable } from "tsyringe";
 import { AppContext } from "../../app/App.js";
+import { injectable } from "../../app/di.js";
 import { Service } from "../../app/Service.js";
 import { HttpTask } from "../../app/tasks/HttpTask.js";
 import { PeriodicTask } from "../../app/tasks/PeriodicTask.js";

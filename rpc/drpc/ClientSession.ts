@@ -14,6 +14,7 @@ import { STREAM_WINDOW, type CallOptions, type PendingCall } from "../PendingCal
 import { IdCounter } from "../internal/IdTable.js";
 import { MAX_ID, T, encodeCall, type Msg } from "./codec.js";
 import { Peer, type PeerOptions } from "./Peer.js";
+import { notDrpcError } from "./sniff.js";
 
 export interface ClientSessionOptions extends PeerOptions, ClientSessionHooks {}
 
@@ -119,6 +120,8 @@ export class ClientSession extends Peer implements CallSender, ClientSessionLike
   }
 
   protected onEnded(error: Error): void {
+    // Before the server's HELLO, bytes that are not drpc frames come from some other kind of server: name it.
+    if (this.peerHello === undefined) error = notDrpcError(error, `drpc+${this.conn.remoteUrl}`) ?? error;
     this.#calls.endAll(error);
     this.#opts.onEnded(this, error);
   }

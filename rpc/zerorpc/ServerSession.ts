@@ -48,9 +48,10 @@ export function errArgs(e: unknown, exposeStack: boolean): [string, string, stri
   return ["NonError", s, `non-Error thrown: ${s}`];
 }
 
-/** The `_zerorpc_inspect` form of one method. */
-function describeMethod(m: ExposedMethod): { args: { name: string }[]; doc: string | null } {
-  return { args: m.params.map((name) => ({ name })), doc: m.doc ?? null };
+/** The `_zerorpc_inspect` form of one method: as zerorpc-python gives it, with the literal default values. */
+function describeMethod(m: ExposedMethod): { args: { name: string; default?: unknown }[]; doc: string | null } {
+  const args = m.params.map((name) => (m.defaults && name in m.defaults ? { name, default: m.defaults[name] } : { name }));
+  return { args, doc: m.doc ?? null };
 }
 
 export class ZrpcServerSession implements ServerSessionLike, CallWire<Chan> {

@@ -9,6 +9,7 @@ import { Packr } from "msgpackr";
 import { ProtocolError } from "../errors.js";
 import { NOT_SIMPLE, readEnd, readName, readSimple, sizeOfSimple, writeSimple } from "../msgpack.js";
 import { IdCounter, type IdTable } from "../internal/IdTable.js";
+import { encodeWithFloats } from "./float64.js";
 
 /** Protocol version written in every header. */
 export const ZRPC_VERSION = 3;
@@ -119,6 +120,10 @@ const idSize = (id: MessageId): number => (typeof id === "string" ? Buffer.byteL
  * `message_id`, `v`, `response_to`); name and args go through msgpackr.
  */
 export function encodeEvent(header: Header, name: string, args: unknown): Uint8Array[] {
+  return encodeWithFloats(args, (a) => encodePlain(header, name, a));
+}
+
+function encodePlain(header: Header, name: string, args: unknown): Uint8Array[] {
   if (typeof header.message_id === "string" && Buffer.byteLength(header.message_id) > 0xffff) throw new ProtocolError("message id too long");
   const a = needsExact(args, 0) ? exact(args, 0) : args;
   // Large binary values: one msgpackr pass over the whole event, no second copy

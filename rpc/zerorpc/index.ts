@@ -32,6 +32,8 @@ async function inspectZrpc(call: (method: string, args: readonly unknown[]) => P
       required: firstDefault < 0 ? args.length : firstDefault,
       stream: false, // ZeroRPC does not say; the first reply does
     };
+    const defaults = Object.fromEntries(args.filter((a) => a.default !== undefined && typeof a.name === "string").map((a) => [a.name as string, a.default]));
+    if (Object.keys(defaults).length) info.defaults = defaults;
     if (typeof m.doc === "string" && m.doc) info.doc = m.doc;
     return info;
   });

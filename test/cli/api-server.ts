@@ -12,6 +12,12 @@ const api = {
   add: doc("Adds two numbers.", (a: number, b: number) => a + b),
   echo: (x: unknown) => x,
   big: () => 2n ** 60n + 1n,
+  bytes: (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => i % 256)),
+  async *chunks() {
+    yield Buffer.from("ab");
+    yield Buffer.from("cd");
+  },
+  kind: (x: unknown) => typeof x,
   async *count(n: number) {
     for (let i = 0; i < n; i++) yield { i };
   },

@@ -53,6 +53,36 @@ test("call: JSON arguments where valid, strings otherwise; one-line JSON when pi
   assert.match(r.stderr, /argument is not valid JSON: not json/);
 });
 
+test("call: integers beyond 2^53 go out exactly, as BigInt, also inside JSON", () => {
+  let r = tilth("call", url, "echo", "9007199254740993");
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, "9007199254740993\n");
+  r = tilth("call", url, "kind", "9007199254740993");
+  assert.equal(r.stdout, '"bigint"\n', "the server receives a BigInt");
+  r = tilth("call", url, "echo", '{"id":-1234567890123456789,"n":[1,9007199254740993],"s":"9007199254740993"}');
+  assert.equal(r.stdout, '{"id":-1234567890123456789,"n":[1,9007199254740993],"s":"9007199254740993"}\n');
+  r = tilth("call", url, "kind", "42");
+  assert.equal(r.stdout, '"number"\n', "safe integers stay numbers");
+});
+
+test("call: bytes print as hex or base64 with a note; --raw writes the bytes", () => {
+  let r = tilth("call", url, "bytes", "4");
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, '{"$hex":"00010203"}\n');
+  assert.match(r.stderr, /^note: bytes are shown as \{"\$hex": \.\.\.\} up to 32 bytes, else \{"\$base64": \.\.\.\}; --raw writes them as they are\n$/);
+  r = tilth("call", url, "bytes", "40");
+  const expected = Buffer.from(Array.from({ length: 40 }, (_, i) => i)).toString("base64");
+  assert.equal(r.stdout, `{"$base64":"${expected}"}\n`);
+  const raw = spawnSync(process.execPath, [cli, "call", url, "bytes", "300", "--raw"], { timeout: 30_000 });
+  assert.equal(raw.status, 0, String(raw.stderr));
+  assert.deepEqual([...raw.stdout], Array.from({ length: 300 }, (_, i) => i % 256));
+  assert.equal(String(raw.stderr), "", "no note with --raw");
+  r = tilth("call", url, "chunks", "--raw");
+  assert.equal(r.stdout, "abcd", "a stream of bytes, written one after the other");
+  r = tilth("call", url, "echo", "plain text", "--raw");
+  assert.equal(r.stdout, "plain text", "--raw writes a string without JSON quotes");
+});
+
 test("call: a stream prints one item per line", () => {
   const r = tilth("call", url, "count", "3");
   assert.equal(r.code, 0, r.stderr);

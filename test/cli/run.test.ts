@@ -299,7 +299,7 @@ test("an app that ran and then cannot start again (its port taken) is retried wi
     await run.waitFor(/app ping was killed by SIGKILL; restarting in \d+ ms/);
     // Another process takes the port before the restart.
     await new Promise<void>((resolve, reject) => blocker.once("error", reject).listen(port, "127.0.0.1", resolve));
-    await run.waitFor(/app ping could not start again \(exit 78\); restarting in \d+ ms/, 20_000);
+    await run.waitFor(/app ping could not start again \(see its error above\); restarting in \d+ ms/, 20_000);
     assert.equal(alive(other), true, "the other app was stopped");
     assert.doesNotMatch(run.out(), /stopping \(an app cannot start\)/);
     await new Promise<void>((r) => blocker.close(() => r()));
