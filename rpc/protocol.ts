@@ -31,6 +31,8 @@ export interface ServerCore {
   readonly middleware: readonly Middleware[];
   readonly maxConcurrentCalls: number;
   readonly exposeStack: boolean;
+  /** Write a line to the server's log (a handler's result that cannot be sent, ...). */
+  log(line: string): void;
   /** The session's connection ended. */
   sessionEnded(s: ServerSessionLike): void;
 }
