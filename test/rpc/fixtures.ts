@@ -151,7 +151,7 @@ export async function turns(loop: Loop, n: number): Promise<void> {
 export { CancelledError };
 
 /** A plain zeromq DEALER connected to `endpoint` (`tcp://…`), as a ZeroRPC peer that is not tilth: sends frames, takes replies in order. */
-export function rawDealer(loop: Loop, endpoint: string): { send(frames: Uint8Array[]): void; next(): Promise<Buffer[]>; close(): Promise<void> } {
+export function rawDealer(loop: Loop, endpoint: string): { send(frames: Uint8Array[]): void; next(): Promise<Buffer[]>; event(type: string): Promise<void>; close(): Promise<void> } {
   const dealer = ZmqSocket.open(loop, "dealer");
   dealer.connect(endpoint);
   const replies: Buffer[][] = [];
@@ -168,6 +168,14 @@ export function rawDealer(loop: Loop, endpoint: string): { send(frames: Uint8Arr
       while (replies.length === 0) await new Promise<void>((r) => (wake = r));
       return replies.shift()!;
     },
+    /** The next monitor event of `type` (`disconnect`, `handshake`, ...). */
+    event: (type) =>
+      new Promise<void>((resolve) => {
+        const off = dealer.monitor([type], () => {
+          off();
+          resolve();
+        });
+      }),
     close: () => dealer.close(),
   };
 }
