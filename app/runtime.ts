@@ -137,7 +137,7 @@ export async function startApp(name: string, settings: Settings, options: StartO
     if (urls.length > 0) {
       if (app.api === undefined || app.api === null)
         throw new SettingsError([{ file: settings.file, app: name, key: "bind", message: `the app binds ${urls.join(", ")} but ${cls.name} has no api object` }]);
-      const s = (server = new RpcServer(app.api, { loop, debugInfo: () => ({ app: name, settings: appSettings }), ...options.server }));
+      const s = (server = new RpcServer(app.api, { loop, debugInfo: () => ({ app: name, settings: appSettings }), log: (line) => log.warn(line), ...options.server }));
       scope.defer(() => s.close({ graceMs }));
       try {
         for (const url of urls) {

@@ -118,15 +118,93 @@ export function isCancellation(e: unknown): boolean {
   return e instanceof CancelledError || (e instanceof Error && e.name === "AbortError");
 }
 
-/** A short one-line description of any thrown value. */
+/** A short one-line description of any thrown value (a thrown non-Error value as an {@link excerpt}). */
 export function describe(e: unknown): string {
   if (e instanceof TilthError) return `${e.name} [${e.code}]: ${e.message}`;
   if (e instanceof Error) return `${e.name}: ${e.message}`;
+  return `non-Error thrown: ${excerpt(e)}`;
+}
+
+/** Longest text of a value that {@link excerpt} quotes, in characters. */
+const EXCERPT_CHARS = 40;
+/** BigInts within this many bits are written out in full by {@link excerpt}. */
+const EXCERPT_BIGINT_BITS = 64n;
+
+/**
+ * A short description of any value, for error messages and logs: at most
+ * about 80 characters and bounded work whatever the value (a 10 MB string, a
+ * BigInt of a million digits, an object of a million keys, a cycle, a Proxy
+ * that throws). Strings are quoted and cut, with their length; containers
+ * give their kind and size; class instances their class.
+ *
+ * Wherever an error describes a value it received, it uses this, never
+ * `String(v)` or `JSON.stringify(v)`.
+ *
+ * @example
+ * ```ts
+ * excerpt("x".repeat(1e6)) // '"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…" (1000000 chars)'
+ * excerpt(2n ** 4096n)     // 'a BigInt of 4097 bits'
+ * excerpt(new Set([1, 2])) // 'a Set of 2 items'
+ * ```
+ */
+export function excerpt(v: unknown): string {
   try {
-    return `non-Error thrown: ${typeof e === "string" ? e : JSON.stringify(e)}`;
+    return excerptOf(v);
   } catch {
-    return `non-Error thrown: ${String(e)}`;
+    return `a value that cannot be described (${typeof v})`;
   }
+}
+
+function quote(s: string): string {
+  const cut = s.length > EXCERPT_CHARS;
+  const q = JSON.stringify(cut ? s.slice(0, EXCERPT_CHARS) : s);
+  return cut ? `${q.slice(0, -1)}…" (${s.length} chars)` : q;
+}
+
+function excerptOf(v: unknown): string {
+  switch (typeof v) {
+    case "string":
+      return quote(v);
+    case "number":
+    case "boolean":
+    case "undefined":
+      return String(v);
+    case "bigint": {
+      const big = v < 0n ? -v : v;
+      // Never the decimal form of a large one: converting it costs time quadratic in its size.
+      return big >> EXCERPT_BIGINT_BITS === 0n ? `${v}n` : `a BigInt of ${big.toString(16).length * 4} bits`;
+    }
+    case "symbol":
+      return `a symbol ${quote(v.description ?? "")}`;
+    case "function":
+      return `a function ${quote(v.name)}`;
+  }
+  if (v === null) return "null";
+  const o = v as object;
+  if (Array.isArray(o)) return `an array of ${o.length} items`;
+  if (o instanceof Uint8Array) return `${o.constructor === Buffer ? "a Buffer" : "a Uint8Array"} of ${o.length} bytes`;
+  if (ArrayBuffer.isView(o)) return `a ${o.constructor.name} of ${o.byteLength} bytes`;
+  if (o instanceof ArrayBuffer) return `an ArrayBuffer of ${o.byteLength} bytes`;
+  if (o instanceof Map) return `a Map of ${o.size} entries`;
+  if (o instanceof Set) return `a Set of ${o.size} items`;
+  if (o instanceof Date) return Number.isNaN(o.getTime()) ? "an invalid Date" : `a Date (${o.toISOString()})`;
+  if (o instanceof RegExp) return `a RegExp ${quote(o.source)}`;
+  if (o instanceof Error) return `an Error ${quote(`${o.name}: ${o.message}`)}`;
+  const proto: unknown = Object.getPrototypeOf(o);
+  if (proto === Object.prototype || proto === null) {
+    const keys: string[] = [];
+    let n = 0;
+    for (const k in o) {
+      if (!Object.prototype.hasOwnProperty.call(o, k)) continue;
+      if (n++ < 3) keys.push(quote(k));
+      else break;
+    }
+    if (n <= 3) return keys.length === 0 ? "an empty object" : `an object with keys ${keys.join(", ")}`;
+    return `an object of ${Object.keys(o).length} keys (${keys.join(", ")}, …)`;
+  }
+  const name = (proto as { constructor?: { name?: unknown } } | null)?.constructor?.name;
+  if (typeof name !== "string" || name === "") return "an object";
+  return `an instance of ${name.length > EXCERPT_CHARS ? `${name.slice(0, EXCERPT_CHARS)}…` : name}`;
 }
 
 /** Turn any thrown value into an Error (non-Error values become a TilthError with code ERR_NON_ERROR). */

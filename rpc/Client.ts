@@ -80,8 +80,9 @@ export interface ClientOptions extends PeerOptions {
   /** Passed to the transport (TLS options, ...). */
   transport?: ConnectOptions;
   /**
-   * Calls wait for a server that is not up yet (connection refused) and try
-   * again with backoff within their time limit, instead of failing at once
+   * Calls wait for a server that is not up yet (connection refused, or reset
+   * while it opened, as after a crash) and try again with backoff within
+   * their time limit, instead of failing at once
    * (gRPC's waitForReady). Default false. Apps' clients of other apps use it,
    * since apps started together come up in any order.
    */
@@ -212,15 +213,14 @@ export class RpcClient implements AsyncDisposable {
     return deferredCall(started) as CallPromise<R>;
   }
 
-  /** `waitForReady`: a refused connection is tried again (with backoff) until the call's time runs out. */
+  /** `waitForReady`: a connection refused, or reset while it opened, is tried again (with backoff) until the call's time runs out. */
   async #readyWaiting(deadline: number | undefined, limitMs: number | undefined, signal?: AbortSignal): Promise<ClientSessionLike> {
     const stop = this.#options.signal;
     for (;;) {
       try {
         return await this.#ready(deadline, limitMs, signal);
       } catch (e) {
-        const retry =
-          isTilthError(e, "ERR_CONNECTION_REFUSED") && !this.#closed && !signal?.aborted && !stop?.aborted && (deadline === undefined || deadline > this.loop.now());
+        const retry = notUpYet(e) && !this.#closed && !signal?.aborted && !stop?.aborted && (deadline === undefined || deadline > this.loop.now());
         if (!retry) throw e;
       }
     }
@@ -297,6 +297,19 @@ export class RpcClient implements AsyncDisposable {
       throw e;
     }
   }
+}
+
+/** errnos of a connection attempt that the server cut while it opened: it crashed, or is starting again. */
+const CUT_WHILE_OPENING: ReadonlySet<unknown> = new Set(["ECONNRESET", "ECONNABORTED", "EPIPE"]);
+
+/**
+ * Whether a failed connection attempt says the server is not up (yet): refused,
+ * or cut while it opened (a server that crashed resets the handshakes in
+ * progress: ERR_CONNECT_FAILED with errno ECONNRESET). Any other failure
+ * (a TLS certificate refused, an unreachable host) is not waited out.
+ */
+function notUpYet(e: unknown): boolean {
+  return isTilthError(e, "ERR_CONNECTION_REFUSED") || (isTilthError(e, "ERR_CONNECT_FAILED") && CUT_WHILE_OPENING.has(e.context?.errno));
 }
 
 /** A CallPromise for a call that waits for the connection first. */

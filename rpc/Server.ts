@@ -67,6 +67,8 @@ export interface ServerOptions extends PeerOptions, ExposeOptions {
   zrpcDebug?: boolean;
   /** Extra facts for `.debug.settings` (the app's settings, with secrets masked by the server). */
   debugInfo?: () => Record<string, unknown>;
+  /** Where the server's log lines go (a handler's result that cannot be sent, ...). Default: `console.warn`. */
+  log?: (line: string) => void;
 }
 
 export interface CloseOptions {
@@ -87,6 +89,7 @@ export class RpcServer implements ServerCore, AsyncDisposable {
   readonly exposeStack: boolean;
   readonly outputBudget: ByteBudget;
   readonly inputBudget: ByteBudget;
+  readonly log: (line: string) => void;
   readonly #options: ServerOptions;
   readonly #urls: string[] = [];
   readonly #sessions = new Map<ServerSessionLike, SessionEntry>();
@@ -104,6 +107,7 @@ export class RpcServer implements ServerCore, AsyncDisposable {
     this.exposeStack = options.exposeStack ?? false;
     this.inputBudget = new ByteBudget(options.inputBudget ?? DEFAULT_SERVER_BUDGET);
     this.outputBudget = new ByteBudget(options.outputBudget ?? DEFAULT_SERVER_BUDGET);
+    this.log = options.log ?? ((line) => console.warn(line));
     this.#closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
     const own = { name: "rpc server", graceMs: 5000, cancelMs: this.#closeTimeoutMs + 1000 };
     const scope = (this.#scope = options.scope ? options.scope.child(own) : new Scope(this.loop, own));

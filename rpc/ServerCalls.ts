@@ -24,7 +24,7 @@
 import { Deadlines, type Deadline } from "../core/Deadlines.js";
 import type { Loop } from "../core/Loop.js";
 import type { PeerIdentity } from "../core/Transport.js";
-import { BusyError, CancelledError, TilthError, TimeoutError, type TilthErrorOptions } from "../core/errors.js";
+import { BusyError, CancelledError, TilthError, TimeoutError, excerpt, type TilthErrorOptions } from "../core/errors.js";
 import { bindArguments, type ExposedMethod } from "./api.js";
 import type { CallContext, Middleware } from "./context.js";
 import { IdTable } from "./internal/IdTable.js";
@@ -34,7 +34,7 @@ import type { ServerCore } from "./protocol.js";
 /** The method is not served here. `context.method` names it. */
 export class UnknownMethodError extends TilthError {
   constructor(method: string) {
-    super("ERR_UNKNOWN_METHOD", `unknown method "${method}"`, { context: { method } });
+    super("ERR_UNKNOWN_METHOD", `unknown method ${excerpt(method)}`, { context: { method } });
   }
 }
 
@@ -305,7 +305,7 @@ export class ServerCalls<R> {
         return;
       }
       if (typeof r !== "object" || r === null || ArrayBuffer.isView(r)) {
-        this.#answer(ref, id, r);
+        this.#answer(ref, id, r, method);
         return;
       }
       this.#settleLater(this.#track(ref, id, method, bound, deadlineMs, credit), r);
@@ -403,13 +403,21 @@ export class ServerCalls<R> {
   }
 
   /** A plain value returned at once, with nobody to tell: the answer. */
-  #answer(ref: R, id: number, v: unknown): void {
+  #answer(ref: R, id: number, v: unknown, method: string): void {
     try {
       this.#wire.answer(ref, id, v);
     } catch (e) {
       // Unsendable result (too large, not encodable): answer with the error instead.
+      this.#unsendable(method, "result", e);
       this.#wire.answerError(ref, id, e);
     }
+  }
+
+  /** A handler's result or stream item that cannot be sent is its bug: the caller gets the error, the server's log a line. */
+  #unsendable(method: string, what: string, e: unknown): void {
+    const code = (e as { code?: unknown } | null)?.code;
+    if (code === "ERR_BAD_VALUE" || code === "ERR_VALUE_LIMIT" || code === "ERR_MESSAGE_TOO_LARGE")
+      this.#server.log(`call ${excerpt(method)} from ${this.#peer}: its ${what} cannot be sent, the caller gets ${code}: ${(e as Error).message}`);
   }
 
   #result(call: ServerCall<R>, v: unknown): void {
@@ -452,7 +460,7 @@ export class ServerCalls<R> {
     if (call.state === DONE) return;
     this.#finish(call);
     if (stream) this.#wire.end(call);
-    else this.#answer(call.ref, call.id, v);
+    else this.#answer(call.ref, call.id, v, call.method);
   }
 
   #fail(call: ServerCall<R>, e: unknown): void {
@@ -508,7 +516,16 @@ export class ServerCalls<R> {
           call.timer.cancel();
           call.timer = undefined;
         }
-        if (!wire.item(call, r.value)) await wire.drain();
+        let sent: boolean;
+        try {
+          sent = wire.item(call, r.value);
+        } catch (e) {
+          // An item that cannot be sent ends the stream with its error; the generator is told (finally below).
+          this.#unsendable(call.method, "stream item", e);
+          this.#fail(call, e);
+          return;
+        }
+        if (!sent) await wire.drain();
       }
     } catch (e) {
       complete = true; // the iterator threw: it has already finished

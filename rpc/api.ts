@@ -18,6 +18,7 @@
  * @module
  */
 
+import { excerpt } from "../core/errors.js";
 import { isContextual } from "./context.js";
 
 const DOC = Symbol.for("tilth.rpc.doc");
@@ -301,8 +302,8 @@ export function bindArguments(m: MethodInfo, args: unknown[], kwargs: Record<str
     const out = [...args];
     for (const [k, v] of Object.entries(kwargs)) {
       const i = m.params.indexOf(k);
-      if (i < 0 || (m.rest && i === m.params.length - 1)) return `unknown named argument "${k}" (parameters: ${m.params.join(", ") || "none"})`;
-      if (i < args.length) return `argument "${k}" given both by position and by name`;
+      if (i < 0 || (m.rest && i === m.params.length - 1)) return `unknown named argument ${excerpt(k)} (parameters: ${m.params.join(", ") || "none"})`;
+      if (i < args.length) return `argument ${excerpt(k)} given both by position and by name`;
       out[i] = v;
     }
     args = out;

@@ -4,7 +4,7 @@
  * of the RPC machinery itself have their own classes and codes.
  * @module
  */
-import { TilthError, describe, type TilthErrorOptions } from "../core/errors.js";
+import { TilthError, describe, excerpt, type TilthErrorOptions } from "../core/errors.js";
 
 /** The peer is gone: reset, closed, or silent past the heartbeat limit. */
 export class ConnectionLostError extends TilthError {
@@ -31,6 +31,63 @@ export class ProtocolError extends TilthError {
 export class IncompatiblePeerError extends TilthError {
   constructor(message: string, options: TilthErrorOptions = {}) {
     super("ERR_INCOMPATIBLE_PEER", message, options);
+  }
+}
+
+/**
+ * A value refused by the value model (docs/drpc.md, docs/zerorpc.md): the base
+ * of {@link BadValueError} and {@link ValueLimitError}. `path` says where in
+ * the value (`args[0].tags`), and the message ends with it.
+ */
+export abstract class ValueError extends TilthError {
+  /** Where in the value: keys and indexes from the root (`args`, `result`, ...). */
+  readonly path: (string | number)[] = [];
+  readonly #reason: string;
+  constructor(code: string, reason: string, options: TilthErrorOptions = {}) {
+    super(code, reason, options);
+    this.#reason = reason;
+  }
+
+  /** @internal The value was inside `key` of its parent (called from the innermost level out). */
+  within(key: string | number): this {
+    this.path.unshift(key);
+    return this;
+  }
+
+  /** @internal Name the root of the path (`args`, `result`) and write the path into the message. */
+  rooted(root: string): this {
+    const step = (k: string | number): string => (typeof k === "number" ? `[${k}]` : /^[A-Za-z_$][\w$]*$/.test(k) && k.length <= 40 ? `.${k}` : `[${excerpt(k)}]`);
+    const p = this.path;
+    // A deep path keeps its first and last steps.
+    const at = p.length <= 12 ? p.map(step).join("") : `${p.slice(0, 6).map(step).join("")}…${p.slice(-6).map(step).join("")}`;
+    this.message = `${this.#reason} (at ${root}${at}${p.length > 12 ? `, ${p.length} deep` : ""})`;
+    return this;
+  }
+}
+
+/**
+ * A value of a type the protocol does not carry: a Set, a RegExp, an Error, a
+ * class instance without `toJSON`, a function, a symbol, a typed array other
+ * than Uint8Array, an invalid Date, a msgpack extension outside the model.
+ * Raised when sending (the call or answer is not sent) and when receiving
+ * (the value never reaches a handler or a caller).
+ */
+export class BadValueError extends ValueError {
+  constructor(reason: string, options: TilthErrorOptions = {}) {
+    super("ERR_BAD_VALUE", reason, options);
+  }
+}
+
+/**
+ * A value past a limit of the value model: nested deeper than
+ * `MAX_VALUE_DEPTH`, more than `MAX_VALUE_ITEMS` items, an integer beyond 64
+ * bits. `limit` is the limit that was passed.
+ */
+export class ValueLimitError extends ValueError {
+  readonly limit: number;
+  constructor(reason: string, limit: number, options: TilthErrorOptions = {}) {
+    super("ERR_VALUE_LIMIT", reason, { ...options, context: { limit, ...options.context } });
+    this.limit = limit;
   }
 }
 

@@ -12,6 +12,7 @@ export { RpcServer, serve, maskSecrets, type ServerOptions, type CloseOptions } 
 export { RpcClient, connect, remoteOf, withOptions, clientOf, close, DEFAULT_TIMEOUT_MS, type Remote, type RemoteCall, type RemoteStream, type ObservableLike, type ClientOptions, type CallOptions } from "./Client.js";
 export { bindArguments, type ExposedMethod } from "./api.js";
 export { VERSION as DRPC_VERSION } from "./drpc/codec.js";
+export { MAX_VALUE_DEPTH, MAX_VALUE_ITEMS } from "./msgpack.js";
 export { drpc } from "./drpc/index.js";
 export { Float64, float64 } from "./zerorpc/float64.js";
 export { zrpc, ZRPC_VERSION, ZRPC_REMOTE_CODE, zrpcEmitter, zrpcReceiver, type ZrpcEmitter, type ZrpcReceiver } from "./zerorpc/index.js";

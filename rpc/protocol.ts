@@ -66,6 +66,8 @@ export interface ServerCore {
   readonly exposeStack: boolean;
   /** Output held for clients that do not read, across the server's connections. */
   readonly outputBudget?: ByteBudget;
+  /** Write a line to the server's log (a handler's result that cannot be sent, ...). */
+  log(line: string): void;
   /** The session's connection ended. */
   sessionEnded(s: ServerSessionLike): void;
 }

@@ -36,6 +36,10 @@
  *   DEALER is not told (it sees silence; protocols detect it with their
  *   heartbeats). The TCP connection itself stays until the peer leaves or the
  *   listener closes.
+ * - a frame above a socket's `maxMessageSize` is refused by libzmq itself
+ *   (ZMQ_MAXMSGSIZE, set on every socket opened here), which drops the
+ *   sender's connection before buffering the frame: the sender's DEALER ends
+ *   as above, the listener side's Connection as when the peer leaves;
  * - closing the listener stops accepting new peers (their messages are
  *   dropped); the ROUTER stays bound while accepted Connections live, and
  *   unbinds and closes when the last one ends. libzmq would drop every
@@ -215,7 +219,9 @@ export class ZmqSocketConnection extends ConnectionBase {
   #onMessage(frames: Buffer[]): void {
     if (this.#discard) return;
     if (this.#hiccup !== undefined && frames.length === 1 && sameBytes(frames[0]!, this.#hiccup)) {
-      this.setReason({ by: "peer", error: new BrokenError("the zmq connection to the peer dropped") });
+      // libzmq does not say why: the peer went away, or one side refused a frame above its ZMQ_MAXMSGSIZE.
+      const why = `the peer went away, or refused a frame above its maxMessageSize (this side's: ${this.limits.maxMessageSize} bytes)`;
+      this.setReason({ by: "peer", error: new BrokenError(`the zmq connection to the peer dropped (${why})`) });
       this.#teardown();
       return;
     }
@@ -571,10 +577,17 @@ export class ZmqTransport implements Transport {
     this.#linger = options.linger;
   }
 
-  /** Socket options every socket of this transport gets. */
-  #socketOptions(kind: ZmqKind, ipv6: boolean, options: ZmqConnectOptions | ZmqListenOptions): ZmqSocketOptions {
+  /**
+   * Socket options every socket of this transport gets. libzmq itself refuses
+   * a frame above `maxMessageSize` (ZMQ_MAXMSGSIZE): it disconnects that peer
+   * at the frame's header, before buffering it (its DEALER then sees the
+   * connection drop, and reconnects), where the transport's own check would
+   * only see the message once libzmq had received it whole.
+   */
+  #socketOptions(kind: ZmqKind, ipv6: boolean, options: ZmqConnectOptions | ZmqListenOptions, params: ConnectionParams): ZmqSocketOptions {
     return {
       maxQueuedBytes: Number.MAX_SAFE_INTEGER,
+      maxFrameSize: params.limits.maxMessageSize,
       ipv6,
       ...(kind === "sub" ? { subscribe: options.subscribe ?? [""] } : {}),
       ...(this.#linger === undefined ? {} : { linger: this.#linger }),
@@ -590,7 +603,7 @@ export class ZmqTransport implements Transport {
     if (options.signal?.aborted) throw abortReason(options.signal);
     const hiccup = kind === "dealer" ? randomBytes(TOKEN_SIZE) : undefined;
     const sock = ZmqSocket.open(loop, kind, {
-      ...this.#socketOptions(kind, ipv6, options),
+      ...this.#socketOptions(kind, ipv6, options, params),
       highWaterMark: params.highWaterMark,
       ...(hiccup === undefined ? {} : { hiccupMessage: hiccup }),
     });
@@ -614,7 +627,11 @@ export class ZmqTransport implements Transport {
             // before its publisher is the common case). When someone listens,
             // the handshake comes first, so a subscription is in place on return.
             else if (ev.type === "connect:retry" || ev.type === "disconnect") done(kind === "dealer" ? new ConnectionRefusedError(href) : undefined);
-            else done(new ConnectFailedError(href, `ZMTP handshake failed (${ev.type}${ev.error ? `: ${ev.error.message}` : ""})`, { cause: ev.error }));
+            else {
+              // The errno (ECONNRESET from a server that crashed mid-handshake) says whether trying again may help.
+              const errno = zmqErrno(ev.error);
+              done(new ConnectFailedError(href, `ZMTP handshake failed (${ev.type}${ev.error ? `: ${ev.error.message}` : ""})`, { cause: ev.error, ...(errno ? { context: { errno } } : {}) }));
+            }
           },
         );
         signal?.addEventListener("abort", onAbort, { once: true });
@@ -643,8 +660,8 @@ export class ZmqTransport implements Transport {
       loop,
       kind,
       token !== undefined
-        ? { ...this.#socketOptions(kind, ipv6, options), notifyConnect: true, disconnectMessage: token, mandatory: true }
-        : { ...this.#socketOptions(kind, ipv6, options), highWaterMark: params.highWaterMark },
+        ? { ...this.#socketOptions(kind, ipv6, options, params), notifyConnect: true, disconnectMessage: token, mandatory: true }
+        : { ...this.#socketOptions(kind, ipv6, options, params), highWaterMark: params.highWaterMark },
     );
     let bound: string;
     try {

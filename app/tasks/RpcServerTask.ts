@@ -79,7 +79,12 @@ export class RpcServerTask extends Task {
       throw new TilthError("ERR_TASK_CLASS", `task ${this.name}: no API to serve (pass an api option or give the service an api object)`);
     if (this.bind.length === 0)
       throw new TilthError("ERR_TASK_CLASS", `task ${this.name}: no URL to serve on (set options.${this.name}.bind in the settings, or a bind option)`);
-    const server = new RpcServer(api, { ...this.#o.server, loop: this.loop, middleware: [...(this.#o.server?.middleware ?? []), this.#middleware()] });
+    const server = new RpcServer(api, {
+      log: (line) => this.log.warn(line),
+      ...this.#o.server,
+      loop: this.loop,
+      middleware: [...(this.#o.server?.middleware ?? []), this.#middleware()],
+    });
     this.#server = server;
     for (const url of this.bind) {
       const bound = await server.listen(url);

@@ -109,6 +109,12 @@ export class ClientSession extends Peer implements CallSender, ClientSessionLike
         this.#opts.onGoaway(this);
         this.#closeIfDrained();
         return;
+      case T.REFUSED:
+        // An answer whose value is outside the value model: that call fails with why (a stream is cancelled on the server).
+        if (m[1] === T.ITEM) this.#calls.get(m[2])?.cancel(m[3]);
+        else if (m[1] !== T.CALL) this.#calls.settle(m[2], false, m[3]);
+        else this.fail(new ProtocolError(`unexpected message type ${T.CALL} from a server`));
+        return;
       default:
         this.fail(new ProtocolError(`unexpected message type ${m[0]} from a server`));
     }

@@ -24,7 +24,7 @@
  */
 import type { Loop, Timer } from "../../core/Loop.js";
 import type { Connection, ConnectionEnd, Message } from "../../core/Transport.js";
-import { describe as describeError, formatMs } from "../../core/errors.js";
+import { describe as describeError, excerpt, formatMs } from "../../core/errors.js";
 import { ConnectionLostError, IncompatiblePeerError, ProtocolError, type RemoteErrorInfo } from "../errors.js";
 import { validMs, type PeerOptions } from "../protocol.js";
 import { PROTOCOL, T, VERSION, decode, encode, type HelloInfo, type Msg } from "./codec.js";
@@ -117,7 +117,7 @@ export abstract class Peer {
     const [, proto, version, info] = m;
     if (proto !== PROTOCOL || Math.trunc(version) !== VERSION) {
       this.fail(
-        new IncompatiblePeerError(`peer speaks ${proto} version ${version}; this side speaks ${PROTOCOL} version ${VERSION}`, {
+        new IncompatiblePeerError(`peer speaks ${excerpt(proto)} version ${excerpt(version)}; this side speaks "${PROTOCOL}" version ${VERSION}`, {
           context: { peerProtocol: proto, peerVersion: version, version: VERSION },
         }),
       );

@@ -71,10 +71,7 @@ export class ServerSession extends Peer implements ServerSessionLike, CallWire<n
     }
     switch (m[0]) {
       case T.CALL:
-        if (this.#calls.has(m[1])) {
-          this.fail(new ProtocolError(`call id ${m[1]} reused while in flight`));
-          return;
-        }
+        if (this.#reused(m[1])) return;
         this.#calls.dispatch(m[1], m[1], m[2], m[3], m[4], m[5], m[6]);
         return;
       case T.CANCEL:
@@ -83,9 +80,20 @@ export class ServerSession extends Peer implements ServerSessionLike, CallWire<n
       case T.CREDIT:
         this.#calls.grant(m[1], m[2]);
         return;
-      default:
-        this.fail(new ProtocolError(`unexpected message type ${m[0]} from a client`));
+      case T.REFUSED:
+        // A CALL whose arguments are outside the value model: that call is answered with why; the connection goes on.
+        if (m[1] !== T.CALL) break;
+        if (!this.#reused(m[2])) this.answerError(m[2], m[2], m[3]);
+        return;
     }
+    this.fail(new ProtocolError(`unexpected message type ${m[0]} from a client`));
+  }
+
+  /** A call id already in flight is a protocol error: the connection ends. */
+  #reused(id: number): boolean {
+    if (!this.#calls.has(id)) return false;
+    this.fail(new ProtocolError(`call id ${id} reused while in flight`));
+    return true;
   }
 
   protected onEnded(error: Error): void {

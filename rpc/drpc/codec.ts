@@ -3,15 +3,20 @@
  * The layout is written down in docs/drpc.md; keep the two in step.
  *
  * The hot messages (CALL, RESULT, ITEM, END) have their fixed fields written
- * and read here by hand, with msgpackr only for the one value they carry,
- * which each puts last in its array (a CALL's `args`). Anything else, and any
- * encoding the fast reader does not expect, goes through msgpackr whole and
- * gets the same checks.
+ * and read here by hand, with the value model's writer and reader
+ * (rpc/msgpack) only for the one value they carry, which each puts last in
+ * its array (a CALL's `args`). Anything else, and any encoding the fast
+ * reader does not expect, is read item by item and gets the same checks.
+ *
+ * A value outside the model is refused without ending the connection when
+ * the message's fixed fields say whose it is: the decoder then gives a
+ * REFUSED message naming the call, and the session answers or fails that
+ * call only.
  * Internal module: not part of the public API.
  */
-import { Packr, RESERVE_START_SPACE } from "msgpackr";
-import { ProtocolError, type RemoteErrorInfo } from "../errors.js";
-import { copyBytes, NOT_SIMPLE, readEnd, readName, readSimple, sizeOfSimple, writeSimple } from "../msgpack.js";
+import { excerpt } from "../../core/errors.js";
+import { ProtocolError, ValueError, type RemoteErrorInfo } from "../errors.js";
+import { ARGS, NOT_SIMPLE, packMessage, packValue, readArrayHead, readEnd, readName, readSimple, readValue, sizeOfSimple, unpackValue, writeSimple } from "../msgpack.js";
 
 export const PROTOCOL = "drpc";
 /** The wire format's version. A peer with another major version is refused at HELLO. */
@@ -28,6 +33,8 @@ export const enum T {
   CREDIT = 7,
   PING = 8,
   GOAWAY = 9,
+  /** Not on the wire: a message whose value the decoder refused (see {@link Msg}). */
+  REFUSED = -1,
 }
 
 export interface HelloInfo {
@@ -54,15 +61,23 @@ export type Msg =
   | [T.END, number]
   | [T.CREDIT, number, number]
   | [T.PING]
-  | [T.GOAWAY, string];
+  | [T.GOAWAY, string]
+  /** A CALL, RESULT, ITEM or ERROR for call `id` whose value is outside the value model: `error` says why. */
+  | [T.REFUSED, T.CALL | T.RESULT | T.ITEM | T.ERROR, number, ValueError];
 
-const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: "bigint" } as ConstructorParameters<typeof Packr>[0]);
+/** What a refused value of each message was, for its error's path. */
+const ROOTS: Record<number, readonly (string | undefined)[]> = {
+  [T.CALL]: [undefined, undefined, "method", "kwargs", "deadline", "credit", "args"],
+  [T.RESULT]: [undefined, undefined, "result"],
+  [T.ITEM]: [undefined, undefined, "item"],
+  [T.ERROR]: [undefined, undefined, "error"],
+};
 
 // ---- encoding ----
 
-/** Scratch space for a header; it is copied into the space msgpackr reserves before the value. */
+/** Scratch space for a header; it is copied into the space reserved before the value. */
 const head = new Uint8Array(256);
-/** Longest header that fits msgpackr's reserved start space. */
+/** Longest header written by hand. */
 const MAX_HEAD = 255;
 
 /** Write a non-negative integer below 2^32 at `p`; returns the position after it. */
@@ -89,8 +104,8 @@ function putAscii(p: number, s: string): number {
   return p;
 }
 
-/** Pack `value` after the header of `len` bytes in `head`. */
-function withHead(len: number, value: unknown): Uint8Array {
+/** Pack `value` after the header of `len` bytes in `head`. Throws a ValueError (its path from `root`) for a value outside the model. */
+function withHead(len: number, value: unknown, root: string): Uint8Array {
   const size = sizeOfSimple(value);
   if (size >= 0) {
     const frame = Buffer.allocUnsafe(len + size);
@@ -98,17 +113,17 @@ function withHead(len: number, value: unknown): Uint8Array {
     writeSimple(frame, len, value);
     return frame;
   }
-  const out = packr.pack(value, RESERVE_START_SPACE | len) as Uint8Array;
+  const out = packValue(value, len, root === "args" ? ARGS : 0, root);
   for (let i = 0; i < len; i++) out[i] = head[i]!;
   return out;
 }
 
 /** A RESULT or an ITEM, without building the message first. */
 export function encodeValue(type: T.RESULT | T.ITEM, id: number, value: unknown): Uint8Array {
-  if (!isUint32(id)) return packr.pack([type, id, value]) as Uint8Array;
+  if (!isUint32(id)) return encode([type, id, value] as Msg);
   head[0] = 0x93;
   head[1] = type;
-  return withHead(putUint(2, id), value);
+  return withHead(putUint(2, id), value, type === T.RESULT ? "result" : "item");
 }
 
 /** A CALL, without building the message first. */
@@ -120,21 +135,25 @@ export function encodeCall(id: number, method: string, args: readonly unknown[],
     if (p >= 0 && p <= MAX_HEAD - 12) {
       head[p++] = 0xc0; // kwargs: nil
       p = deadline === null ? ((head[p] = 0xc0), p + 1) : putUint(p, deadline);
-      return withHead(putUint(p, credit), args);
+      return withHead(putUint(p, credit), args, "args");
     }
   }
-  return packr.pack([T.CALL, id, method, kwargs, deadline, credit, args]) as Uint8Array;
+  return packMessage([T.CALL, id, method, kwargs, deadline, credit, args], 0, ROOTS[T.CALL]);
 }
 
+/** Encode a message. Throws a ValueError for a value outside the model (nothing is sent then). */
 export function encode(m: Msg): Uint8Array {
   switch (m[0]) {
     case T.RESULT:
     case T.ITEM:
-      return encodeValue(m[0], m[1], m[2]);
+      if (isUint32(m[1])) return encodeValue(m[0], m[1], m[2]);
+      break;
     case T.CALL:
       return encodeCall(m[1], m[2], m[3], m[4], m[5], m[6]);
+    case T.REFUSED:
+      throw new TypeError("a refused message is not sent");
   }
-  return packr.pack(m) as Uint8Array;
+  return packMessage(m, 0, ROOTS[m[0]]);
 }
 
 // ---- decoding ----
@@ -183,35 +202,11 @@ function getAscii(f: Uint8Array): string | undefined {
   return s;
 }
 
-/**
- * A small value is read from a copy in a buffer kept for it: msgpackr needs a
- * DataView of its source, and making one for every frame costs more than the
- * copy. Binary values read from it are copied out, never views of it.
- */
-const SCRATCH_SIZE = 1024;
-const scratch = Buffer.allocUnsafeSlow(SCRATCH_SIZE) as Buffer & { dataView?: DataView };
-scratch.dataView = new DataView(scratch.buffer, scratch.byteOffset, SCRATCH_SIZE);
-const copying = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: "bigint", copyBuffers: true } as ConstructorParameters<typeof Packr>[0]);
-/** Options for reading the value that ends a frame (reused: msgpackr reads them at once). */
-const tail = { start: 0, end: 0 };
-
-function unpackTail(frame: Uint8Array, start: number): unknown {
+/** The value that ends a frame, from `start`. */
+function unpackTail(frame: Uint8Array, start: number, root: string): unknown {
   const simple = readSimple(frame, start);
   if (simple !== NOT_SIMPLE) return simple;
-  const n = frame.length - start;
-  try {
-    if (n <= SCRATCH_SIZE) {
-      copyBytes(scratch, frame, start, n);
-      tail.start = 0;
-      tail.end = n;
-      return copying.unpack(scratch, tail);
-    }
-    tail.start = start;
-    tail.end = frame.length;
-    return packr.unpack(frame, tail);
-  } catch (e) {
-    throw new ProtocolError(`undecodable message: ${(e as Error).message}`, { cause: e });
-  }
+  return unpackValue(frame, start, frame.length, root === "args" ? ARGS : 0, root);
 }
 
 /** The hot messages in their usual encodings; undefined for anything else. */
@@ -227,7 +222,12 @@ function decodeFast(f: Uint8Array): Msg | undefined {
       if (b0 !== 0x93) return undefined;
       const id = getUint(f);
       if (pos < 0 || pos >= n || id === 0 || id > MAX_ID) return undefined;
-      return [type, id, unpackTail(f, pos)];
+      try {
+        return [type, id, unpackTail(f, pos, type === T.RESULT ? "result" : "item")];
+      } catch (e) {
+        if (e instanceof ValueError) return [T.REFUSED, type, id, e];
+        throw e;
+      }
     }
     case T.CALL: {
       if (b0 !== 0x97) return undefined;
@@ -244,7 +244,13 @@ function decodeFast(f: Uint8Array): Msg | undefined {
       }
       const credit = getUint(f);
       if (pos < 0 || pos >= n) return undefined;
-      const args = unpackTail(f, pos);
+      let args: unknown;
+      try {
+        args = unpackTail(f, pos, "args");
+      } catch (e) {
+        if (e instanceof ValueError) return [T.REFUSED, T.CALL, id, e];
+        throw e;
+      }
       if (!Array.isArray(args)) throw new ProtocolError(`malformed message of type ${T.CALL}`);
       return [T.CALL, id, method!, args, null, deadline, credit];
     }
@@ -264,15 +270,37 @@ export function decode(frame: Uint8Array): Msg {
   return decodeFast(frame) ?? decodeSlow(frame);
 }
 
-function decodeSlow(frame: Uint8Array): Msg {
-  let m: unknown;
-  try {
-    m = packr.unpack(frame);
-  } catch (e) {
-    throw new ProtocolError(`undecodable message: ${(e as Error).message}`, { cause: e });
+/**
+ * Read a message item by item: a value outside the model in a message whose
+ * type and call id were read gives a REFUSED message for that call.
+ */
+function readMessage(frame: Uint8Array): unknown[] | Msg {
+  const n = readArrayHead(frame, 0);
+  if (n <= 0) throw new ProtocolError("message is not a non-empty array");
+  if (n > 16) throw new ProtocolError(`message of ${n} items`);
+  const m = new Array<unknown>(n);
+  let p = readEnd();
+  for (let i = 0; i < n; i++) {
+    try {
+      const root = ROOTS[m[0] as number]?.[i] ?? `message[${i}]`;
+      m[i] = readValue(frame, p, frame.length, root === "args" ? ARGS : 0, root);
+    } catch (e) {
+      const type = m[0];
+      if (e instanceof ValueError && i >= 2 && (type === T.CALL || type === T.RESULT || type === T.ITEM || type === T.ERROR) && isId(m[1])) return [T.REFUSED, type, m[1], e];
+      if (e instanceof ProtocolError) throw e;
+      throw new ProtocolError(`malformed message: ${(e as Error).message}`, { cause: e });
+    }
+    p = readEnd();
   }
-  if (!Array.isArray(m) || m.length === 0) throw new ProtocolError("message is not a non-empty array");
+  if (p !== frame.length) throw new ProtocolError("undecodable message: bytes after its end");
+  return m;
+}
+
+function decodeSlow(frame: Uint8Array): Msg {
+  const m = readMessage(frame) as unknown[];
   switch (m[0]) {
+    case T.REFUSED:
+      return m as Msg;
     case T.CALL:
       // on the wire: [CALL, id, method, kwargs, deadline, credit, args]
       if (
@@ -285,7 +313,7 @@ function decodeSlow(frame: Uint8Array): Msg {
         (m[5] as number) >= 0 &&
         Array.isArray(m[6])
       )
-        return [T.CALL, m[1], m[2], m[6], m[3], m[4], m[5]];
+        return [T.CALL, m[1], m[2], m[6], m[3] as Record<string, unknown> | null, m[4] as number | null, m[5] as number];
       break;
     case T.RESULT:
     case T.ITEM:
@@ -314,7 +342,7 @@ function decodeSlow(frame: Uint8Array): Msg {
       if (m.length === 4 && typeof m[1] === "string" && typeof m[2] === "number" && isObj(m[3])) return m as Msg;
       break;
     default:
-      throw new ProtocolError(`unknown message type ${JSON.stringify(m[0])}`);
+      throw new ProtocolError(`unknown message type ${excerpt(m[0])}`);
   }
   throw new ProtocolError(`malformed message of type ${m[0]}`);
 }

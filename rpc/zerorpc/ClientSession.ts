@@ -32,6 +32,9 @@ interface Chan {
   answered: boolean;
 }
 
+/** Codes of the errors a tilth server answers by name (ZeroRPC carries no code): the value model's refusals. */
+const CODE_OF_NAME: Readonly<Record<string, string>> = { BadValueError: "ERR_BAD_VALUE", ValueLimitError: "ERR_VALUE_LIMIT" };
+
 /** A RemoteError from an ERR event's args `[name, message, traceback]`. */
 export function remoteErrorOf(args: unknown, method: string): RemoteError {
   const a = Array.isArray(args) ? args : [args];
@@ -40,7 +43,8 @@ export function remoteErrorOf(args: unknown, method: string): RemoteError {
   const name = a.length >= 2 ? str(a[0]) || "RemoteError" : "RemoteError";
   const message = a.length >= 2 ? str(a[1]) : str(a[0]);
   const tb = a.length >= 3 ? str(a[2]) : undefined;
-  return new RemoteError({ name, message, code: ZRPC_REMOTE_CODE, ...(tb ? { stack: tb } : {}) }, method);
+  const code = Object.prototype.hasOwnProperty.call(CODE_OF_NAME, name) ? CODE_OF_NAME[name]! : ZRPC_REMOTE_CODE;
+  return new RemoteError({ name, message, code, ...(tb ? { stack: tb } : {}) }, method);
 }
 
 export class ZrpcClientSession implements CallSender, ClientSessionLike {
@@ -159,6 +163,11 @@ export class ZrpcClientSession implements CallSender, ClientSessionLike {
     const ch = n < 0 ? undefined : this.#chans.get(n);
     if (ch === undefined) return; // a channel we no longer track (or never opened)
     ch.lastSeen = this.#loop.now();
+    if (ev.refused !== undefined && (ev.name === "OK" || ev.name === "ERR" || ev.name === "STREAM")) {
+      // An answer outside the value model: the call fails with why (a stream is given up).
+      ch.call.cancel(ev.refused);
+      return;
+    }
     switch (ev.name) {
       case "OK": {
         const v = Array.isArray(ev.args) ? ev.args[0] : ev.args;

@@ -8,7 +8,7 @@
 import { Deadlines, type Deadline } from "../../core/Deadlines.js";
 import type { Loop } from "../../core/Loop.js";
 import type { Connection, Message } from "../../core/Transport.js";
-import { TilthError, formatMs } from "../../core/errors.js";
+import { TilthError, excerpt, formatMs } from "../../core/errors.js";
 import type { ExposedMethod } from "../api.js";
 import { ConnectionLostError } from "../errors.js";
 import type { ServerCore, ServerSessionLike } from "../protocol.js";
@@ -32,20 +32,17 @@ interface Chan {
 /** `[name, message, traceback]` of an ERR event. */
 export function errArgs(e: unknown, exposeStack: boolean): [string, string, string] {
   // The engine's refusals, in the form ZeroRPC peers know (zerorpc-python's NameError and TypeError).
-  if (e instanceof TilthError && e.code === "ERR_UNKNOWN_METHOD") {
-    const m = String(e.context?.method);
-    return ["NameError", m, `NameError: unknown method "${m}"`];
-  }
+  if (e instanceof TilthError && e.code === "ERR_UNKNOWN_METHOD") return nameError(e.context?.method);
   if (e instanceof TilthError && e.code === "ERR_BAD_ARGUMENTS") return ["TypeError", e.message, `TypeError: ${e.message}`];
   if (e instanceof Error) return [e.name, e.message, exposeStack && e.stack ? e.stack : `${e.name}: ${e.message}`];
-  const s = typeof e === "string" ? e : (() => {
-    try {
-      return JSON.stringify(e);
-    } catch {
-      return String(e);
-    }
-  })();
+  const s = excerpt(e);
   return ["NonError", s, `non-Error thrown: ${s}`];
+}
+
+/** The ERR args of an unknown method, as zerorpc-python answers (a long or odd name as an excerpt). */
+function nameError(method: unknown): [string, string, string] {
+  const m = typeof method === "string" && method.length <= 64 ? method : excerpt(method);
+  return ["NameError", m, `NameError: unknown method "${m}"`];
 }
 
 /** The `_zerorpc_inspect` form of one method: as zerorpc-python gives it, with the literal default values. */
@@ -129,7 +126,7 @@ export class ZrpcServerSession implements ServerSessionLike, CallWire<Chan> {
     } catch {
       return; // as zerorpc-python: undecodable events get no reply
     }
-    const { name, args, rt } = ev;
+    const { name, args, rt, refused } = ev;
     if (rt !== undefined) {
       if (this.#channels.size === 0) return;
       const ch = this.#channels.get(idRefKey(rt));
@@ -143,14 +140,19 @@ export class ZrpcServerSession implements ServerSessionLike, CallWire<Chan> {
       return;
     }
     if (name.startsWith("_zpc_")) return;
-    this.#onRequest(ev.id, name, args);
+    this.#onRequest(ev.id, name, args, refused);
   }
 
-  #onRequest(msgId: IdRef, method: string, rawArgs: unknown): void {
+  #onRequest(msgId: IdRef, method: string, rawArgs: unknown, refused: Error | undefined): void {
     // A reused id while its channel is open: drop it, as an unroutable event.
     if (this.#channels.size > 0 && this.#channels.has(idRefKey(msgId))) return;
-    const args = Array.isArray(rawArgs) ? rawArgs : rawArgs === undefined || rawArgs === null ? [] : [rawArgs];
     const ch: Chan = { msgId, key: undefined, lastSeen: this.#loop.now(), hb: undefined, call: undefined };
+    if (refused !== undefined) {
+      // Arguments outside the value model: this call is answered with why.
+      this.answerError(ch, 0, refused);
+      return;
+    }
+    const args = Array.isArray(rawArgs) ? rawArgs : rawArgs === undefined || rawArgs === null ? [] : [rawArgs];
     const builtin = this.#calls.draining ? undefined : this.#builtin(method, args);
     if (builtin !== undefined) {
       this.#trySend(ch, builtin.ok ? "OK" : "ERR", builtin.ok ? [builtin.v] : builtin.v);
@@ -210,7 +212,7 @@ export class ZrpcServerSession implements ServerSessionLike, CallWire<Chan> {
     const one = (): ExposedMethod | [string, string, string] => {
       const name = args[0];
       const m = typeof name === "string" ? this.#server.methods.get(name) : undefined;
-      return m ?? ["NameError", String(name), `NameError: unknown method "${String(name)}"`];
+      return m ?? nameError(name);
     };
     switch (method) {
       case "_zerorpc_ping":

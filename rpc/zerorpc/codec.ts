@@ -5,9 +5,8 @@
  * Internal module: not part of the public API.
  */
 import { randomBytes } from "node:crypto";
-import { Packr } from "msgpackr";
-import { ProtocolError } from "../errors.js";
-import { NOT_SIMPLE, readEnd, readName, readSimple, sizeOfSimple, writeSimple } from "../msgpack.js";
+import { ProtocolError, ValueError } from "../errors.js";
+import { ARGS, INT64_AUTO, NOT_SIMPLE, packValue, readArrayHead, readEnd, readName, readSimple, readValue, sizeOfSimple, unpackValue, WIDE_INTS, writeSimple } from "../msgpack.js";
 import { IdCounter, type IdTable } from "../internal/IdTable.js";
 import { encodeWithFloats } from "./float64.js";
 
@@ -26,54 +25,30 @@ export interface Header {
 export interface ZEvent {
   header: Header;
   name: string;
+  /** The event's arguments (undefined when refused). */
   args: unknown;
+  /** Set when the arguments are outside the value model: why. */
+  refused?: ValueError;
 }
-
-// int64AsType "auto": 64-bit integers decode as numbers while safe, as BigInt beyond (exact both ways).
-const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: "auto" } as unknown as ConstructorParameters<typeof Packr>[0]);
-
-const EMPTY = new Uint8Array(0);
 
 /**
- * msgpackr writes integers beyond 32 bits as float64 (as zerorpc-node does); a
- * ZeroRPC peer then sees a float. Such numbers become BigInt before packing, so
- * they go out as int64/uint64. Values without one are passed through untouched.
+ * Integers beyond 32 bits are written as int64/uint64 (WIDE_INTS), never as
+ * float64 as msgpackr writes them (and zerorpc-node): a ZeroRPC peer would see
+ * a float. A simple value (written by hand) with one goes the general way.
  */
-/** An integer beyond 32 bits that int64 or uint64 holds (larger ones stay float64). */
-const wantsInt64 = (v: number): boolean => Number.isInteger(v) && (v > 0xffffffff || v < -0x80000000) && v >= -(2 ** 63) && v < 2 ** 64;
+const wantsInt64 = (v: unknown): boolean => typeof v === "number" && Number.isInteger(v) && (v > 0xffffffff || v < -0x80000000) && v >= -(2 ** 63) && v < 2 ** 64;
 
-function needsExact(v: unknown, depth: number): boolean {
-  if (typeof v === "number") return wantsInt64(v);
-  if (typeof v !== "object" || v === null || depth > 64 || ArrayBuffer.isView(v)) return false;
-  if (Array.isArray(v)) {
-    for (let i = 0; i < v.length; i++) if (needsExact(v[i], depth + 1)) return true;
-    return false;
-  }
-  if (v instanceof Map) {
-    for (const x of v.values()) if (needsExact(x, depth + 1)) return true;
-    return false;
-  }
-  if (Object.getPrototypeOf(v) !== Object.prototype && Object.getPrototypeOf(v) !== null) return false;
-  for (const k in v) if (needsExact((v as Record<string, unknown>)[k], depth + 1)) return true;
+function hasWideInt(v: unknown): boolean {
+  if (!Array.isArray(v)) return wantsInt64(v);
+  for (let i = 0; i < v.length; i++) if (wantsInt64(v[i])) return true;
   return false;
-}
-
-function exact(v: unknown, depth: number): unknown {
-  if (typeof v === "number") return wantsInt64(v) ? BigInt(v) : v;
-  if (typeof v !== "object" || v === null || depth > 64 || ArrayBuffer.isView(v)) return v;
-  if (Array.isArray(v)) return v.map((x) => exact(x, depth + 1));
-  if (v instanceof Map) return new Map([...v].map(([k, x]) => [k, exact(x, depth + 1)]));
-  if (Object.getPrototypeOf(v) !== Object.prototype && Object.getPrototypeOf(v) !== null) return v;
-  const o: Record<string, unknown> = {};
-  for (const k in v) o[k] = exact((v as Record<string, unknown>)[k], depth + 1);
-  return o;
 }
 
 const K_MESSAGE_ID = Buffer.from("aa6d6573736167655f6964", "hex"); // "message_id"
 const K_V3 = Buffer.from("a17603", "hex"); // "v": 3
 const K_RESPONSE_TO = Buffer.from("ab726573706f6e73655f746f", "hex"); // "response_to"
 
-/** Bytes of an id as msgpack str or bin (the smallest header), written at `pos`; returns the new position. */
+/** Bytes of an id (or a name) as msgpack str or bin (the smallest header), written at `pos`; returns the new position. */
 function writeId(out: Buffer, pos: number, id: MessageId): number {
   if (typeof id === "string") {
     const n = Buffer.byteLength(id);
@@ -101,38 +76,34 @@ function writeId(out: Buffer, pos: number, id: MessageId): number {
   return pos + n;
 }
 
-/** Whether `v` (or an item of the array `v`) is binary above 4 KiB. */
-function hasLargeBinary(v: unknown): boolean {
-  if (ArrayBuffer.isView(v)) return v.byteLength > 4096;
-  if (!Array.isArray(v)) return false;
-  for (let i = 0; i < v.length && i < 16; i++) {
-    const x: unknown = v[i];
-    if (ArrayBuffer.isView(x) && x.byteLength > 4096) return true;
-  }
-  return false;
+/** The bytes `writeId` writes for `id`; -1 when it is longer than 65535 bytes. */
+function idSize(id: MessageId): number {
+  const n = typeof id === "string" ? Buffer.byteLength(id) : id.byteLength;
+  if (n > 0xffff) return -1;
+  return n + (typeof id === "string" ? (n < 32 ? 1 : n < 256 ? 2 : 3) : n < 256 ? 2 : 3);
 }
-
-const idSize = (id: MessageId): number => (typeof id === "string" ? Buffer.byteLength(id) : id.byteLength) + 3;
 
 /**
  * Encode one event as the two frames `[b"", payload]`. The header is written
  * by hand as zerorpc-python writes it (a fixmap, keys in the order
- * `message_id`, `v`, `response_to`); name and args go through msgpackr.
+ * `message_id`, `v`, `response_to`), then the name, in the space the value
+ * model's writer leaves before the args. Throws a ValueError for args
+ * outside the model (nothing is sent then).
  */
 export function encodeEvent(header: Header, name: string, args: unknown): Uint8Array[] {
   return encodeWithFloats(args, (a) => encodePlain(header, name, a));
 }
 
 function encodePlain(header: Header, name: string, args: unknown): Uint8Array[] {
-  if (typeof header.message_id === "string" && Buffer.byteLength(header.message_id) > 0xffff) throw new ProtocolError("message id too long");
-  const a = needsExact(args, 0) ? exact(args, 0) : args;
-  // Large binary values: one msgpackr pass over the whole event, no second copy
-  // (the header is then a map16 rather than a fixmap: the same msgpack map).
-  if (hasLargeBinary(a)) return [EMPTY, packr.pack([header, name, a])];
-  const body = packr.pack([name, a]); // 0x92, then name and args
   const rt = header.response_to;
-  const size = 2 + K_MESSAGE_ID.length + idSize(header.message_id) + K_V3.length + (rt === undefined ? 0 : K_RESPONSE_TO.length + idSize(rt)) + body.length - 1;
-  const out = Buffer.allocUnsafe(size);
+  const idBytes = idSize(header.message_id);
+  const rtBytes = rt === undefined ? 0 : idSize(rt);
+  const nameBytes = idSize(name);
+  if (idBytes < 0 || rtBytes < 0) throw new ProtocolError("message id too long");
+  if (nameBytes < 0) throw new ProtocolError("event name too long");
+  const size = 2 + K_MESSAGE_ID.length + idBytes + K_V3.length + (rt === undefined ? 0 : K_RESPONSE_TO.length + rtBytes) + nameBytes;
+  // Every event's args but a STREAM item's are a list ([result] for OK): the list counts toward no depth.
+  const out = packValue(args, size, name === "STREAM" ? WIDE_INTS : WIDE_INTS | ARGS, "args");
   out[0] = 0x93;
   out[1] = rt === undefined ? 0x82 : 0x83;
   let pos = 2;
@@ -143,36 +114,47 @@ function encodePlain(header: Header, name: string, args: unknown): Uint8Array[] 
     pos += K_RESPONSE_TO.copy(out, pos);
     pos = writeId(out, pos, rt);
   }
-  pos += body.copy(out, pos, 1);
-  return [EMPTY, out.subarray(0, pos)];
+  writeId(out, pos, name);
+  return [EMPTY, out];
 }
+
+const EMPTY = new Uint8Array(0);
 
 /**
  * Decode the event in a message's last frame (the frames before it, normally
  * one empty delimiter, are not looked at: a DEALER that sends `[payload]`
  * alone is served too). Throws ProtocolError for anything that is not
- * `[{message_id: str|bin, ...}, str, args]`.
+ * `[{message_id: str|bin, ...}, str, args]`; args outside the value model
+ * are not thrown but given as `refused`, so the event can be answered.
  */
 export function decodeEvent(frames: readonly Uint8Array[]): ZEvent {
   const last = frames[frames.length - 1];
   if (last === undefined || last.byteLength === 0) throw new ProtocolError("empty zerorpc message");
-  let m: unknown;
+  if (readArrayHead(last, 0) !== 3) throw new ProtocolError("a zerorpc event is an array of 3 items");
+  let h: unknown;
+  let name: unknown;
   try {
-    m = packr.unpack(last);
+    h = readValue(last, readEnd(), last.length, INT64_AUTO, "header");
+    name = readValue(last, readEnd(), last.length, INT64_AUTO, "name");
   } catch (e) {
+    if (e instanceof ProtocolError) throw e;
     throw new ProtocolError(`undecodable zerorpc event: ${(e as Error).message}`, { cause: e });
   }
-  if (!Array.isArray(m) || m.length !== 3) throw new ProtocolError("a zerorpc event is an array of 3 items");
-  const [h, name, args] = m as [unknown, unknown, unknown];
-  if (typeof h !== "object" || h === null || Array.isArray(h) || h instanceof Map) throw new ProtocolError("zerorpc event header is not a map");
+  if (typeof h !== "object" || h === null || Array.isArray(h) || h instanceof Uint8Array || h instanceof Date) throw new ProtocolError("zerorpc event header is not a map");
   const id = (h as Record<string, unknown>).message_id;
   if (typeof id !== "string" && !(id instanceof Uint8Array)) throw new ProtocolError("zerorpc header without a str/bin message_id");
   const rt = (h as Record<string, unknown>).response_to;
   if (rt !== undefined && rt !== null && typeof rt !== "string" && !(rt instanceof Uint8Array)) throw new ProtocolError("zerorpc response_to is not str/bin");
   if (typeof name !== "string") throw new ProtocolError("zerorpc event name is not a string");
+  let args: unknown;
+  try {
+    args = unpackValue(last, readEnd(), last.length, name === "STREAM" ? INT64_AUTO : INT64_AUTO | ARGS, "args");
+  } catch (e) {
+    if (e instanceof ValueError) return { header: h as Header, name, args: undefined, refused: e };
+    throw e;
+  }
   return { header: h as Header, name, args };
 }
-
 
 /** Largest counter of an IdGenerator's ids (31 bits, so a counter is an IdTable key). */
 const MAX_COUNTER = 0x7fffffff;
@@ -306,7 +288,7 @@ function writeIdRef(out: Uint8Array, pos: number, r: IdRef): number {
  */
 export function encodeWith(ids: IdGenerator, own: number, rt: IdRef | number | undefined, name: string, args: unknown): Uint8Array[] {
   const nameSize = sizeOfSimple(name);
-  const argSize = nameSize < 0 || needsExact(args, 0) ? -1 : sizeOfSimple(args);
+  const argSize = nameSize < 0 || hasWideInt(args) ? -1 : sizeOfSimple(args);
   if (argSize < 0 || (typeof rt === "object" && rt.end - rt.start > 0xffff)) {
     const header: Header = { message_id: ids.text(own), v: ZRPC_VERSION };
     if (rt !== undefined) header.response_to = typeof rt === "number" ? ids.text(rt) : idRefValue(rt);
@@ -339,7 +321,10 @@ export interface EventView {
   /** The id it answers; undefined for a request. */
   rt: IdRef | undefined;
   name: string;
+  /** The arguments (undefined when refused). */
   args: unknown;
+  /** Set when the arguments are outside the value model: why. */
+  refused: ValueError | undefined;
 }
 
 /** Read an id (str or bin) at `p`; undefined for anything else. */
@@ -400,7 +385,7 @@ function readFast(f: Uint8Array): EventView | undefined {
   if (typeof name !== "string") return undefined;
   const args = readSimple(f, readEnd());
   if (args === NOT_SIMPLE) return undefined;
-  return { id, rt, name, args };
+  return { id, rt, name, args, refused: undefined };
 }
 
 /**
@@ -415,5 +400,5 @@ export function readEvent(frames: readonly Uint8Array[]): EventView {
   }
   const ev = decodeEvent(frames);
   const rt = ev.header.response_to;
-  return { id: refOf(ev.header.message_id), rt: rt === undefined || rt === null ? undefined : refOf(rt), name: ev.name, args: ev.args };
+  return { id: refOf(ev.header.message_id), rt: rt === undefined || rt === null ? undefined : refOf(rt), name: ev.name, args: ev.args, refused: ev.refused };
 }

@@ -31,7 +31,7 @@
  * ```
  * @module
  */
-import { BrokenError, BusyError, ClosedError, isTilthError } from "../../core/errors.js";
+import { BrokenError, BusyError, ClosedError, excerpt, isTilthError } from "../../core/errors.js";
 import { Event } from "../../core/Event.js";
 import type { Loop } from "../../core/Loop.js";
 import { stopWithin } from "../../core/Scope.js";
@@ -455,7 +455,11 @@ class Receiver extends EventEnd implements ZrpcReceiver {
     }
     const m = this.#methods.get(ev.name);
     if (m === undefined) {
-      this.#report(new RpcError("ERR_UNKNOWN_METHOD", `unknown event "${ev.name}": the receiver's API has no such method`), ev.name);
+      this.#report(new RpcError("ERR_UNKNOWN_METHOD", `unknown event ${excerpt(ev.name)}: the receiver's API has no such method`), ev.name);
+      return;
+    }
+    if (ev.refused !== undefined) {
+      this.#report(ev.refused, ev.name);
       return;
     }
     const args = Array.isArray(ev.args) ? ev.args : [ev.args];

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Loop } from "../../core/Loop.js";
+import { ZmqSocket } from "../../adapters/zeromq.js";
 import { CancelledError } from "../../core/errors.js";
 import { Event } from "../../core/Event.js";
 import { sleep } from "../../core/time.js";
@@ -148,3 +149,33 @@ export async function turns(loop: Loop, n: number): Promise<void> {
 }
 
 export { CancelledError };
+
+/** A plain zeromq DEALER connected to `endpoint` (`tcp://…`), as a ZeroRPC peer that is not tilth: sends frames, takes replies in order. */
+export function rawDealer(loop: Loop, endpoint: string): { send(frames: Uint8Array[]): void; next(): Promise<Buffer[]>; event(type: string): Promise<void>; close(): Promise<void> } {
+  const dealer = ZmqSocket.open(loop, "dealer");
+  dealer.connect(endpoint);
+  const replies: Buffer[][] = [];
+  let wake: (() => void) | undefined;
+  dealer.start({
+    message(f) {
+      replies.push(f);
+      wake?.();
+    },
+  });
+  return {
+    send: (frames) => void dealer.send(frames),
+    async next() {
+      while (replies.length === 0) await new Promise<void>((r) => (wake = r));
+      return replies.shift()!;
+    },
+    /** The next monitor event of `type` (`disconnect`, `handshake`, ...). */
+    event: (type) =>
+      new Promise<void>((resolve) => {
+        const off = dealer.monitor([type], () => {
+          off();
+          resolve();
+        });
+      }),
+    close: () => dealer.close(),
+  };
+}

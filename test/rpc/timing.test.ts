@@ -9,6 +9,7 @@ import { VirtualLoop } from "../../adapters/virtual.js";
 import type { Connection } from "../../core/Transport.js";
 import { TimeoutError, isTilthError } from "../../core/errors.js";
 import { sleep } from "../../core/time.js";
+import { ConnectFailedError, ConnectionRefusedError } from "../../transports/errors.js";
 import { registerTransports } from "../../transports/index.js";
 import { ConnectionLostError, clientOf, close, connect, serve, withOptions, type Remote } from "../../rpc/index.js";
 import { T, encode, decode } from "../../rpc/drpc/codec.js";
@@ -249,6 +250,42 @@ test("a peer speaking another version is refused with a clear error, both ways",
     await client.close();
     await listener.close();
   });
+});
+
+test("waitForReady: a connection reset while it opened (a server that crashed mid-handshake) is tried again; any other connect failure fails the call at once", async () => {
+  const loop = setup();
+  await loop.run(async () => {
+    const { RpcClient } = await import("../../rpc/index.js");
+    // "flaky://name" is inproc://name, after the failures queued for it.
+    const failures: Error[] = [];
+    const inproc = loop.transports.get("inproc");
+    const inprocUrl = (u: URL): URL => new URL(u.href.replace(/^flaky:/, "inproc:"));
+    loop.transports.register({
+      schemes: ["flaky"],
+      connect: (l, u, o) => {
+        const f = failures.shift();
+        return f === undefined ? inproc.connect(l, inprocUrl(u), o) : Promise.reject(f);
+      },
+      listen: (l, u, o) => inproc.listen(l, inprocUrl(u), o),
+    });
+    const server = await serve(testApi(loop, newCounters()), "drpc+inproc://restarting", { loop });
+    const reset = (): Error => new ConnectFailedError("flaky://restarting", "ZMTP handshake failed (handshake:error:other: Connection reset by peer)", { context: { errno: "ECONNRESET" } });
+    failures.push(reset(), new ConnectionRefusedError("flaky://restarting"), reset());
+    const c = new RpcClient("drpc+flaky://restarting", { loop, waitForReady: true, timeout: 5000 });
+    assert.equal(await c.call("ping"), "pong");
+    assert.equal(failures.length, 0, "every failed attempt was tried again");
+    assert.ok(loop.now() >= 100 + 200 + 400 && loop.now() < 5000, `answered at ${loop.now()} after backoff`);
+    await c.close();
+    // A failure that is not the server coming back (here: a certificate refused) is not waited out.
+    const t0 = loop.now();
+    failures.push(new ConnectFailedError("flaky://restarting", "certificate has expired", { context: { errno: "CERT_HAS_EXPIRED" } }));
+    const d = new RpcClient("drpc+flaky://restarting", { loop, waitForReady: true, timeout: 5000 });
+    await assert.rejects(d.call("ping"), (e) => isTilthError(e, "ERR_CONNECT_FAILED") && /certificate/.test((e as Error).message));
+    assert.equal(loop.now(), t0, "at once");
+    await d.close();
+    await server.close();
+  });
+  assert.equal(loop.pendingTimers, 0);
 });
 
 test("waitForReady: a call made before the server is up waits for it, with backoff, within its time limit", async () => {

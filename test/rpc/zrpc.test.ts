@@ -8,11 +8,12 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { Packr } from "msgpackr";
 import { NodeLoop } from "../../adapters/node.js";
-import { openZmqSockets, ZmqSocket } from "../../adapters/zeromq.js";
+import { openZmqSockets } from "../../adapters/zeromq.js";
 import { isTilthError } from "../../core/errors.js";
 import { registerTransports } from "../../transports/index.js";
 import { clientOf, close, connect, doc, serve, type RemoteError } from "../../rpc/index.js";
 import { leakCheck } from "../helpers/leaks.js";
+import { rawDealer } from "./fixtures.js";
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ""), "hex");
 const packr = new Packr({ useRecords: false, mapsAsObjects: true, int64AsType: "auto" } as unknown as ConstructorParameters<typeof Packr>[0]);
@@ -121,20 +122,8 @@ describe("tilth's zrpc bytes against the recorded examples (plain zeromq DEALER)
   test("hello(\"Wire\") as zerorpc-python sent it; str ids; no delimiter; unknown method; garbage; 64-bit integers", async () => {
     await withServer(async (urls, loop) => {
       const endpoint = urls[1]!.replace(/^zrpc\+/, "");
-      const dealer = ZmqSocket.open(loop, "dealer");
-      dealer.connect(endpoint);
-      const replies: Buffer[][] = [];
-      let wake: (() => void) | undefined;
-      dealer.start({
-        message(f) {
-          replies.push(f);
-          wake?.();
-        },
-      });
-      const next = async (): Promise<Buffer[]> => {
-        while (replies.length === 0) await new Promise<void>((r) => (wake = r));
-        return replies.shift()!;
-      };
+      const dealer = rawDealer(loop, endpoint);
+      const next = dealer.next;
       const E = Buffer.alloc(0);
 
       // The request recorded from zerorpc-python's client (62 bytes).
