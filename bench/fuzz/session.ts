@@ -1,0 +1,151 @@
+/**
+ * One fuzz case over a message connection: open a raw connection to the live
+ * server, send the case's messages, make a control call, read memory, run the
+ * target's checks on what came back, and (in virtual time) leave the
+ * connection silent to see the server's liveness rules end it.
+ */
+import type { Connection, ConnectionEnd, Message } from "../../core/Transport.js";
+import { sleep } from "../../core/time.js";
+import { describe as describeError } from "../../core/errors.js";
+import { collectGarbage, heldBytes, MiB, within, type Fixture, type Problem, type Protocol } from "./harness.js";
+
+/** Virtual ms a case's connection stays silent before the server must have ended it (3 heartbeats of 5 s, one more tick, and room). */
+export const LIVENESS_MS = 25_000;
+/** Replies kept per case (the rest are counted). */
+const MAX_REPLIES = 64;
+
+/** What a case saw of its connection. */
+export interface Observed {
+  readonly conn: Connection;
+  readonly replies: Message[];
+  /** Replies received, kept or not. */
+  replyCount: number;
+  /** Messages the connection refused to send (it had ended, or refused the size). */
+  unsent: number;
+  /** Whether the connection ended within `ms` (loop time). */
+  endsWithin(ms: number): Promise<boolean>;
+  /** Whether a reply for which `pred` holds arrived (before now, or within `ms`) before the connection ended. */
+  replyWithin(pred: (m: Message) => boolean, ms: number): Promise<boolean>;
+  readonly ended: ConnectionEnd | undefined;
+}
+
+/** Checks a target runs on a case; each returns the first problem it sees. */
+export interface Checks {
+  /** After the control call: the replies so far, the connection's state. */
+  answered?(o: Observed): Problem | undefined | Promise<Problem | undefined>;
+  /** In virtual time only, after the connection stayed silent for LIVENESS_MS. */
+  silent?(o: Observed): Problem | undefined | Promise<Problem | undefined>;
+  /** Name a memory problem after a known issue. */
+  memoryKnown?(): string | undefined;
+}
+
+/** Memory bookkeeping shared by the cases of one run. */
+export interface MemoryWatch {
+  /** Held bytes after the last full collection. */
+  floor: number;
+  /** Bytes a case may hold above the floor with its connection open. */
+  caseBound: number;
+  /** Whether a known issue is allowed: its memory problems are counted without the cost of a collection to confirm them. */
+  allowed(known: string): boolean;
+}
+
+/** A message short enough for a report line. */
+export function short(s: string, max = 300): string {
+  return s.length <= max ? s : `${s.slice(0, max)}… (${s.length} characters)`;
+}
+
+/**
+ * Check memory with the case's connection still open: only a collection that
+ * still leaves more than the bound is a problem. `confirm` false skips the
+ * collection, where everything the case allocated is still referenced.
+ */
+export function checkMemory(mem: MemoryWatch, before: number, known: (() => string | undefined) | undefined, confirm = true): Problem | undefined {
+  if (heldBytes() - before <= mem.caseBound) return undefined;
+  const k = known?.();
+  if (k !== undefined && mem.allowed(k)) return { kind: "memory", message: "held memory past the bound (not confirmed by a collection)", known: k };
+  if (confirm) collectGarbage();
+  const held = heldBytes() - (confirm ? mem.floor : before);
+  if (held <= mem.caseBound) return undefined;
+  const p: Problem = { kind: "memory", message: `with this case's connection open, the process held ${(held / MiB).toFixed(1)} MiB more than before (bound ${(mem.caseBound / MiB).toFixed(0)} MiB)` };
+  if (k !== undefined) p.known = k;
+  return p;
+}
+
+/** Run one case of `msgs` on a fresh raw connection of `protocol`. */
+export async function messageCase(fx: Fixture, protocol: Protocol, msgs: readonly Message[], mem: MemoryWatch, checks: Checks): Promise<Problem | undefined> {
+  const loop = fx.loop;
+  const before = heldBytes();
+  let conn: Connection;
+  try {
+    const c = await within(loop, loop.connect(fx.raw[protocol]!), 5000);
+    if (c === undefined) return { kind: "control", message: "a new connection to the server did not open within 5000 ms" };
+    conn = c.value;
+  } catch (e) {
+    return { kind: "control", message: `a new connection to the server failed: ${short(describeError(e))}` };
+  }
+  let ended: ConnectionEnd | undefined;
+  const seen: Message[] = [];
+  let waiter: ((m: Message | undefined) => void) | undefined;
+  const o: Observed = {
+    conn,
+    replies: [],
+    replyCount: 0,
+    unsent: 0,
+    get ended() {
+      return ended;
+    },
+    async endsWithin(ms) {
+      if (ended !== undefined) return true;
+      return (await within(loop, conn.closed, ms)) !== undefined;
+    },
+    async replyWithin(pred, ms) {
+      if (seen.some(pred)) return true;
+      if (ended !== undefined) return false;
+      const got = await within(
+        loop,
+        new Promise<boolean>((resolve) => {
+          waiter = (m) => {
+            if (m !== undefined && !pred(m)) return;
+            waiter = undefined;
+            resolve(m !== undefined);
+          };
+        }),
+        ms,
+      );
+      waiter = undefined;
+      return got?.value === true;
+    },
+  };
+  conn.start({
+    message: (m) => {
+      if (o.replyCount++ < MAX_REPLIES) o.replies.push(m);
+      // Only small replies are looked at later by replyWithin (a barrier's answer is small).
+      if (seen.length < 4 * MAX_REPLIES && m.every((f) => f.byteLength <= 256)) seen.push(m);
+      waiter?.(m);
+    },
+    end: (e) => {
+      ended = e;
+      waiter?.(undefined);
+    },
+  });
+  try {
+    for (const m of msgs) {
+      if (conn.ended !== undefined) break;
+      try {
+        conn.send(m);
+      } catch {
+        o.unsent++;
+      }
+    }
+    const problem = (await fx.control()) ?? checkMemory(mem, before, checks.memoryKnown) ?? (await checks.answered?.(o));
+    if (problem !== undefined) return problem;
+    if (fx.virtual && checks.silent) {
+      await sleep(loop, LIVENESS_MS);
+      return await checks.silent(o);
+    }
+    return undefined;
+  } finally {
+    conn.destroy();
+    await within(loop, conn.closed, 5000);
+  }
+}
