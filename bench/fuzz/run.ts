@@ -155,6 +155,8 @@ async function runCases(options: FuzzOptions, target: Target<unknown>, corpus: C
     const index = shrinking ? undefined : next++;
     options.marker?.(shrinking ? `shrink ${options.target} ${options.mode} ${options.seed}` : `case ${options.target} ${options.mode} ${options.seed} ${index}`);
     trap.take();
+    // Each candidate of a shrink runs on a fresh server: what an earlier one did must not decide it.
+    if (shrinking) await fx?.reset();
     let problem: Problem | undefined;
     try {
       problem = await target.run(ctx, c);
@@ -177,8 +179,6 @@ async function runCases(options: FuzzOptions, target: Target<unknown>, corpus: C
       return true;
     }
     shrinking = true;
-    // Later candidates start on a fresh server: the problem may have left this one broken.
-    await fx?.reset();
     throw new CaseFailure(problem);
   });
   const params: fc.Parameters<[unknown]> = { seed: options.seed, numRuns: options.cases };
