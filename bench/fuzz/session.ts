@@ -24,6 +24,8 @@ export interface Observed {
   unsent: number;
   /** Whether the connection ended within `ms` (loop time). */
   endsWithin(ms: number): Promise<boolean>;
+  /** What the case sent, as text (its bytes read as UTF-8 and as Latin-1): to tell whether a reply repeats it. */
+  sentText(): string;
   /** Whether a reply for which `pred` holds arrived (before now, or within `ms`) before the connection ended. */
   replyWithin(pred: (m: Message) => boolean, ms: number): Promise<boolean>;
   readonly ended: ConnectionEnd | undefined;
@@ -37,6 +39,8 @@ export interface Checks {
   silent?(o: Observed): Problem | undefined | Promise<Problem | undefined>;
   /** Whether the silent check can be made without waiting (the server already ended the connection, say). */
   silentEnough?(o: Observed): boolean;
+  /** False when the checks wait for the replies they need themselves (no general wait for the server to settle). */
+  settle?: boolean;
   /** Name a memory problem after a known issue. */
   memoryKnown?(): string | undefined;
 }
@@ -73,6 +77,27 @@ export function checkMemory(mem: MemoryWatch, before: number, known: (() => stri
   return p;
 }
 
+/**
+ * Wait until the server has dealt with what the case sent (the control
+ * client's call is no barrier: the server may answer it first). In virtual
+ * time, one loop millisecond: every post runs before time moves. In real
+ * time, until no reply has come for two waits of 5 ms (at most 2 s), or the
+ * connection ended: a reply later than that is not looked at (the checks that
+ * need one wait for it themselves).
+ */
+async function settled(fx: Fixture, replies: () => number, ended: () => boolean): Promise<void> {
+  if (fx.virtual) {
+    await sleep(fx.loop, 1);
+    return;
+  }
+  let quiet = 0;
+  for (let i = 0, seen = replies(); i < 400 && quiet < 2 && !ended(); i++) {
+    await sleep(fx.loop, 5);
+    quiet = replies() === seen ? quiet + 1 : 0;
+    seen = replies();
+  }
+}
+
 /** Run one case of `msgs` on a fresh raw connection of `protocol`. */
 export async function messageCase(fx: Fixture, protocol: Protocol, msgs: readonly Message[], mem: MemoryWatch, checks: Checks): Promise<Problem | undefined> {
   const loop = fx.loop;
@@ -88,7 +113,15 @@ export async function messageCase(fx: Fixture, protocol: Protocol, msgs: readonl
   let ended: ConnectionEnd | undefined;
   const seen: Message[] = [];
   let waiter: ((m: Message | undefined) => void) | undefined;
+  let text: string | undefined;
   const o: Observed = {
+    sentText() {
+      if (text === undefined) {
+        const all = Buffer.concat(msgs.flat());
+        text = `${all.toString("utf8")}\n${all.toString("latin1")}`;
+      }
+      return text;
+    },
     conn,
     replies: [],
     replyCount: 0,
@@ -139,6 +172,7 @@ export async function messageCase(fx: Fixture, protocol: Protocol, msgs: readonl
         o.unsent++;
       }
     }
+    if (checks.settle !== false) await settled(fx, () => o.replyCount, () => ended !== undefined);
     const problem = (await fx.control()) ?? checkMemory(mem, before, checks.memoryKnown) ?? (await checks.answered?.(o));
     if (problem !== undefined) return problem;
     if (fx.virtual && checks.silent) {

@@ -50,11 +50,17 @@ const MAX_ERROR_TEXT = 1024;
 /** The server's heartbeat (the default); a client's larger one must not stretch the server's idle rule. */
 const SERVER_HEARTBEAT_MS = 5000;
 
-/** A known issue a long error text matches: a RangeError whose message is a huge integer. */
-function errorTextProblem(where: string, text: unknown, max = MAX_ERROR_TEXT): Problem | undefined {
+/**
+ * An error text past the bound is a finding. Known issues it may match: a
+ * RangeError whose message is a huge integer, or a message that repeats a long
+ * piece of the request (`o.sentText()`) whole.
+ */
+function errorTextProblem(o: Observed, where: string, text: unknown, max = MAX_ERROR_TEXT): Problem | undefined {
   if (typeof text !== "string" || text.length <= max) return undefined;
   const p: Problem = { kind: "reply", message: `${where} carries ${text.length} characters of text (bound ${max}): ${short(text, 120)}` };
+  const mid = text.slice(Math.floor(text.length / 2) - 100, Math.floor(text.length / 2) + 100);
   if (/\d{200}/.test(text)) p.known = "huge-bigint";
+  else if (o.sentText().includes(mid)) p.known = "error-echoes-input";
   return p;
 }
 
@@ -94,7 +100,7 @@ function drpcChecks(fx: Fixture, msgs: readonly Message[]): Checks {
         if (v[0] === T.ERROR) {
           const info = v[2] as Record<string, unknown> | undefined;
           if (!isObj(info) || typeof info.code !== "string") return { kind: "reply", message: `ERROR reply ${i} has no code` };
-          const p = errorTextProblem(`ERROR reply ${i} (${info.code})`, info.message);
+          const p = errorTextProblem(o, `ERROR reply ${i} (${info.code})`, info.message);
           if (p) return p;
         }
       }
@@ -104,12 +110,11 @@ function drpcChecks(fx: Fixture, msgs: readonly Message[]): Checks {
           const v = tryDecode(drpcReader, r[0]!)?.value;
           return Array.isArray(v) && v[0] === T.ERROR && v[1] === 0;
         });
-        if (sawHello) return { kind: "protocol", message: "the server answered HELLO to a first message that is not a HELLO" };
-        if (!refused && o.ended === undefined && !(await o.endsWithin(3000))) {
-          const p: Problem = { kind: "protocol", message: "a first message that is not a HELLO was neither refused with ERROR 0 nor ended the connection" };
-          if (isPing) p.known = "ping-before-hello";
-          return p;
-        }
+        let p: Problem | undefined;
+        if (sawHello) p = { kind: "protocol", message: "the server answered HELLO to a first message that is not a HELLO" };
+        else if (!refused && o.ended === undefined && !(await o.endsWithin(3000))) p = { kind: "protocol", message: "a first message that is not a HELLO was neither refused with ERROR 0 nor ended the connection" };
+        if (p && isPing) p.known = "ping-before-hello";
+        if (p) return p;
       }
       return undefined;
     },
@@ -127,32 +132,52 @@ function drpcChecks(fx: Fixture, msgs: readonly Message[]): Checks {
   };
 }
 
-// Values for the grammar: field values a server must cope with.
-const idNode = fc.oneof(
-  { weight: 6, arbitrary: fc.tuple(fc.integer({ min: 1, max: 8 }), fc.nat(7)).map(([v, w]) => W.int(v, w)) },
-  { weight: 1, arbitrary: fc.constantFrom<WireNode>(W.int(0), W.int(-1), W.int(2 ** 31 - 1), W.int(2 ** 31), W.int(2 ** 32), { k: "f64", v: 1.5 }, W.str("1"), W.nil()) },
-);
-const methodNames = ["ping", "echo", "add", "count", "wait", "fail", "blob", "greet", "control", "nope", ".inspect", ".ping", ".debug.status", ".debug.settings", "__proto__", "constructor", "toString", "valueOf", "hasOwnProperty", "_hidden", ""];
-const methodNode = fc.oneof({ weight: 8, arbitrary: fc.constantFrom(...methodNames).map((s) => W.str(s)) }, { weight: 1, arbitrary: wireValue({ maxKeys: 100, maxDepth: 100 }) });
+// The grammar: mostly valid messages (a message that breaks the protocol ends the
+// connection, so the messages after it would go untried), and now and then one
+// hostile message, or one hostile field in an otherwise valid message.
+
+/** A name far longer than any method's: what does an error about it say? */
+const LONG_NAME = "n".repeat(2000);
+const methodNames = ["ping", "echo", "add", "count", "wait", "fail", "blob", "greet", "control", "nope", ".inspect", ".ping", ".debug.status", ".debug.settings", "__proto__", "constructor", "toString", "valueOf", "hasOwnProperty", "_hidden", "", LONG_NAME];
+const smallValue = wireValue({ maxBigIntBytes: 600, maxKeys: 200, maxDepth: 200 });
+const plainValue = wireValue({ hostile: 0 });
+/** An integer from `min` to `max` in any encoding of at most 32 bits. */
+const uintNode = (min: number, max: number): fc.Arbitrary<WireNode> => fc.tuple(fc.integer({ min, max }), fc.nat(7)).map(([v, w]): WireNode => ({ k: "int", v: BigInt(v), w, narrow: true }));
+/** Call ids: few, so that calls, cancels and credits meet. */
+const idNode = uintNode(1, 8);
+/** Numbers a field must cope with, and things that are not numbers at all. */
 const numberNode = fc.oneof(
   fc.tuple(fc.integer({ min: -5, max: 70_000 }), fc.nat(7)).map(([v, w]) => W.int(v, w)),
   fc.constantFrom<WireNode>(W.int(0), W.int(-1), W.int(2 ** 31), W.int(2 ** 53), W.int(2n ** 64n - 1n), { k: "f64", v: NaN }, { k: "f64", v: 1e308 }, { k: "f64", v: -0 }, { k: "f64", v: 0.5 }, W.nil(), W.str("5")),
 );
-const smallValue = wireValue({ maxBigIntBytes: 600, maxKeys: 200, maxDepth: 200 });
-const argsNode = fc.oneof(
-  { weight: 6, arbitrary: fc.array(fc.oneof({ weight: 3, arbitrary: numberNode }, { weight: 2, arbitrary: smallValue }), { maxLength: 3 }).map((a) => W.arr(a)) },
-  { weight: 1, arbitrary: smallValue },
+const hostileId = fc.constantFrom<WireNode>(W.int(0), W.int(-1), W.int(2 ** 31 - 1), W.int(2 ** 31), W.int(2 ** 32), W.int(5, 4), { k: "f64", v: 1.5 }, W.str("1"), W.nil());
+
+/** Positional arguments: numbers (which handlers take), and plain values. */
+const argsNode = fc.array(fc.oneof({ weight: 3, arbitrary: numberNode }, { weight: 2, arbitrary: plainValue }), { maxLength: 3 }).map((a) => W.arr(a));
+
+/** The fields of a valid CALL: id, method, kwargs, deadline, credit, args. */
+const callFields = fc.tuple(
+  idNode,
+  fc.constantFrom(...methodNames).map((m) => W.str(m)),
+  fc.oneof({ weight: 6, arbitrary: fc.constant(W.nil()) }, { weight: 1, arbitrary: fc.array(fc.tuple(fc.constantFrom("greeting", "name", "n", "ms", "x", "a", "__proto__", "constructor", LONG_NAME), plainValue), { maxLength: 3 }).map((e) => W.map(e)) }),
+  fc.oneof(fc.constant(W.nil()), uintNode(0, 100_000)),
+  uintNode(0, 100),
+  argsNode,
 );
-const kwargsNode = fc.oneof(
-  { weight: 4, arbitrary: fc.constant(W.nil()) },
-  { weight: 1, arbitrary: fc.array(fc.tuple(fc.constantFrom("greeting", "name", "n", "ms", "x", "a", "__proto__", "constructor"), smallValue), { maxLength: 3 }).map((e) => W.map(e)) },
-  { weight: 1, arbitrary: smallValue },
+/** Hostile values for each field of a CALL, in the same order. */
+const hostileFields: fc.Arbitrary<WireNode>[] = [hostileId, smallValue, smallValue, numberNode, numberNode, fc.oneof(smallValue, fc.array(smallValue, { maxLength: 3 }).map((a) => W.arr(a)))];
+
+const validMessage: fc.Arbitrary<WireNode> = fc.oneof(
+  { weight: 8, arbitrary: callFields.map((f) => W.arr([W.int(T.CALL), ...f])) },
+  { weight: 2, arbitrary: idNode.map((id) => W.arr([W.int(T.CANCEL), id, W.str("changed my mind")])) },
+  { weight: 2, arbitrary: fc.tuple(idNode, uintNode(1, 100)).map(([id, n]) => W.arr([W.int(T.CREDIT), id, n])) },
+  { weight: 1, arbitrary: fc.constant(W.arr([W.int(T.PING)])) },
 );
 
 const helloNode = fc.oneof(
-  { weight: 4, arbitrary: fc.constant(W.arr([W.int(0), W.str("drpc"), W.int(1), W.map([["heartbeatMs", W.int(5000)], ["maxMessageSize", W.int(64 * MiB)]])])) },
+  { weight: 8, arbitrary: fc.constant(W.arr([W.int(0), W.str("drpc"), W.int(1), W.map([["heartbeatMs", W.int(5000)], ["maxMessageSize", W.int(64 * MiB)]])])) },
   {
-    weight: 3,
+    weight: 1,
     arbitrary: fc
       .record({
         proto: fc.oneof({ weight: 5, arbitrary: fc.constant(W.str("drpc")) }, { weight: 1, arbitrary: fc.constantFrom(W.str("zrpc"), W.str(""), W.int(1), W.nil()) }),
@@ -167,15 +192,29 @@ const helloNode = fc.oneof(
   },
 );
 
-const drpcMessageNode: fc.Arbitrary<WireNode> = fc.oneof(
-  { weight: 6, arbitrary: fc.tuple(idNode, methodNode, kwargsNode, fc.oneof(fc.constant(W.nil()), numberNode), numberNode, argsNode).map(([id, m, kw, dl, cr, args]) => W.arr([W.int(T.CALL), id, m, kw, dl, cr, args])) },
-  { weight: 2, arbitrary: fc.tuple(idNode, smallValue).map(([id, r]) => W.arr([W.int(T.CANCEL), id, r])) },
-  { weight: 2, arbitrary: fc.tuple(idNode, numberNode).map(([id, n]) => W.arr([W.int(T.CREDIT), id, n])) },
-  { weight: 1, arbitrary: fc.constant(W.arr([W.int(T.PING)])) },
+const hostileMessage: fc.Arbitrary<WireNode> = fc.oneof(
+  { weight: 4, arbitrary: fc.tuple(callFields, fc.nat(5), fc.nat(100)).chain(([f, i]) => hostileFields[i]!.map((h) => W.arr([W.int(T.CALL), ...f.map((x, k) => (k === i ? h : x))]))) },
+  { weight: 1, arbitrary: fc.tuple(callFields, fc.nat(3)).map(([f, drop]) => W.arr([W.int(T.CALL), ...f.slice(0, 5 - drop)])) },
+  { weight: 1, arbitrary: fc.tuple(hostileId, smallValue).map(([id, r]) => W.arr([W.int(T.CANCEL), id, r])) },
+  { weight: 1, arbitrary: fc.tuple(idNode, numberNode).map(([id, n]) => W.arr([W.int(T.CREDIT), id, n])) },
   { weight: 1, arbitrary: helloNode },
   { weight: 1, arbitrary: fc.tuple(fc.constantFrom(T.RESULT, T.ITEM, T.END, T.ERROR, T.GOAWAY, 10, 99, -1), idNode, smallValue).map(([t, id, v]) => W.arr([W.int(t), id, v])) },
   { weight: 1, arbitrary: smallValue },
 );
+
+/** drpc: a HELLO (usually), valid messages, and sometimes one hostile message among them. */
+const drpcGrammar = fc
+  .record({
+    hello: fc.oneof({ weight: 12, arbitrary: helloNode.map((h) => [h]) }, { weight: 1, arbitrary: fc.constant([] as WireNode[]) }),
+    valid: fc.array(validMessage, { maxLength: 5 }),
+    hostile: fc.option(hostileMessage, { freq: 2, nil: undefined }),
+    at: fc.nat(5),
+  })
+  .map(({ hello, valid, hostile, at }) => {
+    const msgs = [...valid];
+    if (hostile !== undefined) msgs.splice(at % (msgs.length + 1), 0, hostile);
+    return [...hello, ...msgs];
+  });
 
 /** A case of a message target: a mutated recording, or messages from the protocol's grammar. */
 type MessageCase<G> = { mutation: Mutation } | { grammar: G };
@@ -201,7 +240,7 @@ function messageTarget<G>(name: TargetName, protocol: Protocol, grammar: fc.Arbi
 const drpcTarget = messageTarget(
   "drpc",
   "drpc",
-  fc.tuple(fc.oneof({ weight: 5, arbitrary: helloNode.map((h) => [h]) }, { weight: 1, arbitrary: fc.constant([] as WireNode[]) }), fc.array(drpcMessageNode, { maxLength: 6 })).map(([h, rest]) => [...h, ...rest]),
+  drpcGrammar,
   (g) => g.map((n) => [encodeNode(n)]),
   drpcChecks,
 );
@@ -214,7 +253,7 @@ const zIdNode = fc.oneof(
   { weight: 8, arbitrary: fc.constantFrom(...zIds).map((s) => W.str(s)) },
   { weight: 1, arbitrary: fc.constantFrom<WireNode>({ k: "bin", v: new Uint8Array([1, 2]), w: 0 }, W.int(7), W.nil(), W.str("")) },
 );
-const zNames = ["ping", "echo", "add", "count", "wait", "fail", "blob", "control", "nope", "_zpc_hb", "_zpc_more", "_zerorpc_inspect", "_zerorpc_ping", "_zerorpc_name", "_zerorpc_list", "_zerorpc_help", "_zerorpc_args", "OK", "ERR", "STREAM", ".inspect", "__proto__"];
+const zNames = ["ping", "echo", "add", "count", "wait", "fail", "blob", "control", "nope", "_zpc_hb", "_zpc_more", "_zerorpc_inspect", "_zerorpc_ping", "_zerorpc_name", "_zerorpc_list", "_zerorpc_help", "_zerorpc_args", "OK", "ERR", "STREAM", ".inspect", "__proto__", LONG_NAME];
 const zEventNode: fc.Arbitrary<WireNode> = fc
   .record({
     id: zIdNode,
@@ -235,14 +274,14 @@ function zrpcMessages(grammar: [number, WireNode][]): Message[] {
   });
 }
 
-function zrpcReplyProblem(r: Message, i: number): Problem | undefined {
+function zrpcReplyProblem(o: Observed, r: Message, i: number): Problem | undefined {
   const last = r[r.length - 1];
   const v = last === undefined ? undefined : tryDecode(zrpcReader, last)?.value;
   if (!Array.isArray(v) || v.length !== 3 || !isObj(v[0]) || typeof v[1] !== "string") return { kind: "reply", message: `reply ${i} is not a ZeroRPC event: ${last ? hex(last, 64) : "(no frames)"}` };
   if (v[1] === "ERR") {
     const a = v[2] as unknown[];
     if (!Array.isArray(a)) return { kind: "reply", message: `ERR reply ${i} has no [name, message, traceback]` };
-    return errorTextProblem(`ERR reply ${i}`, a[1]) ?? errorTextProblem(`ERR reply ${i}'s traceback`, a[2], 4 * MAX_ERROR_TEXT);
+    return errorTextProblem(o, `ERR reply ${i}`, a[1]) ?? errorTextProblem(o, `ERR reply ${i}'s traceback`, a[2], 4 * MAX_ERROR_TEXT);
   }
   return undefined;
 }
@@ -255,7 +294,7 @@ const zrpcTarget = messageTarget(
   (fx) => ({
     answered: (o) => {
       for (const [i, r] of o.replies.entries()) {
-        const p = zrpcReplyProblem(r, i);
+        const p = zrpcReplyProblem(o, r, i);
         if (p) return p;
       }
       return undefined;
@@ -353,6 +392,7 @@ const msgpackTarget: Target<ValueCase> = {
     const sent = tryDecode(c.protocol === "drpc" ? drpcReader : zrpcReader, bytes);
     const plain = isPlain(c.value) && sent !== undefined;
     return messageCase(fx, c.protocol, valueMessages(c), ctx.mem, {
+      settle: false,
       answered: async (o) => {
         await o.replyWithin((m) => isBarrier(c.protocol, m), 3000);
         const got = echoed(c.protocol, o.replies);
@@ -363,7 +403,7 @@ const msgpackTarget: Target<ValueCase> = {
           return { kind: "reply", message: "an echo of this value was never answered" };
         }
         if ("error" in got) {
-          const p = errorTextProblem(`the error answering the echo (${got.error})`, got.text);
+          const p = errorTextProblem(o, `the error answering the echo (${got.error})`, got.text);
           if (p) return p;
           return plain ? { kind: "reply", message: `a plain value was refused: ${got.error}: ${short(String(got.text), 200)}` } : undefined;
         }

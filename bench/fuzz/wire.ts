@@ -14,7 +14,8 @@ import { Unpackr } from "msgpackr";
 export type WireNode =
   | { k: "nil" }
   | { k: "bool"; v: boolean }
-  | { k: "int"; v: bigint; w: number }
+  /** `narrow`: only encodings up to 32 bits (a 64-bit one reads back as a BigInt, which no field of a message accepts). */
+  | { k: "int"; v: bigint; w: number; narrow?: boolean }
   | { k: "f64"; v: number }
   | { k: "f32"; v: number }
   | { k: "str"; v: string; w: number }
@@ -85,16 +86,17 @@ function lengthHeader(out: Out, n: number, w: number, fix: { base: number; max: 
   pick(fits, w)();
 }
 
-function writeInt(out: Out, v: bigint, w: number): void {
+function writeInt(out: Out, v: bigint, w: number, narrow = false): void {
   const fits: (() => void)[] = [];
   if (v >= 0n && v < 128n) fits.push(() => out.byte(Number(v)));
   if (v < 0n && v >= -32n) fits.push(() => out.byte(Number(v) & 0xff));
   const u: [number, number][] = [[0xcc, 1], [0xcd, 2], [0xce, 4], [0xcf, 8]];
   const s: [number, number][] = [[0xd0, 1], [0xd1, 2], [0xd2, 4], [0xd3, 8]];
-  for (const [type, size] of u) if (v >= 0n && v < 2n ** BigInt(8 * size)) fits.push(() => (out.byte(type), out.uint(v, size)));
+  const widest = narrow ? 4 : 8;
+  for (const [type, size] of u) if (size <= widest && v >= 0n && v < 2n ** BigInt(8 * size)) fits.push(() => (out.byte(type), out.uint(v, size)));
   for (const [type, size] of s) {
     const half = 2n ** BigInt(8 * size - 1);
-    if (v >= -half && v < half) fits.push(() => (out.byte(type), out.uint(v, size)));
+    if (size <= widest && v >= -half && v < half) fits.push(() => (out.byte(type), out.uint(v, size)));
   }
   if (fits.length === 0) {
     // Beyond 64 bits: msgpackr's BigInt extension (type 0x42), big-endian two's complement.
@@ -128,7 +130,7 @@ function write(out: Out, node: WireNode): void {
     case "bool":
       return out.byte(node.v ? 0xc3 : 0xc2);
     case "int":
-      return writeInt(out, node.v, node.w);
+      return writeInt(out, node.v, node.w, node.narrow);
     case "f64":
     case "f32": {
       const wide = node.k === "f64";
@@ -284,6 +286,8 @@ export interface ValueOptions {
   maxKeys?: number;
   /** Deepest nesting of the `deep` form. */
   maxDepth?: number;
+  /** Weight of hostile values against 10 of plain ones (default 1; 0 for plain values only). */
+  hostile?: number;
 }
 
 /** Values of every kind, mostly plain, sometimes hostile (extensions, huge integers, deep nesting, many keys, raw bytes). */
@@ -318,7 +322,7 @@ export function wireValue(options: ValueOptions = {}): fc.Arbitrary<WireNode> {
           .tuple(fc.array(fc.tuple(fc.oneof({ weight: 5, arbitrary: tie("scalar") }, { weight: 1, arbitrary: tie("value") }), tie("value")), { maxLength: 5 }), widths)
           .map(([entries, w]): WireNode => ({ k: "map", entries, w })),
       },
-      { weight: 1, arbitrary: tie("hostile") },
+      { weight: options.hostile ?? 1, arbitrary: tie("hostile") },
     ),
   }));
   return value;

@@ -22,7 +22,7 @@ const slices: [TargetName, Mode, number][] = [
   ["msgpack", "inproc", 2000],
   ["framing", "inproc", 2000],
   ["drpc", "tcp", 300],
-  ["zrpc", "tcp", 200],
+  ["zrpc", "tcp", 150],
   ["msgpack", "tcp", 200],
   ["framing", "tcp", 300],
 ];
