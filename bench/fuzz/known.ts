@@ -12,7 +12,7 @@ export const KNOWN: Record<string, string> = {
   // Also in issue 15 (items 5 and 7), found by the checks of the msgpack target and of the process's warnings:
   "ext-types": "msgpackr's extensions (RegExp, Error, Set, typed arrays, …) decode into values that reach handlers",
   // Found by this tool (issue 15, item 5 asks for it: "error messages never embed a stringified value beyond a short excerpt"):
-  "error-echoes-input": "an error message repeats a long piece of the request whole (an unknown method's or argument's name, a stringified argument)",
+  "error-echoes-input": "an error message repeats a long piece of the request whole (an unknown method's or argument's name, a value as JSON or as a string)",
   "timer-overflow": "a call's deadline above 2^31-1 ms reaches setTimeout unclamped (TimeoutOverflowWarning; the loop wakes every 1 ms)",
 };
 

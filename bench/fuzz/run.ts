@@ -10,6 +10,7 @@
  */
 import fc from "fast-check";
 import type { Loop } from "../../core/Loop.js";
+import { sleep } from "../../core/time.js";
 import { recordCorpus, type Corpus } from "./corpus.js";
 import { collectGarbage, driving, Fixture, heldBytes, MiB, Trap, type Mode, type Problem } from "./harness.js";
 import { isAllowed, KNOWN, type AllowKnown } from "./known.js";
@@ -139,7 +140,6 @@ class RunMemory {
 
 /** Connections the server still holds besides the control client's, after waiting up to 3 s for them to go. */
 async function lingering(fx: Fixture): Promise<number> {
-  const { sleep } = await import("../../core/time.js");
   for (let i = 0; i < 30 && fx.server.connections > 1; i++) await sleep(fx.loop, 100);
   return Math.max(0, fx.server.connections - 1);
 }

@@ -8,6 +8,7 @@ import type { Connection, ConnectionEnd, Message } from "../../core/Transport.js
 import { sleep } from "../../core/time.js";
 import { describe as describeError } from "../../core/errors.js";
 import { collectGarbage, heldBytes, MiB, within, type Fixture, type Problem, type Protocol } from "./harness.js";
+import { drpcReader, tryDecode } from "./wire.js";
 
 /** Virtual ms a case's connection stays silent before the server must have ended it (3 heartbeats of 5 s, one more tick, and room). */
 export const LIVENESS_MS = 25_000;
@@ -24,7 +25,7 @@ export interface Observed {
   unsent: number;
   /** Whether the connection ended within `ms` (loop time). */
   endsWithin(ms: number): Promise<boolean>;
-  /** What the case sent, as text (its bytes read as UTF-8 and as Latin-1): to tell whether a reply repeats it. */
+  /** What the case sent, as text (its bytes read as UTF-8 and as Latin-1, and its values as JSON): to tell whether a reply repeats it. */
   sentText(): string;
   /** Whether a reply for which `pred` holds arrived (before now, or within `ms`) before the connection ended. */
   replyWithin(pred: (m: Message) => boolean, ms: number): Promise<boolean>;
@@ -53,6 +54,15 @@ export interface MemoryWatch {
   caseBound: number;
   /** Whether a known issue is allowed: its memory problems are counted without the cost of a collection to confirm them. */
   allowed(known: string): boolean;
+}
+
+/** `v` as JSON.stringify writes it (as error messages embed values), or "" when it cannot. */
+function asJson(v: unknown): string {
+  try {
+    return JSON.stringify(v, (_k, x: unknown) => (typeof x === "bigint" ? x.toString() : x)) ?? "";
+  } catch {
+    return "";
+  }
 }
 
 /** A message short enough for a report line. */
@@ -118,7 +128,8 @@ export async function messageCase(fx: Fixture, protocol: Protocol, msgs: readonl
     sentText() {
       if (text === undefined) {
         const all = Buffer.concat(msgs.flat());
-        text = `${all.toString("utf8")}\n${all.toString("latin1")}`;
+        const json = msgs.flatMap((m) => m.map((f) => asJson(tryDecode(drpcReader, f)?.value)));
+        text = [all.toString("utf8"), all.toString("latin1"), ...json].join("\n");
       }
       return text;
     },
