@@ -85,13 +85,14 @@ export async function fuzz(options: FuzzOptions): Promise<Report> {
     const body = async (): Promise<void> => {
       const fx = loop ? await Fixture.open(loop, fxOptions) : undefined;
       try {
-        const watch = new RunMemory(options, report);
+        // Over tcp, a server connection goes a little after its client: let it go before memory is read.
+        const watch = new RunMemory(options, report, fx && options.mode === "tcp" ? () => lingering(fx) : undefined);
         const failed = await runCases(options, target, corpus, fx, trap, report, watch, log);
         if (fx && options.mode === "tcp") {
           const left = await lingering(fx);
           if (left > 0) report.findings.push({ kind: "liveness", message: `${left} server connection(s) outlived their clients by 3000 ms`, target: options.target, mode: options.mode, seed: options.seed });
         }
-        if (!failed) watch.check();
+        if (!failed) await watch.check();
       } finally {
         await fx?.close();
       }
@@ -114,6 +115,7 @@ class RunMemory {
   constructor(
     readonly options: FuzzOptions,
     readonly report: Report,
+    readonly settle: (() => Promise<unknown>) | undefined,
   ) {
     collectGarbage();
     this.#start = heldBytes();
@@ -121,7 +123,8 @@ class RunMemory {
     this.mem = { floor: this.#start, caseBound: options.caseMemBytes ?? 32 * MiB, allowed: (id) => isAllowed(options.allowKnown, id) };
   }
 
-  check(): void {
+  async check(): Promise<void> {
+    await this.settle?.();
     collectGarbage();
     const now = heldBytes();
     this.mem.floor = now;
@@ -167,7 +170,7 @@ async function runCases(options: FuzzOptions, target: Target<unknown>, corpus: C
     if (index !== undefined) {
       report.cases++;
       if (report.cases % RUN_CHECK_EVERY === 0) {
-        watch.check();
+        await watch.check();
         log(`${where}: ${report.cases} cases, ${[...report.known].map(([id, k]) => `${id} ×${k.count}`).join(", ") || "no known findings"}`);
       }
     }
