@@ -239,7 +239,8 @@ export function isPlain(node: WireNode, depth = 0): boolean {
     case "arr":
       return node.items.length <= 64 && node.items.every((x) => isPlain(x, depth + 1));
     case "map":
-      return node.entries.length <= 64 && node.entries.every(([k, v]) => k.k === "str" && isPlain(v, depth + 1));
+      // "__proto__" is no key of a plain object (the value model refuses it: as a property it would set the prototype).
+      return node.entries.length <= 64 && node.entries.every(([k, v]) => k.k === "str" && k.v !== "__proto__" && isPlain(v, depth + 1));
     default:
       return false;
   }
