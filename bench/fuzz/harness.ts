@@ -183,7 +183,8 @@ export class Fixture {
     const n = fixtures++;
     const urls = mode === "inproc" ? [`drpc+inproc://fuzz-${n}`, ...(zrpc ? [`zrpc+inproc://fuzz-z${n}`] : [])] : ["drpc+tcp://127.0.0.1:0", ...(zrpc ? ["zrpc+tcp://127.0.0.1:0"] : [])];
     const api = (this.options.api ?? fuzzApi)(this.loop);
-    this.server = await serve(api, urls, { loop: this.loop });
+    // A peer may announce no heartbeat longer than the server's own (5 s): a silent one is dropped within 15 s.
+    this.server = await serve(api, urls, { loop: this.loop, maxPeerHeartbeatMs: 5000 });
     for (const u of this.server.urls) {
       const p: Protocol = u.startsWith("zrpc+") ? "zrpc" : "drpc";
       this.urls[p] = u;
