@@ -14,7 +14,7 @@ export { bindArguments, type ExposedMethod } from "./api.js";
 export { VERSION as DRPC_VERSION } from "./drpc/codec.js";
 export { MAX_VALUE_DEPTH, MAX_VALUE_ITEMS } from "./msgpack.js";
 export { drpc } from "./drpc/index.js";
-export { Float64, float64 } from "./zerorpc/float64.js";
+export { Float64, float64 } from "./float64.js";
 export { zrpc, ZRPC_VERSION, ZRPC_REMOTE_CODE, zrpcEmitter, zrpcReceiver, type ZrpcEmitter, type ZrpcReceiver } from "./zerorpc/index.js";
 export { PendingCall, STREAM_WINDOW, type CallOwner, type CallPromise } from "./PendingCall.js";
 export type { RpcProtocol, ServerCore, ServerSessionLike, ClientSessionLike, ClientSessionHooks } from "./protocol.js";

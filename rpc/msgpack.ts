@@ -30,6 +30,7 @@
  */
 import { excerpt } from "../core/errors.js";
 import { BadValueError, ProtocolError, ValueError, ValueLimitError } from "./errors.js";
+import { Float64 } from "./float64.js";
 
 /** The simple reader's answer for a value it leaves to the general reader. */
 export const NOT_SIMPLE: unique symbol = Symbol("not simple");
@@ -652,6 +653,12 @@ function writeObj(o: object, d: number): void {
   else if (o instanceof Uint8Array) writeBin(o);
   else if (o instanceof Date) writeDate(o);
   else if (o instanceof Map) writeMap(o, d);
+  else if (o instanceof Float64) {
+    room(9);
+    out[w] = 0xcb;
+    view.setFloat64(w + 1, o.value);
+    w += 9;
+  }
   else if (typeof (o as { toJSON?: unknown }).toJSON === "function") {
     // As JSON.stringify: the object's chosen form. A chain of toJSON results counts as nesting.
     if (d >= MAX_VALUE_DEPTH) throw tooDeep();

@@ -8,7 +8,6 @@ import { randomBytes } from "node:crypto";
 import { ProtocolError, ValueError } from "../errors.js";
 import { ARGS, INT64_AUTO, NOT_SIMPLE, packValue, readArrayHead, readEnd, readName, readSimple, readValue, sizeOfSimple, unpackValue, WIDE_INTS, writeSimple } from "../msgpack.js";
 import { IdCounter, type IdTable } from "../internal/IdTable.js";
-import { encodeWithFloats } from "./float64.js";
 
 /** Protocol version written in every header. */
 export const ZRPC_VERSION = 3;
@@ -91,10 +90,6 @@ function idSize(id: MessageId): number {
  * outside the model (nothing is sent then).
  */
 export function encodeEvent(header: Header, name: string, args: unknown): Uint8Array[] {
-  return encodeWithFloats(args, (a) => encodePlain(header, name, a));
-}
-
-function encodePlain(header: Header, name: string, args: unknown): Uint8Array[] {
   const rt = header.response_to;
   const idBytes = idSize(header.message_id);
   const rtBytes = rt === undefined ? 0 : idSize(rt);
