@@ -8,7 +8,7 @@
  */
 import type { Deadline } from "../core/Deadlines.js";
 import type { Timer } from "../core/Loop.js";
-import { ClosedError, abortReason } from "../core/errors.js";
+import { abortReason } from "../core/errors.js";
 import { Ring } from "../core/Ring.js";
 import type { CallContext } from "./context.js";
 import { ProtocolError } from "./errors.js";

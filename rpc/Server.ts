@@ -11,7 +11,7 @@
  */
 import type { Loop } from "../core/Loop.js";
 import type { ListenOptions } from "../core/Transport.js";
-import { ClosedError, TilthError } from "../core/errors.js";
+import { ClosedError } from "../core/errors.js";
 import { Scope, stopWithin } from "../core/Scope.js";
 import { ByteBudget } from "../core/Budget.js";
 import { exposedMethods, type ExposeOptions, type ExposedMethod, type MethodInfo } from "./api.js";
@@ -76,11 +76,6 @@ export interface CloseOptions {
   graceMs?: number;
 }
 
-/** A session and how the server waits for it. */
-interface SessionEntry {
-  ended: () => void;
-}
-
 export class RpcServer implements ServerCore, AsyncDisposable {
   readonly loop: Loop;
   readonly methods: Map<string, ExposedMethod>;
@@ -92,7 +87,8 @@ export class RpcServer implements ServerCore, AsyncDisposable {
   readonly log: (line: string) => void;
   readonly #options: ServerOptions;
   readonly #urls: string[] = [];
-  readonly #sessions = new Map<ServerSessionLike, SessionEntry>();
+  /** Each open session, with what ends its connection task. */
+  readonly #sessions = new Map<ServerSessionLike, () => void>();
   /** Owns the listeners and one task per connection; closing it is closing the server. */
   readonly #scope: Scope;
   readonly #closeTimeoutMs: number;
@@ -210,7 +206,7 @@ export class RpcServer implements ServerCore, AsyncDisposable {
       let ended!: () => void;
       const done = new Promise<void>((resolve) => (ended = resolve));
       const s = protocol.accept(this, conn, o);
-      this.#sessions.set(s, { ended });
+      this.#sessions.set(s, ended);
       scope.spawn(() => done, { name: `connection ${conn.remoteUrl}` });
     });
     return bound;
@@ -218,10 +214,10 @@ export class RpcServer implements ServerCore, AsyncDisposable {
 
   /** ServerCore: a session ended (called by the protocol's session). */
   sessionEnded(s: ServerSessionLike): void {
-    const e = this.#sessions.get(s);
-    if (e === undefined) return;
+    const ended = this.#sessions.get(s);
+    if (ended === undefined) return;
     this.#sessions.delete(s);
-    e.ended();
+    ended();
   }
 
   /** Cancel a session's calls (answered ERR_UNAVAILABLE) and close it, destroying it past the close timeout. */
