@@ -40,21 +40,20 @@ export interface PeerOptions {
   name?: string;
 }
 
-/** A non-negative, finite number of ms (Infinity where `infinite`), `dflt` when undefined, else a RangeError naming the option. */
-export function validMs(name: string, v: unknown, dflt: number, infinite = false): number {
-  if (v === undefined) return dflt;
+/** A non-negative, finite number of ms (Infinity where `infinite`), or undefined; else a RangeError naming the option. */
+function validMs(name: string, v: unknown, infinite = false): void {
+  if (v === undefined) return;
   if (typeof v !== "number" || Number.isNaN(v) || v < 0 || (!infinite && !Number.isFinite(v))) {
     throw new RangeError(`${name} must be a non-negative number of ms${infinite ? " (or Infinity)" : ""}, got ${String(v)}`);
   }
-  return v;
 }
 
 /** Check the time options of PeerOptions at once (sessions read them later); throws RangeError. */
 export function checkPeerOptions(o: PeerOptions): void {
-  validMs("heartbeatMs", o.heartbeatMs, 0);
-  validMs("peerTimeoutMs", o.peerTimeoutMs, 0);
-  validMs("maxPeerHeartbeatMs", o.maxPeerHeartbeatMs, 0);
-  validMs("handshakeTimeoutMs", o.handshakeTimeoutMs, 0, true);
+  validMs("heartbeatMs", o.heartbeatMs);
+  validMs("peerTimeoutMs", o.peerTimeoutMs);
+  validMs("maxPeerHeartbeatMs", o.maxPeerHeartbeatMs);
+  validMs("handshakeTimeoutMs", o.handshakeTimeoutMs, true);
 }
 
 /** What a protocol's server session needs from its server. */

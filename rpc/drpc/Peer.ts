@@ -26,7 +26,7 @@ import type { Loop, Timer } from "../../core/Loop.js";
 import type { Connection, ConnectionEnd, Message } from "../../core/Transport.js";
 import { describe as describeError, excerpt, formatMs } from "../../core/errors.js";
 import { ConnectionLostError, IncompatiblePeerError, ProtocolError, type RemoteErrorInfo } from "../errors.js";
-import { validMs, type PeerOptions } from "../protocol.js";
+import type { PeerOptions } from "../protocol.js";
 import { PROTOCOL, T, VERSION, decode, encode, type HelloInfo, type Msg } from "./codec.js";
 
 export type { PeerOptions } from "../protocol.js";
@@ -66,11 +66,12 @@ export abstract class Peer {
   constructor(loop: Loop, conn: Connection, options: PeerOptions) {
     this.loop = loop;
     this.conn = conn;
-    this.heartbeatMs = validMs("heartbeatMs", options.heartbeatMs, DEFAULT_HEARTBEAT_MS);
+    // Checked once by the server or client that owns the options (checkPeerOptions).
+    this.heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
-    this.#peerTimeoutMs = options.peerTimeoutMs === undefined ? undefined : validMs("peerTimeoutMs", options.peerTimeoutMs, 0);
-    this.#handshakeTimeoutMs = validMs("handshakeTimeoutMs", options.handshakeTimeoutMs, DEFAULT_HANDSHAKE_TIMEOUT_MS, true);
-    this.#maxPeerHeartbeatMs = validMs("maxPeerHeartbeatMs", options.maxPeerHeartbeatMs, DEFAULT_MAX_PEER_HEARTBEAT_MS);
+    this.#peerTimeoutMs = options.peerTimeoutMs;
+    this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    this.#maxPeerHeartbeatMs = options.maxPeerHeartbeatMs ?? DEFAULT_MAX_PEER_HEARTBEAT_MS;
     this.#name = options.name;
   }
 
