@@ -118,7 +118,13 @@ export function encodeMessage(msg: Message): Buffer {
   return out;
 }
 
-/** A frame split across chunks up to this size gets its whole buffer at once; a larger one grows with the bytes received. */
+/**
+ * A frame split across chunks up to this size gets its whole buffer at once
+ * (one copy, as the common large calls need); a larger one grows with the
+ * bytes received, from at least GROW_FROM. The input budget bounds what all
+ * connections hold either way.
+ */
+const EXACT_MAX = 256 * 1024;
 const GROW_FROM = 16 * 1024;
 
 /** Frames up to this size are copied into the batch slab; larger ones are written as they are (no copy). */
@@ -410,9 +416,10 @@ export class FrameDecoder {
           frame = chunk.subarray(off, off + len);
           off += len;
         } else {
-          // Split across chunks: a buffer for what is here (at least 16 KiB, twice
-          // what came, at most the length), grown as more comes.
-          const partial = this.#allocate(len <= GROW_FROM ? len : Math.min(len, Math.max(GROW_FROM, 2 * (end - off))));
+          // Split across chunks: the whole frame's buffer when it is small, else
+          // a buffer for what is here (at least 16 KiB, twice what came, at most
+          // the length), grown as more comes.
+          const partial = this.#allocate(len <= EXACT_MAX ? len : Math.min(len, Math.max(GROW_FROM, 2 * (end - off))));
           if (partial === undefined) return;
           this.#partial = partial;
           this.#partialPos = 0;
