@@ -55,6 +55,8 @@ type RemoteMethod<F> = F extends (...args: infer A) => infer R
     ? (...args: A) => RemoteCall<never>
     : [R] extends [AsyncIterable<infer I>]
       ? (...args: A) => RemoteStream<I>
+      : [R] extends [Generator<infer I>]
+        ? (...args: A) => RemoteStream<I>
       : [R] extends [ObservableLike<infer I>]
         ? (...args: A) => RemoteStream<I>
         : (...args: A) => RemoteCall<Awaited<R>>

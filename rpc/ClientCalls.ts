@@ -27,8 +27,8 @@ export interface CallSender {
   sendCall(call: PendingCall<any>, kwargs: Record<string, unknown> | null, timeoutMs: number | undefined): void;
   /** The caller gave up on the call: tell the server if the protocol can. */
   cancelled(call: PendingCall<any>, reason: Error): void;
-  /** The consumer took `n` more items of a stream. */
-  grant(call: PendingCall<any>, n: number): void;
+  /** The consumer took items of a stream: `n` more items, `bytes` more bytes (0 where the protocol counts items only). */
+  grant(call: PendingCall<any>, n: number, bytes: number): void;
   /** The call is over, answered or not (drop protocol state such as heartbeats). */
   closed?(call: PendingCall<any>): void;
   /** The remote end, as a URL. */
@@ -189,6 +189,11 @@ export class ClientCalls implements CallOwner {
     return call;
   }
 
+  /** Several stream items of call `id`, in one message of `bytes` bytes. */
+  items(id: number, vs: readonly unknown[], bytes: number): void {
+    this.#pending.get(id)?._items(vs, bytes);
+  }
+
   /** The stream of call `id` ended. */
   end(id: number): void {
     const call = this.#pending.get(id);
@@ -226,8 +231,8 @@ export class ClientCalls implements CallOwner {
 
   // ---- CallOwner (driven by PendingCall) ----
 
-  grantCredit(call: PendingCall<any>, n: number): void {
-    if (this.#pending.get(call.id) === call) this.#sender.grant(call, n);
+  grantCredit(call: PendingCall<any>, n: number, bytes: number): void {
+    if (this.#pending.get(call.id) === call) this.#sender.grant(call, n, bytes);
   }
 
   cancelCall(call: PendingCall<any>, reason: Error): void {
