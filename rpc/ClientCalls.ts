@@ -18,6 +18,7 @@ import { Deadlines } from "../core/Deadlines.js";
 import type { Loop } from "../core/Loop.js";
 import { TimeoutError, abortReason } from "../core/errors.js";
 import type { Middleware } from "./context.js";
+import { RemoteError, type RemoteErrorInfo } from "./errors.js";
 import { IdTable } from "./internal/IdTable.js";
 import { PendingCall, type CallOptions, type CallOwner } from "./PendingCall.js";
 
@@ -180,6 +181,18 @@ export class ClientCalls implements CallOwner {
     const call = this.#pending.get(id);
     if (call === undefined) return; // cancelled or timed out meanwhile
     this.#done(call, ok, v, false);
+  }
+
+  /**
+   * Call `id` failed on the server with `info`. A server that enforced the
+   * deadline the client sent answers ERR_TIMEOUT: the caller gets its own
+   * TimeoutError, naming the limit it set.
+   */
+  failRemote(id: number, info: RemoteErrorInfo): void {
+    const call = this.#pending.get(id);
+    if (call === undefined) return; // cancelled or timed out meanwhile
+    const e = info.code === "ERR_TIMEOUT" && call.limitMs !== undefined ? new TimeoutError(call.limitMs, `call ${call.method}`, { cause: new RemoteError(info, call.method) }) : new RemoteError(info, call.method);
+    this.#done(call, false, e, false);
   }
 
   /** One stream item of call `id`. */

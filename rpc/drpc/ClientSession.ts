@@ -6,7 +6,6 @@
  */
 import type { Loop } from "../../core/Loop.js";
 import type { Connection } from "../../core/Transport.js";
-import { TimeoutError } from "../../core/errors.js";
 import { ClientCalls, type CallSender } from "../ClientCalls.js";
 import type { ClientSessionHooks, ClientSessionLike } from "../protocol.js";
 import { ProtocolError, RemoteError } from "../errors.js";
@@ -90,13 +89,7 @@ export class ClientSession extends Peer implements CallSender, ClientSessionLike
           this.fail(new RemoteError(m[2]));
           return;
         }
-        const call = this.#calls.get(m[1]);
-        if (call === undefined) return; // cancelled or timed out meanwhile
-        const info = m[2];
-        // The server enforced the deadline we sent: report it as our own
-        // timeout, naming the limit the caller set.
-        const e = info.code === "ERR_TIMEOUT" && call.limitMs !== undefined ? new TimeoutError(call.limitMs, `call ${call.method}`, { cause: new RemoteError(info, call.method) }) : new RemoteError(info, call.method);
-        this.#calls.settle(m[1], false, e);
+        this.#calls.failRemote(m[1], m[2]);
         return;
       }
       case T.ITEM:
