@@ -34,6 +34,12 @@ export interface CallSender {
   closed?(call: PendingCall<any>): void;
   /** The remote end, as a URL. */
   readonly peerUrl: string;
+  /**
+   * The server keeps every call's deadline on this same loop and answers
+   * ERR_TIMEOUT when it passes (in-process calls): the client needs no timer
+   * of its own for a call it has handed over.
+   */
+  readonly serverKeepsDeadlines?: boolean;
 }
 
 /**
@@ -172,7 +178,7 @@ export class ClientCalls implements CallOwner {
       call._settle(false, e);
       return;
     }
-    if (timeoutMs !== undefined) call.timer = this.#deadlines.add(timeoutMs, call);
+    if (timeoutMs !== undefined && this.#sender.serverKeepsDeadlines !== true) call.timer = this.#deadlines.add(timeoutMs, call);
     if (signal !== undefined) call._watchSignal(signal);
   }
 

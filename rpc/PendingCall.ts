@@ -105,17 +105,8 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
   #streamEnd: { error?: unknown } | undefined;
   #wake: (() => void) | undefined;
   #isStream = false;
-  // stream credit: the window (items, bytes) grows while the consumer waits on an empty buffer
-  #window = STREAM_WINDOW;
-  #windowBytes = STREAM_WINDOW_BYTES;
-  #consumedSinceGrant = 0;
-  #bytesSinceGrant = 0;
-  #starved = false;
-  /** Messages of items not yet all consumed, as pairs (items, bytes), where the protocol counts bytes. */
-  #msgs: Ring<number> | undefined;
-  /** Items of the oldest such message still to consume, and its bytes. */
-  #headLeft = 0;
-  #headBytes = 0;
+  /** A stream's credit, from its first item (a plain call never needs it). */
+  #credit: StreamCredit | undefined;
 
   /** @internal */
   constructor(session: CallOwner, id: number, method: string, args: readonly unknown[], signal: AbortSignal | undefined) {
@@ -215,7 +206,7 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
         if (s === Settled.Failed) throw this.#value;
         throw new ProtocolError(`${this.method}() returned a single result, not a stream; await it instead`);
       }
-      if (this.#isStream) this.#starved = true;
+      if (this.#credit !== undefined) this.#credit.starved = true;
       await new Promise<void>((resolve) => (this.#wake = resolve));
     }
   }
@@ -228,31 +219,32 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
    * one holds at most a small window.
    */
   #consumed(): void {
-    if (this.#msgs !== undefined && --this.#headLeft === 0) {
-      this.#bytesSinceGrant += this.#headBytes;
-      const msgs = this.#msgs;
+    const c = this.#credit!;
+    if (c.msgs !== undefined && --c.headLeft === 0) {
+      c.bytesSinceGrant += c.headBytes;
+      const msgs = c.msgs;
       if (msgs.length > 0) {
-        this.#headLeft = msgs.shift()!;
-        this.#headBytes = msgs.shift()!;
-      } else this.#headBytes = 0;
+        c.headLeft = msgs.shift()!;
+        c.headBytes = msgs.shift()!;
+      } else c.headBytes = 0;
     }
-    const items = ++this.#consumedSinceGrant;
-    if ((items >= this.#window >> 1 || this.#bytesSinceGrant >= this.#windowBytes >> 1) && this.#streamEnd === undefined) {
+    const items = ++c.consumedSinceGrant;
+    if ((items >= c.window >> 1 || c.bytesSinceGrant >= c.windowBytes >> 1) && this.#streamEnd === undefined) {
       let n = items;
-      let bytes = this.#bytesSinceGrant;
-      if (this.#starved) {
-        this.#starved = false;
-        if (this.#window < MAX_STREAM_WINDOW) {
-          n += this.#window;
-          this.#window *= 2;
+      let bytes = c.bytesSinceGrant;
+      if (c.starved) {
+        c.starved = false;
+        if (c.window < MAX_STREAM_WINDOW) {
+          n += c.window;
+          c.window *= 2;
         }
-        if (this.#windowBytes < MAX_STREAM_WINDOW_BYTES) {
-          bytes += this.#windowBytes;
-          this.#windowBytes *= 2;
+        if (c.windowBytes < MAX_STREAM_WINDOW_BYTES) {
+          bytes += c.windowBytes;
+          c.windowBytes *= 2;
         }
       }
-      this.#consumedSinceGrant = 0;
-      this.#bytesSinceGrant = 0;
+      c.consumedSinceGrant = 0;
+      c.bytesSinceGrant = 0;
       this.#session?.grantCredit(this, n, bytes);
     }
   }
@@ -285,15 +277,15 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
     if (!this.#isStream) this.#answered();
     const items = (this.#items ??= new Ring(vs.length < 16 ? 16 : vs.length));
     for (let i = 0; i < vs.length; i++) items.push(vs[i]);
-    if (this.#headLeft === 0) {
-      this.#headLeft = vs.length;
-      this.#headBytes = bytes;
+    const c = this.#credit!;
+    const msgs = (c.msgs ??= new Ring(8));
+    if (c.headLeft === 0) {
+      c.headLeft = vs.length;
+      c.headBytes = bytes;
     } else {
-      const msgs = (this.#msgs ??= new Ring(8));
       msgs.push(vs.length);
       msgs.push(bytes);
     }
-    this.#msgs ??= new Ring(8);
     this.#wakeUp();
   }
 
@@ -314,6 +306,7 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
 
   #becomeStream(): void {
     this.#isStream = true;
+    this.#credit = new StreamCredit();
     // Someone awaiting the call gets the stream to iterate.
     if (this.#mode !== Mode.Stream) this.#settle(true, this.#asIterable(), false);
   }
@@ -371,6 +364,20 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
     this.#offAbort = undefined;
     this.#session = undefined;
   }
+}
+
+/** A stream's credit: the window (items, bytes) grows while the consumer waits on an empty buffer. */
+class StreamCredit {
+  window = STREAM_WINDOW;
+  windowBytes = STREAM_WINDOW_BYTES;
+  consumedSinceGrant = 0;
+  bytesSinceGrant = 0;
+  starved = false;
+  /** Messages of items not yet all consumed, as pairs (items, bytes), where the protocol counts bytes. */
+  msgs: Ring<number> | undefined = undefined;
+  /** Items of the oldest such message still to consume, and its bytes. */
+  headLeft = 0;
+  headBytes = 0;
 }
 
 function abortReasonOf(reason: unknown): Error {

@@ -102,6 +102,8 @@ export function connectLocal(loop: Loop, transportUrl: string, options: LocalCli
 }
 
 const identity = <T>(v: T): T => v;
+/** An outbox entry that cancels. */
+const CANCEL = Symbol("cancel");
 
 /** The client's end of an in-process pair: calls go to the server's engine on a microtask, answers come back as values. */
 export class LocalClientSession implements ClientSessionLike, CallSender {
@@ -112,11 +114,17 @@ export class LocalClientSession implements ClientSessionLike, CallSender {
   readonly #loop: Loop;
   /** Values from caller to handler, and back. */
   readonly copy: <T>(v: T) => T;
+  /** The server's engine keeps each call's deadline, on this loop. */
+  readonly serverKeepsDeadlines = true;
   #server!: LocalServerSession;
   #draining = false;
   #ended = false;
-  /** Calls made in this run of code, delivered together on a microtask. */
-  #outbox: (() => void)[] = [];
+  /**
+   * Calls and cancels made in this run of code, delivered together on a
+   * microtask, three slots each: a call (its call, kwargs, time left) or a
+   * cancel (its id, CANCEL, the reason).
+   */
+  #outbox: unknown[] = [];
 
   constructor(loop: Loop, peerUrl: string, options: LocalClientOptions) {
     this.#loop = loop;
@@ -157,12 +165,9 @@ export class LocalClientSession implements ClientSessionLike, CallSender {
 
   sendCall(call: PendingCall<any>, kwargs: Record<string, unknown> | null, timeoutMs: number | undefined): void {
     const copy = this.copy;
-    const args = copy === identity ? (call.args as unknown[]) : copy(call.args as unknown[]);
-    const kw = kwargs === null || copy === identity ? kwargs : copy(kwargs);
-    const server = this.#server;
-    const id = call.id;
-    const method = call.method;
-    this.#post(() => server.dispatch(id, method, args, kw, timeoutMs ?? null));
+    // Copied now (a structured copy), so what cannot be copied fails the call before it is sent.
+    const args = copy === identity ? call.args : copy(call.args);
+    this.#post(copy === identity ? call : { id: call.id, method: call.method, args }, kwargs === null || copy === identity ? kwargs : copy(kwargs), timeoutMs ?? null);
   }
 
   grant(call: PendingCall<any>, n: number): void {
@@ -170,26 +175,32 @@ export class LocalClientSession implements ClientSessionLike, CallSender {
   }
 
   cancelled(call: PendingCall<any>, reason: Error): void {
-    const server = this.#server;
-    const id = call.id;
     // After the CALL it cancels, as on a connection.
-    this.#post(() => server.cancel(id, reason.message));
+    this.#post(call.id, CANCEL, reason.message);
   }
 
   closed(): void {
     this.#closeIfDrained();
   }
 
-  #post(f: () => void): void {
+  #post(a: unknown, b: unknown, c: unknown): void {
     const out = this.#outbox;
-    out.push(f);
-    if (out.length === 1) void RESOLVED.then(this.#deliver);
+    if (out.length === 0) void RESOLVED.then(this.#deliver);
+    out.push(a, b, c);
   }
 
   readonly #deliver = (): void => {
     const out = this.#outbox;
     this.#outbox = [];
-    for (let i = 0; i < out.length; i++) out[i]!();
+    const server = this.#server;
+    for (let i = 0; i < out.length; i += 3) {
+      const b = out[i + 1];
+      if (b === CANCEL) server.cancel(out[i] as number, out[i + 2] as string);
+      else {
+        const call = out[i] as { id: number; method: string; args: readonly unknown[] };
+        server.dispatch(call.id, call.method, call.args as unknown[], b as Record<string, unknown> | null, out[i + 2] as number | null);
+      }
+    }
   };
 
   /** @internal the server takes no new calls from this client */
@@ -234,6 +245,8 @@ export class LocalServerSession implements ServerSessionLike, CallWire<number> {
   readonly #client: LocalClientSession;
   readonly #calls: ServerCalls<number>;
   #ended = false;
+  /** Calls with stream items held for the end of the turn (each call's in its `out` array). */
+  #batched: ServerCall<number>[] = [];
 
   constructor(server: ServerCore, client: LocalClientSession, url: string) {
     this.#server = server;
@@ -252,7 +265,11 @@ export class LocalServerSession implements ServerSessionLike, CallWire<number> {
   /** @internal a call from the client */
   dispatch(id: number, method: string, args: unknown[], kwargs: Record<string, unknown> | null, deadlineMs: number | null): void {
     if (this.#ended) return;
-    if (this.#calls.has(id)) return; // the client's ids are unique in flight; a stale one is ignored
+    if (this.#calls.has(id)) {
+      // Never from this project's client (its ids are unique in flight, its cancels go first): answered, not dropped.
+      this.#client.calls.failRemote(id, { name: "ProtocolError", message: `call id ${id} reused while in flight`, code: "ERR_PROTOCOL" });
+      return;
+    }
     this.#calls.dispatch(id, id, method, args, kwargs, deadlineMs, STREAM_WINDOW);
   }
 
@@ -302,17 +319,50 @@ export class LocalServerSession implements ServerSessionLike, CallWire<number> {
     this.#client.calls.settle(id, true, this.#client.copy(value));
   }
 
+  /**
+   * Stream items go to the consumer once per turn, all of a call's together
+   * (as over a connection), so a consumer takes a run of ready items
+   * without waiting for each.
+   */
   item(call: ServerCall<number>, value: unknown): boolean {
-    if (!this.#ended) this.#client.calls.item(call.id, this.#client.copy(value));
+    if (this.#ended) return true;
+    const v = this.#client.copy(value);
+    const out = call.out as unknown[] | undefined;
+    if (out !== undefined && out.length > 0) {
+      out.push(v);
+      return true;
+    }
+    if (out === undefined) call.out = [v];
+    else out.push(v);
+    if (this.#batched.length === 0) this.#server.loop.post(this.#flush);
+    this.#batched.push(call);
     return true;
   }
 
+  readonly #flush = (): void => {
+    const calls = this.#batched;
+    this.#batched = [];
+    for (const call of calls) if (!call.done) this.#send(call);
+  };
+
+  /** A call's held items to the consumer. */
+  #send(call: ServerCall<number>): void {
+    const out = call.out as unknown[] | undefined;
+    if (out === undefined || out.length === 0 || this.#ended) return;
+    call.out = [];
+    this.#client.calls.items(call.id, out, 0);
+  }
+
   end(call: ServerCall<number>): void {
-    if (!this.#ended) this.#client.calls.end(call.id);
+    if (this.#ended) return;
+    this.#send(call);
+    this.#client.calls.end(call.id);
   }
 
   answerError(_ref: number, id: number, error: unknown): void {
     if (this.#ended) return;
+    const call = this.#calls.get(id) ?? this.#batched.find((c) => c.id === id);
+    if (call !== undefined) this.#send(call);
     const info = errorInfo(error, this.#server.exposeStack);
     if (info.data !== undefined) {
       try {
