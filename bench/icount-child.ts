@@ -19,8 +19,10 @@ const api = {
   },
 };
 const local = mode.startsWith("local");
-const server = await serve(api, local ? "drpc+local://icount" : "drpc+tcp://127.0.0.1:0", { loop });
-const remote = await connect<typeof api>(server.urls[0]!, { loop });
+// Under callgrind a process runs some fifty times slower: no heartbeats, no handshake or call time limits.
+const slow = { heartbeatMs: 0, handshakeTimeoutMs: Infinity };
+const server = await serve(api, local ? "drpc+local://icount" : "drpc+tcp://127.0.0.1:0", { loop, ...slow });
+const remote = await connect<typeof api>(server.urls[0]!, { loop, ...slow, timeout: Infinity });
 const x = new Uint8Array(16);
 // Warm the code paths up (the same for every N, so the difference of two runs holds only the calls).
 for (let i = 0; i < 10_000; i++) await remote.echo(x);
