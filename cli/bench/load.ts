@@ -1,0 +1,469 @@
+/**
+ * The load engine of `tilth bench`, on any Loop (the Node loop from the
+ * command line, virtual time in tests).
+ *
+ * Closed loop (`rate` undefined): every connection keeps `inFlight` calls in
+ * flight; a call starts when the one before it on its slot ends. Open loop
+ * (`rate` R): call i is due at `start + i / R`, whatever the answers do;
+ * `connections × inFlight` bounds the calls in flight, and a due call waits
+ * for a free slot. Latency is measured from each call's intended start (its
+ * due time), so a server stall counts for every call it delayed, including
+ * the calls it kept the client from sending (coordinated omission corrected,
+ * as wrk2 does). The latency from the actual send is kept beside it
+ * (`uncorrected`), for comparison.
+ *
+ * Bounded: by `durationMs` and `maxCalls` (whichever comes first), by the
+ * slots in flight, and by a drain limit for the calls still in flight at the
+ * end (cancelled after it). An aborted `signal` ends the run at once with the
+ * figures so far.
+ * @module
+ */
+import type { Loop, Timer } from "../../core/Loop.js";
+import { Latency } from "./histogram.js";
+
+/** A call in flight, as the engine sees it: a promise that can be cancelled. */
+export type CallHandle = Promise<unknown> & { cancel?(reason?: unknown): void };
+
+/** What the engine calls. */
+export interface BenchTarget {
+  /** Start one call of the method on connection `conn` (0-based). */
+  call(conn: number, args: readonly unknown[]): CallHandle;
+  /** Bytes written and read on every connection so far. */
+  bytes(): { sent: number; received: number };
+}
+
+export interface LoadPlan {
+  /** Connections to spread the calls over. */
+  connections: number;
+  /** Calls in flight per connection (open loop: at most). */
+  inFlight: number;
+  /** Calls per second for an open loop; undefined for a closed loop. */
+  rate?: number | undefined;
+  /** Measured time, ms (after the warm-up). */
+  durationMs: number;
+  /** Measured calls at most. */
+  maxCalls: number;
+  /** Calls made before measuring, ms. */
+  warmupMs: number;
+  /** Argument lists, cycled. */
+  argLists: readonly (readonly unknown[])[];
+  /** Where in `argLists` to begin (workers begin apart). */
+  argOffset?: number;
+  /** How long calls still in flight at the end may take before they are cancelled, ms. */
+  drainMs: number;
+  /** Length of a timeline interval, ms. Default 1000. */
+  intervalMs?: number;
+  /** Aborting ends the run at once (in-flight calls cancelled) with the figures so far. */
+  signal?: AbortSignal | undefined;
+  /** Told when measuring begins (after the warm-up). */
+  onMeasure?: () => void;
+  /** Told at the end of each interval, with the run so far. */
+  onInterval?: (interval: Interval, run: LoadProgress) => void;
+}
+
+/** One interval of the timeline. */
+export interface Interval {
+  /** End of the interval, ms since measuring began. */
+  t: number;
+  /** Its length, ms. */
+  ms: number;
+  calls: number;
+  errors: number;
+  items: number;
+  /** Latency of the calls that ended in it. */
+  latency: Latency;
+}
+
+/** The figures so far, for a live line. */
+export interface LoadProgress {
+  elapsedMs: number;
+  calls: number;
+  errors: number;
+  items: number;
+  latency: Latency;
+}
+
+/** Errors kept by code at most; more codes count under ERR_OTHER. */
+export const MAX_ERROR_CODES = 64;
+
+export interface LoadResult {
+  mode: "closed" | "open";
+  rate: number | undefined;
+  connections: number;
+  inFlight: number;
+  /** Measured time: from the start of measuring to the end of the last measured call (or the stop). */
+  windowMs: number;
+  /** Measured calls that ended (with a result or an error). */
+  calls: number;
+  /** Of which failed. */
+  failed: number;
+  errors: Record<string, number>;
+  /** One message per error code, the first seen. */
+  errorSamples: Record<string, string>;
+  /** Streamed results: calls that answered with a stream, and their items. */
+  streams: number;
+  items: number;
+  /** Latency from the intended start (closed loop: from the send) to the answer (a stream's first item). */
+  latency: Latency;
+  /** Latency from the actual send. */
+  uncorrected: Latency;
+  /** Whole streams, from the intended start to their end. */
+  streamTime: Latency;
+  bytesSent: number;
+  bytesReceived: number;
+  /** Open loop: measured calls that were due but never sent (the client had no free slot before the end). */
+  behind: number;
+  /** Calls still in flight after the drain limit (or at an interrupt): cancelled, not counted. */
+  unfinished: number;
+  interrupted: boolean;
+  intervals: Interval[];
+}
+
+/** The code an error counts under: its `code` when it has a string one, else its name. */
+export function errorCode(e: unknown): string {
+  if (e !== null && typeof e === "object") {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && code !== "") return code;
+    const name = (e as { name?: unknown }).name;
+    if (typeof name === "string" && name !== "") return name;
+  }
+  return "Error";
+}
+
+function isStream(v: unknown): v is AsyncIterable<unknown> {
+  return v !== null && typeof v === "object" && Symbol.asyncIterator in v && !Array.isArray(v) && !ArrayBuffer.isView(v);
+}
+
+const enum Phase {
+  Warmup,
+  Measure,
+  Stopping,
+  Done,
+}
+
+/** Run one load against `target` on `loop`. */
+export function runLoad(loop: Loop, target: BenchTarget, plan: LoadPlan): Promise<LoadResult> {
+  return new Run(loop, target, plan).start();
+}
+
+class Run {
+  readonly #loop: Loop;
+  readonly #target: BenchTarget;
+  readonly #plan: LoadPlan;
+  readonly #slots: number;
+  /** The call in flight on each slot (to cancel at the end). */
+  readonly #calls: (CallHandle | undefined)[];
+  readonly #free: number[] = [];
+  #phase = Phase.Warmup;
+  #start = 0;
+  #t0 = 0;
+  #stoppedAt = 0;
+  #lastEnd = 0;
+  #seq: number;
+  #measuredIssued = 0;
+  #inflight = 0;
+  #interrupted = false;
+  #measuring = false;
+  #timers: Timer[] = [];
+  #pacer: Timer | undefined;
+  #waitingForSlot = false;
+  #nextIndex = 0;
+  #lastIndex = Infinity;
+  #period = 0;
+  #bytes0 = { sent: 0, received: 0 };
+  #resolve!: (r: LoadResult) => void;
+  #offAbort: (() => void) | undefined;
+  // figures
+  #calls_ = 0;
+  #failed = 0;
+  #items = 0;
+  #streams = 0;
+  #behind = 0;
+  #unfinished = 0;
+  readonly #errors = new Map<string, number>();
+  readonly #errorSamples = new Map<string, string>();
+  readonly #latency = new Latency();
+  readonly #uncorrected = new Latency();
+  readonly #streamTime = new Latency();
+  readonly #intervals: Interval[] = [];
+  #iv = { start: 0, calls: 0, errors: 0, items: 0, latency: new Latency() };
+
+  constructor(loop: Loop, target: BenchTarget, plan: LoadPlan) {
+    this.#loop = loop;
+    this.#target = target;
+    this.#plan = plan;
+    this.#slots = plan.connections * plan.inFlight;
+    this.#calls = new Array<CallHandle | undefined>(this.#slots).fill(undefined);
+    this.#seq = plan.argOffset ?? 0;
+  }
+
+  start(): Promise<LoadResult> {
+    const done = new Promise<LoadResult>((resolve) => (this.#resolve = resolve));
+    const { signal } = this.#plan;
+    if (signal !== undefined) {
+      const onAbort = (): void => this.#stop(true);
+      if (signal.aborted) {
+        this.#loop.post(onAbort);
+      } else {
+        signal.addEventListener("abort", onAbort, { once: true });
+        this.#offAbort = () => signal.removeEventListener("abort", onAbort);
+      }
+    }
+    this.#start = this.#loop.now();
+    const p = this.#plan;
+    if (p.rate !== undefined) {
+      this.#period = 1000 / p.rate;
+      const firstMeasured = Math.ceil(p.warmupMs / this.#period);
+      const lastByTime = Math.ceil((p.warmupMs + p.durationMs) / this.#period) - 1;
+      this.#lastIndex = Math.min(lastByTime, firstMeasured + p.maxCalls - 1);
+      for (let s = this.#slots - 1; s >= 0; s--) this.#free.push(s);
+    }
+    if (p.warmupMs > 0) this.#timers.push(this.#loop.timer(p.warmupMs, () => this.#measure()));
+    else this.#measure();
+    if (p.rate !== undefined) this.#pace();
+    else for (let s = 0; s < this.#slots && this.#phase < Phase.Stopping; s++) this.#issue(s, this.#loop.now());
+    return done;
+  }
+
+  #measure(): void {
+    if (this.#phase !== Phase.Warmup) return;
+    const p = this.#plan;
+    // Open loop: measuring begins at the due time of the schedule, not when this timer happened to fire.
+    this.#t0 = p.rate !== undefined ? this.#start + p.warmupMs : this.#loop.now();
+    this.#phase = Phase.Measure;
+    this.#measuring = true;
+    this.#bytes0 = this.#target.bytes();
+    this.#iv.start = this.#t0;
+    p.onMeasure?.();
+    const iv = p.intervalMs ?? 1000;
+    const tick = (): void => {
+      this.#closeInterval();
+      if (this.#phase === Phase.Measure) this.#timers.push(this.#loop.timer(this.#t0 + (this.#intervals.length + 1) * iv - this.#loop.now(), tick));
+    };
+    this.#timers.push(this.#loop.timer(this.#t0 + iv - this.#loop.now(), tick));
+    this.#timers.push(this.#loop.timer(this.#t0 + p.durationMs - this.#loop.now(), () => this.#stop(false)));
+  }
+
+  #closeInterval(): void {
+    const now = this.#loop.now();
+    const iv = this.#iv;
+    if (now <= iv.start) return;
+    const interval: Interval = { t: now - this.#t0, ms: now - iv.start, calls: iv.calls, errors: iv.errors, items: iv.items, latency: iv.latency };
+    this.#intervals.push(interval);
+    this.#iv = { start: now, calls: 0, errors: 0, items: 0, latency: new Latency() };
+    this.#plan.onInterval?.(interval, { elapsedMs: now - this.#t0, calls: this.#calls_, errors: this.#failed, items: this.#items, latency: this.#latency });
+  }
+
+  /** Open loop: send every call that is due, while slots are free. */
+  readonly #pace = (): void => {
+    this.#pacer = undefined;
+    this.#waitingForSlot = false;
+    if (this.#phase >= Phase.Stopping) return;
+    const now = this.#loop.now();
+    let n = 0;
+    while (this.#nextIndex <= this.#lastIndex) {
+      const due = this.#start + this.#nextIndex * this.#period;
+      if (due > now) {
+        this.#pacer = this.#loop.timer(due - now, this.#pace);
+        return;
+      }
+      const slot = this.#free.pop();
+      if (slot === undefined) {
+        this.#waitingForSlot = true; // a call that ends sends the next
+        return;
+      }
+      this.#nextIndex++;
+      this.#issue(slot, due);
+      if (this.#phase >= Phase.Stopping) return;
+      if (++n >= this.#loop.budget) {
+        this.#loop.post(this.#pace); // a turn for I/O between batches
+        return;
+      }
+    }
+    // Every call of the schedule is out: the run ends with them.
+    this.#stop(false);
+  };
+
+  #issue(slot: number, intended: number): void {
+    const p = this.#plan;
+    let measured: boolean;
+    if (p.rate !== undefined) {
+      // Open loop: a call is measured by its due time (the warm-up timer may fire late).
+      measured = intended >= this.#start + p.warmupMs;
+      if (measured && this.#phase === Phase.Warmup) this.#measure();
+    } else measured = this.#phase === Phase.Measure;
+    if (measured) this.#measuredIssued++;
+    const args = p.argLists[this.#seq++ % p.argLists.length]!;
+    const conn = Math.floor(slot / p.inFlight);
+    const sent = this.#loop.now();
+    let call: CallHandle;
+    try {
+      call = this.#target.call(conn, args);
+    } catch (e) {
+      call = Promise.reject(e) as CallHandle;
+    }
+    this.#calls[slot] = call;
+    this.#inflight++;
+    call.then(
+      (v) => {
+        if (isStream(v)) this.#stream(slot, call, v, intended, sent, measured);
+        else this.#end(slot, call, intended, sent, measured, undefined, false);
+      },
+      (e: unknown) => this.#end(slot, call, intended, sent, measured, e, true),
+    );
+    if (measured && this.#measuredIssued >= p.maxCalls) this.#stop(false);
+  }
+
+  #stream(slot: number, call: CallHandle, s: AsyncIterable<unknown>, intended: number, sent: number, measured: boolean): void {
+    const first = this.#loop.now();
+    const it = s[Symbol.asyncIterator]();
+    let items = 0;
+    const step = (): void => {
+      it.next().then(
+        (r) => {
+          if (r.done) return this.#endStream(slot, call, intended, sent, first, items, measured, undefined);
+          items++;
+          if (measured && this.#phase !== Phase.Done) {
+            this.#items++;
+            this.#iv.items++;
+          }
+          if (this.#calls[slot] !== call) return; // cancelled at the end
+          step();
+        },
+        (e: unknown) => this.#endStream(slot, call, intended, sent, first, items, measured, e),
+      );
+    };
+    step();
+  }
+
+  #endStream(slot: number, call: CallHandle, intended: number, sent: number, first: number, _items: number, measured: boolean, error: unknown): void {
+    if (measured && this.#phase !== Phase.Done && this.#calls[slot] === call) {
+      this.#streams++;
+      this.#streamTime.recordMs(this.#loop.now() - intended);
+    }
+    // The first item is the stream's answer: its latency is the time to the first item.
+    this.#end(slot, call, intended, sent, measured, error, error !== undefined, first);
+  }
+
+  #end(slot: number, call: CallHandle, intended: number, sent: number, measured: boolean, error: unknown, failed: boolean, answeredAt?: number): void {
+    if (this.#calls[slot] !== call) return; // cancelled and counted as unfinished
+    this.#calls[slot] = undefined;
+    this.#inflight--;
+    const now = this.#loop.now();
+    if (measured && this.#phase !== Phase.Done) {
+      this.#lastEnd = now;
+      this.#calls_++;
+      this.#iv.calls++;
+      if (failed) {
+        this.#failed++;
+        this.#iv.errors++;
+        let code = errorCode(error);
+        if (!this.#errors.has(code) && this.#errors.size >= MAX_ERROR_CODES) code = "ERR_OTHER";
+        this.#errors.set(code, (this.#errors.get(code) ?? 0) + 1);
+        if (!this.#errorSamples.has(code)) this.#errorSamples.set(code, error instanceof Error ? error.message : String(error));
+      } else {
+        const at = answeredAt ?? now;
+        this.#latency.recordMs(at - intended);
+        this.#uncorrected.recordMs(at - sent);
+        this.#iv.latency.recordMs(at - intended);
+      }
+    }
+    if (this.#phase >= Phase.Stopping) {
+      if (this.#inflight === 0) this.#finish();
+      return;
+    }
+    if (this.#plan.rate !== undefined) {
+      this.#free.push(slot);
+      if (this.#waitingForSlot) this.#pace();
+      return;
+    }
+    const y = this.#loop.cooperate();
+    if (y) void y.then(() => this.#next(slot));
+    else this.#next(slot);
+  }
+
+  #next(slot: number): void {
+    if (this.#phase < Phase.Stopping) this.#issue(slot, this.#loop.now());
+    else if (this.#inflight === 0) this.#finish();
+  }
+
+  #stop(interrupted: boolean): void {
+    if (this.#phase >= Phase.Stopping) {
+      if (interrupted && this.#phase === Phase.Stopping) this.#cancelAll();
+      return;
+    }
+    const p = this.#plan;
+    this.#stoppedAt = this.#loop.now();
+    if (p.rate !== undefined && this.#phase === Phase.Measure) {
+      // Measured calls that were due by now but never got a slot.
+      const firstMeasured = Math.ceil(p.warmupMs / this.#period);
+      const dueCount = Math.min(this.#lastIndex + 1, Math.floor((this.#stoppedAt - this.#start) / this.#period) + 1);
+      this.#behind = Math.max(0, dueCount - Math.max(this.#nextIndex, firstMeasured));
+    }
+    this.#interrupted = interrupted;
+    this.#phase = Phase.Stopping;
+    this.#pacer?.cancel();
+    if (interrupted) {
+      this.#cancelAll();
+      return;
+    }
+    if (this.#inflight === 0) {
+      this.#loop.post(() => this.#finish());
+      return;
+    }
+    this.#timers.push(this.#loop.timer(p.drainMs, () => this.#cancelAll()));
+  }
+
+  #cancelAll(): void {
+    for (let s = 0; s < this.#slots; s++) {
+      const c = this.#calls[s];
+      if (c === undefined) continue;
+      this.#calls[s] = undefined;
+      this.#inflight--;
+      this.#unfinished++;
+      c.cancel?.("tilth bench: the run is over");
+    }
+    this.#finish();
+  }
+
+  #finish(): void {
+    if (this.#phase === Phase.Done) return;
+    this.#phase = Phase.Done;
+    for (const t of this.#timers) t.cancel();
+    this.#pacer?.cancel();
+    this.#offAbort?.();
+    const end = Math.max(this.#stoppedAt, this.#lastEnd);
+    if (this.#measuring) this.#closeIntervalAt(end);
+    const bytes = this.#target.bytes();
+    const p = this.#plan;
+    this.#resolve({
+      mode: p.rate === undefined ? "closed" : "open",
+      rate: p.rate,
+      connections: p.connections,
+      inFlight: p.inFlight,
+      windowMs: this.#measuring ? Math.max(0, end - this.#t0) : 0,
+      calls: this.#calls_,
+      failed: this.#failed,
+      errors: Object.fromEntries(this.#errors),
+      errorSamples: Object.fromEntries(this.#errorSamples),
+      streams: this.#streams,
+      items: this.#items,
+      latency: this.#latency,
+      uncorrected: this.#uncorrected,
+      streamTime: this.#streamTime,
+      bytesSent: bytes.sent - this.#bytes0.sent,
+      bytesReceived: bytes.received - this.#bytes0.received,
+      behind: this.#behind,
+      unfinished: this.#unfinished,
+      interrupted: this.#interrupted,
+      intervals: this.#intervals,
+    });
+  }
+
+  /** The last, partial interval (if anything happened in it). */
+  #closeIntervalAt(end: number): void {
+    const iv = this.#iv;
+    if (end <= iv.start || (iv.calls === 0 && iv.items === 0)) return;
+    this.#intervals.push({ t: end - this.#t0, ms: end - iv.start, calls: iv.calls, errors: iv.errors, items: iv.items, latency: iv.latency });
+  }
+}
