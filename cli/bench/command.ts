@@ -61,6 +61,7 @@ async function runHere(loop: NodeLoop, o: BenchOptions, url: string, hooks: Hook
     for (let step = 0; step < steps.length && !hooks.signal.aborted; step++) {
       let cpu0 = process.cpuUsage();
       let elu0: EventLoopUtilization = performance.eventLoopUtilization();
+      let t0 = loop.now();
       const result = await runLoad(loop, target, {
         connections: o.connections,
         inFlight: o.inFlight,
@@ -70,16 +71,18 @@ async function runHere(loop: NodeLoop, o: BenchOptions, url: string, hooks: Hook
         warmupMs: o.warmupMs,
         argLists: o.argLists,
         argOffset: o.worker?.index ?? 0,
-        drainMs: o.timeoutMs,
+        // Every call ends by its time limit; the drain limit is the backstop past it.
+        drainMs: o.timeoutMs + 1000,
         signal: hooks.signal,
         onMeasure: () => {
           cpu0 = process.cpuUsage();
           elu0 = performance.eventLoopUtilization();
+          t0 = loop.now();
         },
         ...(hooks.onInterval ? { onInterval: (iv: Interval, run: { calls: number; errors: number; items: number; latency: Latency }) => hooks.onInterval!(step, iv, run) } : {}),
       });
       const used = process.cpuUsage(cpu0);
-      const ms = Math.max(result.windowMs, 1);
+      const ms = Math.max(loop.now() - t0, 1);
       out.push({ result, client: { cpu: (used.user + used.system) / 1000 / ms, elu: performance.eventLoopUtilization(elu0).utilization } });
     }
   } finally {
