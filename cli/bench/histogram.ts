@@ -60,16 +60,19 @@ export class Latency {
   stats(): LatencyStats {
     const h = this.h;
     const empty = h.totalCount === 0;
+    const max = empty ? 0 : h.maxValue;
+    // A percentile is the top of its bucket: never shown above the largest value recorded.
+    const at = (p: number): number => Math.min(this.at(p), max);
     return {
       count: h.totalCount,
       min: empty ? 0 : h.minNonZeroValue,
       mean: empty ? 0 : Math.round(h.mean * 10) / 10,
       stddev: empty ? 0 : Math.round(h.stdDeviation * 10) / 10,
-      p50: this.at(50),
-      p90: this.at(90),
-      p99: this.at(99),
-      p999: this.at(99.9),
-      max: empty ? 0 : h.maxValue,
+      p50: at(50),
+      p90: at(90),
+      p99: at(99),
+      p999: at(99.9),
+      max,
     };
   }
 
