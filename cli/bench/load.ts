@@ -141,6 +141,18 @@ const enum Phase {
   Done,
 }
 
+/** A place for one call in flight, reused call after call. */
+interface Slot {
+  readonly index: number;
+  readonly conn: number;
+  call: CallHandle | undefined;
+  intended: number;
+  sent: number;
+  measured: boolean;
+  ok: (v: unknown) => void;
+  failed: (e: unknown) => void;
+}
+
 /** Run one load against `target` on `loop`. */
 export function runLoad(loop: Loop, target: BenchTarget, plan: LoadPlan): Promise<LoadResult> {
   return new Run(loop, target, plan).start();
@@ -151,8 +163,8 @@ class Run {
   readonly #target: BenchTarget;
   readonly #plan: LoadPlan;
   readonly #slots: number;
-  /** The call in flight on each slot (to cancel at the end). */
-  readonly #calls: (CallHandle | undefined)[];
+  /** Each slot, with the call in flight on it (to cancel at the end). */
+  readonly #slotList: Slot[];
   readonly #free: number[] = [];
   #phase = Phase.Warmup;
   #start = 0;
@@ -193,7 +205,12 @@ class Run {
     this.#target = target;
     this.#plan = plan;
     this.#slots = plan.connections * plan.inFlight;
-    this.#calls = new Array<CallHandle | undefined>(this.#slots).fill(undefined);
+    this.#slotList = Array.from({ length: this.#slots }, (_, i) => {
+      const slot: Slot = { index: i, conn: Math.floor(i / plan.inFlight), call: undefined, intended: 0, sent: 0, measured: false, ok: () => {}, failed: () => {} };
+      slot.ok = (v: unknown) => this.#onResult(slot, slot.call!, v);
+      slot.failed = (e: unknown) => this.#end(slot, slot.call!, e, true);
+      return slot;
+    });
     this.#seq = plan.argOffset ?? 0;
   }
 
@@ -221,7 +238,7 @@ class Run {
     if (p.warmupMs > 0) this.#timers.push(this.#loop.timer(p.warmupMs, () => this.#measure()));
     else this.#measure();
     if (p.rate !== undefined) this.#pace();
-    else for (let s = 0; s < this.#slots && this.#phase < Phase.Stopping; s++) this.#issue(s, this.#loop.now());
+    else for (const slot of this.#slotList) if (this.#phase < Phase.Stopping) this.#issue(slot, this.#loop.now());
     return done;
   }
 
@@ -250,6 +267,7 @@ class Run {
     if (now <= iv.start) return;
     const interval: Interval = { t: now - this.#t0, ms: now - iv.start, calls: iv.calls, errors: iv.errors, items: iv.items, latency: iv.latency };
     this.#intervals.push(interval);
+    this.#latency.add(iv.latency);
     this.#iv = { start: now, calls: 0, errors: 0, items: 0, latency: new Latency() };
     this.#plan.onInterval?.(interval, { elapsedMs: now - this.#t0, calls: this.#calls_, errors: this.#failed, items: this.#items, latency: this.#latency });
   }
@@ -273,7 +291,7 @@ class Run {
         return;
       }
       this.#nextIndex++;
-      this.#issue(slot, due);
+      this.#issue(this.#slotList[slot]!, due);
       if (this.#phase >= Phase.Stopping) return;
       if (++n >= this.#loop.budget) {
         this.#loop.post(this.#pace); // a turn for I/O between batches
@@ -284,88 +302,91 @@ class Run {
     this.#stop(false);
   };
 
-  #issue(slot: number, intended: number): void {
+  #issue(slot: Slot, intended: number): void {
     const p = this.#plan;
+    const open = p.rate !== undefined;
     let measured: boolean;
-    if (p.rate !== undefined) {
+    if (open) {
       // Open loop: a call is measured by its due time (the warm-up timer may fire late).
       measured = intended >= this.#start + p.warmupMs;
       if (measured && this.#phase === Phase.Warmup) this.#measure();
     } else measured = this.#phase === Phase.Measure;
     if (measured) this.#measuredIssued++;
     const args = p.argLists[this.#seq++ % p.argLists.length]!;
-    const conn = Math.floor(slot / p.inFlight);
-    const sent = this.#loop.now();
+    slot.intended = intended;
+    // Closed loop: a call is sent when it is due (the end of the call before it); open loop: maybe later.
+    slot.sent = open ? this.#loop.now() : intended;
+    slot.measured = measured;
     let call: CallHandle;
     try {
-      call = this.#target.call(conn, args);
+      call = this.#target.call(slot.conn, args);
     } catch (e) {
       call = Promise.reject(e) as CallHandle;
     }
-    this.#calls[slot] = call;
+    slot.call = call;
     this.#inflight++;
-    call.then(
-      (v) => {
-        if (isStream(v)) this.#stream(slot, call, v, intended, sent, measured);
-        else this.#end(slot, call, intended, sent, measured, undefined, false);
-      },
-      (e: unknown) => this.#end(slot, call, intended, sent, measured, e, true),
-    );
+    // Per-slot handlers, made once: no closure per call.
+    call.then(slot.ok, slot.failed);
     if (measured && this.#measuredIssued >= p.maxCalls) this.#stop(false);
   }
 
-  #stream(slot: number, call: CallHandle, s: AsyncIterable<unknown>, intended: number, sent: number, measured: boolean): void {
+  #onResult(slot: Slot, call: CallHandle, v: unknown): void {
+    if (isStream(v)) this.#stream(slot, call, v);
+    else this.#end(slot, call, undefined, false);
+  }
+
+  #stream(slot: Slot, call: CallHandle, s: AsyncIterable<unknown>): void {
     const first = this.#loop.now();
     const it = s[Symbol.asyncIterator]();
-    let items = 0;
+    const measured = slot.measured;
     const step = (): void => {
       it.next().then(
         (r) => {
-          if (r.done) return this.#endStream(slot, call, intended, sent, first, items, measured, undefined);
-          items++;
+          if (r.done) return this.#endStream(slot, call, first, undefined);
           if (measured && this.#phase !== Phase.Done) {
             this.#items++;
             this.#iv.items++;
           }
-          if (this.#calls[slot] !== call) return; // cancelled at the end
+          if (slot.call !== call) return; // cancelled at the end
           step();
         },
-        (e: unknown) => this.#endStream(slot, call, intended, sent, first, items, measured, e),
+        (e: unknown) => this.#endStream(slot, call, first, e),
       );
     };
     step();
   }
 
-  #endStream(slot: number, call: CallHandle, intended: number, sent: number, first: number, _items: number, measured: boolean, error: unknown): void {
-    if (measured && this.#phase !== Phase.Done && this.#calls[slot] === call) {
+  #endStream(slot: Slot, call: CallHandle, first: number, error: unknown): void {
+    if (slot.measured && this.#phase !== Phase.Done && slot.call === call) {
       this.#streams++;
-      this.#streamTime.recordMs(this.#loop.now() - intended);
+      this.#streamTime.recordMs(this.#loop.now() - slot.intended);
     }
     // The first item is the stream's answer: its latency is the time to the first item.
-    this.#end(slot, call, intended, sent, measured, error, error !== undefined, first);
+    this.#end(slot, call, error, error !== undefined, first);
   }
 
-  #end(slot: number, call: CallHandle, intended: number, sent: number, measured: boolean, error: unknown, failed: boolean, answeredAt?: number): void {
-    if (this.#calls[slot] !== call) return; // cancelled and counted as unfinished
-    this.#calls[slot] = undefined;
+  #end(slot: Slot, call: CallHandle, error: unknown, failed: boolean, answeredAt?: number): void {
+    if (call === undefined || slot.call !== call) return; // cancelled and counted as unfinished
+    slot.call = undefined;
     this.#inflight--;
     const now = this.#loop.now();
-    if (measured && this.#phase !== Phase.Done) {
+    if (slot.measured && this.#phase !== Phase.Done) {
       this.#lastEnd = now;
       this.#calls_++;
-      this.#iv.calls++;
+      const iv = this.#iv;
+      iv.calls++;
       if (failed) {
         this.#failed++;
-        this.#iv.errors++;
+        iv.errors++;
         let code = errorCode(error);
         if (!this.#errors.has(code) && this.#errors.size >= MAX_ERROR_CODES) code = "ERR_OTHER";
         this.#errors.set(code, (this.#errors.get(code) ?? 0) + 1);
         if (!this.#errorSamples.has(code)) this.#errorSamples.set(code, error instanceof Error ? error.message : String(error));
       } else {
         const at = answeredAt ?? now;
-        this.#latency.recordMs(at - intended);
-        this.#uncorrected.recordMs(at - sent);
-        this.#iv.latency.recordMs(at - intended);
+        // Into the interval's histogram only: it is added to the run's when the interval closes.
+        iv.latency.recordMs(at - slot.intended);
+        if (this.#plan.rate !== undefined) this.#uncorrected.recordMs(at - slot.sent);
       }
     }
     if (this.#phase >= Phase.Stopping) {
@@ -373,17 +394,17 @@ class Run {
       return;
     }
     if (this.#plan.rate !== undefined) {
-      this.#free.push(slot);
+      this.#free.push(slot.index);
       if (this.#waitingForSlot) this.#pace();
       return;
     }
     const y = this.#loop.cooperate();
-    if (y) void y.then(() => this.#next(slot));
-    else this.#next(slot);
+    if (y) void y.then(() => this.#next(slot, this.#loop.now()));
+    else this.#next(slot, now);
   }
 
-  #next(slot: number): void {
-    if (this.#phase < Phase.Stopping) this.#issue(slot, this.#loop.now());
+  #next(slot: Slot, now: number): void {
+    if (this.#phase < Phase.Stopping) this.#issue(slot, now);
     else if (this.#inflight === 0) this.#finish();
   }
 
@@ -415,10 +436,10 @@ class Run {
   }
 
   #cancelAll(): void {
-    for (let s = 0; s < this.#slots; s++) {
-      const c = this.#calls[s];
+    for (const slot of this.#slotList) {
+      const c = slot.call;
       if (c === undefined) continue;
-      this.#calls[s] = undefined;
+      slot.call = undefined;
       this.#inflight--;
       this.#unfinished++;
       c.cancel?.("tilth bench: the run is over");
@@ -449,7 +470,8 @@ class Run {
       streams: this.#streams,
       items: this.#items,
       latency: this.#latency,
-      uncorrected: this.#uncorrected,
+      // Closed loop: every call is sent when it is due, the two are the same.
+      uncorrected: p.rate === undefined ? this.#latency : this.#uncorrected,
       streamTime: this.#streamTime,
       bytesSent: bytes.sent - this.#bytes0.sent,
       bytesReceived: bytes.received - this.#bytes0.received,
@@ -463,6 +485,7 @@ class Run {
   /** The last, partial interval (if anything happened in it). */
   #closeIntervalAt(end: number): void {
     const iv = this.#iv;
+    this.#latency.add(iv.latency);
     if (end <= iv.start || (iv.calls === 0 && iv.items === 0)) return;
     this.#intervals.push({ t: end - this.#t0, ms: end - iv.start, calls: iv.calls, errors: iv.errors, items: iv.items, latency: iv.latency });
   }

@@ -93,6 +93,23 @@ export function parseRates(v: string): number[] {
   return Array.from({ length: n }, (_, i) => Math.round((a + i * step) * 1000) / 1000);
 }
 
+/**
+ * Bytes written as `tilth call` prints them: an object whose one key is
+ * `$hex` or `$base64` becomes a Buffer, anywhere in a value.
+ */
+export function reviveBytes(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(reviveBytes);
+  if (v === null || typeof v !== "object") return v;
+  const keys = Object.keys(v);
+  const o = v as Record<string, unknown>;
+  if (keys.length === 1 && typeof o.$hex === "string") {
+    if (!/^(?:[0-9a-f]{2})*$/i.test(o.$hex)) throw bad(`{"$hex": ...} needs an even number of hex digits`);
+    return Buffer.from(o.$hex, "hex");
+  }
+  if (keys.length === 1 && typeof o.$base64 === "string") return Buffer.from(o.$base64, "base64");
+  return Object.fromEntries(keys.map((k) => [k, reviveBytes(o[k])]));
+}
+
 /** Argument lists from a JSON file: an array of arrays, used in turn. Bounded in size. */
 export function readArgLists(file: string): unknown[][] {
   let text: string;
@@ -112,7 +129,7 @@ export function readArgLists(file: string): unknown[][] {
   }
   if (!Array.isArray(v) || v.length === 0 || !v.every(Array.isArray)) throw new BenchFileError(file, "must hold a non-empty JSON array of argument lists, e.g. [[1, 2], [3, 4]]");
   if (v.length > LIMITS.argLists) throw new BenchFileError(file, `holds ${v.length} argument lists; at most ${LIMITS.argLists}`);
-  return v as unknown[][];
+  return (v as unknown[][]).map((args) => args.map(reviveBytes));
 }
 
 export function parseBench(argv: string[]): Parsed {
@@ -136,7 +153,7 @@ export function parseBench(argv: string[]): Parsed {
   const o: BenchOptions = {
     target: pos[0]!,
     method: pos[1]!,
-    argLists: str("args") !== undefined ? readArgLists(str("args")!) : [pos.slice(2).map((a) => parseArg(a, false))],
+    argLists: str("args") !== undefined ? readArgLists(str("args")!) : [pos.slice(2).map((a) => reviveBytes(parseArg(a, false)))],
     connections,
     inFlight,
     rates,

@@ -20,7 +20,7 @@ export const BENCH: CommandSpec = {
     "A run ends after --duration or --calls, whichever comes first (defaults: 10s, 100 million). Durations take\n" +
     "ms, s or m (a bare number is seconds). A streamed method is measured in items/s and time to first item.\n" +
     "Only loopback targets (127.0.0.0/8, ::1, localhost, inproc, ipc) unless --allow-remote. Ctrl-C prints the\n" +
-    "summary so far and exits 130. Arguments parse as with tilth call.",
+    "summary so far and exits 130. Arguments parse as with tilth call; {\"$hex\": \"00ff\"} and {\"$base64\": ...} are bytes.",
   options: {
     connections: { type: "string", short: "c", value: "N", help: "connections, one client each (default 1)" },
     "in-flight": { type: "string", short: "m", value: "M", help: "calls in flight per connection (default 10; with --rate, the most in flight, default 1000)" },

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import { compareRuns, drift, judge, tCritical99, welch } from "../../cli/bench/compare.js";
 import { Latency } from "../../cli/bench/histogram.js";
 import type { LoadResult } from "../../cli/bench/load.js";
-import { parseDuration, parseRates } from "../../cli/bench/options.js";
+import { parseDuration, parseRates, reviveBytes } from "../../cli/bench/options.js";
 import { breakingStep, formatCount, formatUs, fromWire, mergeResults, toRecord, toWire, type RunRecord } from "../../cli/bench/report.js";
 
 /** A seeded generator (no Math.random in the project): the same samples every run. */
@@ -132,6 +132,8 @@ test("formats and parsing: durations, rate steps, µs, counts", () => {
   assert.deepEqual(parseRates("1000:5000:1000"), [1000, 2000, 3000, 4000, 5000]);
   assert.deepEqual(parseRates("0.5"), [0.5]);
   assert.throws(() => parseRates("5:1:1"), /below the first/);
+  assert.deepEqual(reviveBytes([{ $hex: "00ff" }, { a: { $base64: "AQI=" } }, { $hex: "00", other: 1 }]), [Buffer.from([0, 255]), { a: Buffer.from([1, 2]) }, { $hex: "00", other: 1 }]);
+  assert.throws(() => reviveBytes({ $hex: "abc" }), /even number of hex digits/);
 });
 
 test("rate steps: latency breaks at the first step that falls behind, fails, or whose p99 grows tenfold", () => {
