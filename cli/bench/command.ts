@@ -275,7 +275,13 @@ export async function benchCommand(argv: string[]): Promise<number> {
     process.off("SIGINT", onInt);
   }
   live?.end();
-  const runs: RunRecord[] = outs.map((s) => toRecord(s.result, { url, method: o.method, workers: o.workers }, { ...s.client, workers: o.workers } satisfies ClientLoad));
+  const runs: RunRecord[] = outs.map((s) =>
+    toRecord(s.result, { url, method: o.method, workers: o.workers }, {
+      ...s.client,
+      workers: o.workers,
+      ...(s.result.mode === "open" ? { lagP99: Math.min(s.result.clientLag.at(99), s.result.clientLag.stats().max) } : {}),
+    } satisfies ClientLoad),
+  );
   for (const r of runs) process.stdout.write(`${summary(r)}\n`);
   if (runs.length > 1) process.stdout.write(stepsTable(runs));
   const file: BenchFile = { tool: "tilth bench", format: 1, date: new Date(loop.wallTime()).toISOString(), runs };

@@ -83,6 +83,9 @@ export interface LoadProgress {
   latency: Latency;
 }
 
+/** How long before a call is due the open loop's pacer stops sleeping on a timer and waits turn by turn, ms. */
+export const SPIN_MS = 1.5;
+
 /** Errors kept by code at most; more codes count under ERR_OTHER. */
 export const MAX_ERROR_CODES = 64;
 
@@ -107,6 +110,10 @@ export interface LoadResult {
   latency: Latency;
   /** Latency from the actual send. */
   uncorrected: Latency;
+  /** Open loop: how late calls were sent against their due time (a busy client, a full set of slots, timer lateness). */
+  sendLag: Latency;
+  /** Open loop: the send lag of calls that had a free slot when due: the client's own lateness. */
+  clientLag: Latency;
   /** Whole streams, from the intended start to their end. */
   streamTime: Latency;
   bytesSent: number;
@@ -149,6 +156,8 @@ interface Slot {
   intended: number;
   sent: number;
   measured: boolean;
+  /** Sent by the pacer when due (a slot was free), not when a slot came free. */
+  paced: boolean;
   ok: (v: unknown) => void;
   failed: (e: unknown) => void;
 }
@@ -179,6 +188,8 @@ class Run {
   #timers: Timer[] = [];
   #pacer: Timer | undefined;
   #waitingForSlot = false;
+  #spunAt = -1;
+  #slotLimited = false;
   #nextIndex = 0;
   #lastIndex = Infinity;
   #period = 0;
@@ -197,6 +208,8 @@ class Run {
   readonly #latency = new Latency();
   readonly #uncorrected = new Latency();
   readonly #streamTime = new Latency();
+  readonly #sendLag = new Latency();
+  readonly #clientLag = new Latency();
   readonly #intervals: Interval[] = [];
   #iv = { start: 0, calls: 0, errors: 0, items: 0, latency: new Latency() };
 
@@ -206,7 +219,7 @@ class Run {
     this.#plan = plan;
     this.#slots = plan.connections * plan.inFlight;
     this.#slotList = Array.from({ length: this.#slots }, (_, i) => {
-      const slot: Slot = { index: i, conn: Math.floor(i / plan.inFlight), call: undefined, intended: 0, sent: 0, measured: false, ok: () => {}, failed: () => {} };
+      const slot: Slot = { index: i, conn: Math.floor(i / plan.inFlight), call: undefined, intended: 0, sent: 0, measured: false, paced: false, ok: () => {}, failed: () => {} };
       slot.ok = (v: unknown) => this.#onResult(slot, slot.call!, v);
       slot.failed = (e: unknown) => this.#end(slot, slot.call!, e, true);
       return slot;
@@ -282,7 +295,7 @@ class Run {
     while (this.#nextIndex <= this.#lastIndex) {
       const due = this.#start + this.#nextIndex * this.#period;
       if (due > now) {
-        this.#pacer = this.#loop.timer(due - now, this.#pace);
+        this.#wait(due, now);
         return;
       }
       const slot = this.#free.pop();
@@ -302,6 +315,23 @@ class Run {
     this.#stop(false);
   };
 
+  /**
+   * Until the next call is due. A host's timers fire a millisecond or more
+   * late (Node's have 1 ms resolution), which would make the client send
+   * late and count its own lateness as latency: the timer wakes the pacer
+   * SPIN_MS early, and the rest is waited out turn by turn. On a loop whose
+   * clock does not move between turns (virtual time), the timer alone.
+   */
+  #wait(due: number, now: number): void {
+    const left = due - now;
+    if (left > SPIN_MS) this.#pacer = this.#loop.timer(left - SPIN_MS, this.#pace);
+    else if (this.#spunAt === now) this.#pacer = this.#loop.timer(left, this.#pace);
+    else {
+      this.#spunAt = now;
+      this.#loop.post(this.#pace);
+    }
+  }
+
   #issue(slot: Slot, intended: number): void {
     const p = this.#plan;
     const open = p.rate !== undefined;
@@ -317,6 +347,7 @@ class Run {
     // Closed loop: a call is sent when it is due (the end of the call before it); open loop: maybe later.
     slot.sent = open ? this.#loop.now() : intended;
     slot.measured = measured;
+    slot.paced = open && !this.#slotLimited;
     let call: CallHandle;
     try {
       call = this.#target.call(slot.conn, args);
@@ -386,7 +417,11 @@ class Run {
         const at = answeredAt ?? now;
         // Into the interval's histogram only: it is added to the run's when the interval closes.
         iv.latency.recordMs(at - slot.intended);
-        if (this.#plan.rate !== undefined) this.#uncorrected.recordMs(at - slot.sent);
+        if (this.#plan.rate !== undefined) {
+          this.#uncorrected.recordMs(at - slot.sent);
+          this.#sendLag.recordMs(slot.sent - slot.intended);
+          if (slot.paced) this.#clientLag.recordMs(slot.sent - slot.intended);
+        }
       }
     }
     if (this.#phase >= Phase.Stopping) {
@@ -395,7 +430,12 @@ class Run {
     }
     if (this.#plan.rate !== undefined) {
       this.#free.push(slot.index);
-      if (this.#waitingForSlot) this.#pace();
+      if (this.#waitingForSlot) {
+        // The calls sent now waited for a slot: their lateness is the server's, not the client's.
+        this.#slotLimited = true;
+        this.#pace();
+        this.#slotLimited = false;
+      }
       return;
     }
     const y = this.#loop.cooperate();
@@ -472,6 +512,8 @@ class Run {
       latency: this.#latency,
       // Closed loop: every call is sent when it is due, the two are the same.
       uncorrected: p.rate === undefined ? this.#latency : this.#uncorrected,
+      sendLag: this.#sendLag,
+      clientLag: this.#clientLag,
       streamTime: this.#streamTime,
       bytesSent: bytes.sent - this.#bytes0.sent,
       bytesReceived: bytes.received - this.#bytes0.received,

@@ -15,6 +15,8 @@ export interface ClientLoad {
   elu: number;
   /** Client processes. */
   workers: number;
+  /** Open loop: p99 of how late the client sent calls that had a free slot, µs (its own lateness). */
+  lagP99?: number;
 }
 
 /** One interval of a run's timeline, as --json keeps it. */
@@ -57,6 +59,8 @@ export interface RunRecord {
   bytesReceived: number;
   latency: LatencyStats & { histogram: string };
   uncorrected: LatencyStats & { histogram: string };
+  /** Open loop: how late the client sent calls against the schedule. */
+  sendLag: LatencyStats | null;
   streamTime: (LatencyStats & { histogram: string }) | null;
   behind: number;
   unfinished: number;
@@ -100,6 +104,7 @@ export function toRecord(r: LoadResult, meta: { url: string; method: string; wor
     bytesReceived: r.bytesReceived,
     latency: withHistogram(r.latency),
     uncorrected: withHistogram(r.uncorrected),
+    sendLag: r.mode === "open" ? r.sendLag.stats() : null,
     streamTime: r.streams > 0 ? withHistogram(r.streamTime) : null,
     behind: r.behind,
     unfinished: r.unfinished,
@@ -123,8 +128,10 @@ export function toRecord(r: LoadResult, meta: { url: string; method: string; wor
 // ------------------------------------------------------------ workers
 
 /** A LoadResult as a worker sends it to its parent: histograms as base64. */
-export type WireResult = Omit<LoadResult, "latency" | "uncorrected" | "streamTime" | "intervals"> & {
+export type WireResult = Omit<LoadResult, "latency" | "uncorrected" | "sendLag" | "clientLag" | "streamTime" | "intervals"> & {
   latency: string;
+  sendLag: string;
+  clientLag: string;
   uncorrected: string;
   streamTime: string;
   intervals: Array<Omit<Interval, "latency"> & { latency: string }>;
@@ -135,6 +142,8 @@ export function toWire(r: LoadResult): WireResult {
     ...r,
     latency: r.latency.encode(),
     uncorrected: r.uncorrected.encode(),
+    sendLag: r.sendLag.encode(),
+    clientLag: r.clientLag.encode(),
     streamTime: r.streamTime.encode(),
     intervals: r.intervals.map((i) => ({ ...i, latency: i.latency.encode() })),
   };
@@ -145,6 +154,8 @@ export function fromWire(w: WireResult): LoadResult {
     ...w,
     latency: Latency.decode(w.latency),
     uncorrected: Latency.decode(w.uncorrected),
+    sendLag: Latency.decode(w.sendLag),
+    clientLag: Latency.decode(w.clientLag),
     streamTime: Latency.decode(w.streamTime),
     intervals: w.intervals.map((i) => ({ ...i, latency: Latency.decode(i.latency) })),
   };
@@ -171,6 +182,8 @@ export function mergeResults(rs: readonly LoadResult[]): LoadResult {
     errorSamples: {},
     latency: new Latency(),
     uncorrected: new Latency(),
+    sendLag: new Latency(),
+    clientLag: new Latency(),
     streamTime: new Latency(),
     intervals: [],
     interrupted: rs.some((r) => r.interrupted),
@@ -181,6 +194,8 @@ export function mergeResults(rs: readonly LoadResult[]): LoadResult {
     for (const [k, m] of Object.entries(r.errorSamples)) out.errorSamples[k] ??= m;
     out.latency.add(r.latency);
     out.uncorrected.add(r.uncorrected);
+    out.sendLag.add(r.sendLag);
+    out.clientLag.add(r.clientLag);
     out.streamTime.add(r.streamTime);
     r.intervals.forEach((i, n) => {
       const o = out.intervals[n];
@@ -242,11 +257,22 @@ function latencyLine(label: string, l: LatencyStats): string {
   return `  ${label.padEnd(11)} p50 ${formatUs(l.p50)}  p90 ${formatUs(l.p90)}  p99 ${formatUs(l.p99)}  p99.9 ${formatUs(l.p999)}  max ${formatUs(l.max)}  (mean ${formatUs(l.mean)})`;
 }
 
-/** The client's load, and what it means for the figures. */
+/** Open loop: the client is late when calls that had a free slot left this much (µs) after their due time at p99. */
+export const CLIENT_LATE_US = 1000;
+
+/**
+ * The client's load, and what it means for the figures. A closed loop's
+ * client is saturated when its event loop is busy 90% of the time; an open
+ * loop's event loop also waits out the last moments before each due time, so
+ * its verdict comes from its own lateness instead: calls that had a free slot
+ * and still left late.
+ */
 export function clientLine(c: ClientLoad): string {
   const who = c.workers > 1 ? `${c.workers} processes, ` : "";
-  const line = `  client      ${who}CPU ${(c.cpu * 100).toFixed(0)}% of one core, event loop busy ${(c.elu * 100).toFixed(0)}%`;
-  if (c.elu >= 0.9) return `${line}\n              the client was saturated: these figures may be the client's limit, not the server's (try --workers ${c.workers + 1})`;
+  const open = c.lagP99 !== undefined;
+  const line = `  client      ${who}CPU ${(c.cpu * 100).toFixed(0)}% of one core, event loop busy ${(c.elu * 100).toFixed(0)}%${open ? ` (waits for due times included), late by ${formatUs(c.lagP99!)} at p99` : ""}`;
+  const saturated = open ? c.lagP99! > CLIENT_LATE_US : c.elu >= 0.9;
+  if (saturated) return `${line}\n              the client could not keep up: these figures may be the client's limit, not the server's (try --workers ${c.workers + 1})`;
   return `${line} (the figures are the server's)`;
 }
 
@@ -262,7 +288,10 @@ export function summary(r: RunRecord): string {
     lines.push(latencyLine("first item", r.latency));
     if (r.streamTime) lines.push(latencyLine("whole", r.streamTime));
   } else if (r.latency.count > 0) lines.push(latencyLine("latency", r.latency));
-  if (r.mode === "open" && r.uncorrected.count > 0) lines.push(latencyLine("from send", r.uncorrected) + "  (not corrected: what a closed loop would report)");
+  if (r.mode === "open" && r.uncorrected.count > 0) {
+    lines.push(latencyLine("from send", r.uncorrected) + "  (not corrected: what a closed loop would report)");
+    if (r.sendLag) lines.push(`  send lag    p50 ${formatUs(r.sendLag.p50)}  p99 ${formatUs(r.sendLag.p99)}  max ${formatUs(r.sendLag.max)}  (how late calls left against the schedule: a stalled server, or a busy client)`);
+  }
   const s = r.windowMs / 1000;
   if (s > 0) lines.push(`  bytes       sent ${formatBytes(r.bytesSent / s)}/s, received ${formatBytes(r.bytesReceived / s)}/s`);
   const codes = Object.entries(r.errors).sort((a, b) => b[1] - a[1]);

@@ -108,6 +108,10 @@ test("coordinated omission: a server that stalls 200 ms once per second shows in
   assert.ok(ms(o.max) >= 190);
   // The same calls measured from their actual send: the correction is what shows the stalls.
   assert.ok(ms(u.p99) < 5, `uncorrected p99 ${ms(u.p99)} ms`);
+  // The calls left late because the one slot was busy (the server's doing), not because the client was.
+  assert.ok(ms(open.r.sendLag.at(99)) >= 150);
+  assert.ok(open.r.clientLag.count > 1000, `${open.r.clientLag.count} calls had a free slot`);
+  assert.ok(open.r.clientLag.stats().max <= 1, "and left on time (1 µs is the histogram's floor)");
   await done();
 });
 

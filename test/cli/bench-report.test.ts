@@ -9,7 +9,7 @@ import { compareRuns, drift, judge, tCritical99, welch } from "../../cli/bench/c
 import { Latency } from "../../cli/bench/histogram.js";
 import type { LoadResult } from "../../cli/bench/load.js";
 import { parseDuration, parseRates, reviveBytes } from "../../cli/bench/options.js";
-import { breakingStep, formatCount, formatUs, fromWire, mergeResults, toRecord, toWire, type RunRecord } from "../../cli/bench/report.js";
+import { breakingStep, clientLine, formatCount, formatUs, fromWire, mergeResults, toRecord, toWire, type RunRecord } from "../../cli/bench/report.js";
 
 /** A seeded generator (no Math.random in the project): the same samples every run. */
 function rng(seed: number): () => number {
@@ -75,6 +75,8 @@ function result(calls: number, latencyMs: number[], intervals: number[][]): Load
     items: 0,
     latency,
     uncorrected: latency,
+    sendLag: new Latency(),
+    clientLag: new Latency(),
     streamTime: new Latency(),
     bytesSent: 10,
     bytesReceived: 20,
@@ -118,6 +120,13 @@ test("compare runs: throughput judged on full intervals only", () => {
   b.callsPerSec = 150;
   const c = compareRuns(a, b, "x");
   assert.equal(c.rate.beyondNoise, true, c.rate.why);
+});
+
+test("the client's verdict: a busy event loop in a closed loop, its own lateness in an open loop", () => {
+  assert.match(clientLine({ cpu: 0.5, elu: 0.5, workers: 1 }), /\(the figures are the server's\)$/);
+  assert.match(clientLine({ cpu: 0.95, elu: 0.95, workers: 1 }), /could not keep up: .*try --workers 2/);
+  assert.match(clientLine({ cpu: 0.9, elu: 1, workers: 2, lagP99: 20 }), /late by 20 µs at p99 \(the figures are the server's\)$/);
+  assert.match(clientLine({ cpu: 0.9, elu: 1, workers: 2, lagP99: 5000 }), /could not keep up: .*try --workers 3/);
 });
 
 test("formats and parsing: durations, rate steps, µs, counts", () => {
