@@ -108,10 +108,11 @@ export function judge(a: number, b: number, xa: readonly number[], xb: readonly 
   return { a, b, change, beyondNoise: false, why: `within noise (the change is below the ${driftText})` };
 }
 
-/** Full intervals of a run (the last, partial one left out). */
+/** Full intervals of a run: the last, partial one left out (a late tick only moves a boundary a little). */
 function full(r: RunRecord): RunRecord["timeline"] {
-  const len = r.timeline.length > 1 ? r.timeline[0]!.ms : 0;
-  return r.timeline.filter((p) => p.ms >= len * 0.99);
+  const lens = r.timeline.map((p) => p.ms).sort((a, b) => a - b);
+  const typical = lens.length ? lens[lens.length >> 1]! : 0;
+  return r.timeline.filter((p) => p.ms >= typical * 0.9);
 }
 
 export interface RunComparison {

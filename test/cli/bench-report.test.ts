@@ -116,10 +116,16 @@ test("compare runs: throughput judged on full intervals only", () => {
   const iv = (rate: number, n: number, seed: number): number[][] => samples(n, rate, rate * 0.02, seed).map((r) => Array.from({ length: Math.round(r) }, () => 1));
   const a = toRecord(result(0, [1], iv(100, 8, 4)), { url: "u", method: "m", workers: 1 }, { cpu: 0, elu: 0, workers: 1 });
   const b = toRecord(result(0, [1], iv(150, 8, 5)), { url: "u", method: "m", workers: 1 }, { cpu: 0, elu: 0, workers: 1 });
+  a.timeline[0]!.ms = 1024; // a late first tick: still a full interval
+  a.timeline[1]!.ms = 976;
   a.callsPerSec = 100;
   b.callsPerSec = 150;
+  a.timeline.push({ ...a.timeline[0]!, ms: 2, calls: 0 }); // the last, partial interval
   const c = compareRuns(a, b, "x");
   assert.equal(c.rate.beyondNoise, true, c.rate.why);
+  const same = compareRuns(a, a, "x");
+  assert.equal(same.rate.beyondNoise, false);
+  assert.match(same.rate.why, /within noise/);
 });
 
 test("the client's verdict: a busy event loop in a closed loop, its own lateness in an open loop", () => {
