@@ -11,29 +11,14 @@
  * verdict. p99.9 and max are single values: shown, never judged.
  * @module
  */
-import { readFileSync } from "node:fs";
-import { BenchFileError } from "./options.js";
+import { BenchFileError, readJsonFile } from "./options.js";
 import { formatCount, formatUs, type BenchFile, type RunRecord } from "./report.js";
 
 /** Files larger than this are refused (a --json file of a day-long run is a few MiB). */
 export const MAX_COMPARE_BYTES = 256 * 1024 * 1024;
 
 export function readBenchFile(file: string): BenchFile {
-  let text: string;
-  try {
-    const buf = readFileSync(file);
-    if (buf.length > MAX_COMPARE_BYTES) throw new BenchFileError(file, `larger than ${MAX_COMPARE_BYTES} bytes`);
-    text = buf.toString("utf8");
-  } catch (e) {
-    if (e instanceof BenchFileError) throw e;
-    throw new BenchFileError(file, `cannot be read (${(e as Error).message})`);
-  }
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (e) {
-    throw new BenchFileError(file, `is not valid JSON (${(e as Error).message})`);
-  }
+  const v = readJsonFile(file, MAX_COMPARE_BYTES);
   const f = v as Partial<BenchFile>;
   if (f === null || typeof f !== "object" || f.tool !== "tilth bench" || f.format !== 1 || !Array.isArray(f.runs) || f.runs.length === 0)
     throw new BenchFileError(file, "is not a tilth bench --json file (format 1)");

@@ -3,7 +3,7 @@
  * parsing into {@link BenchOptions}, with every bound checked.
  * @module
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { TilthError } from "../../core/errors.js";
 import { UsageError, parseCommand } from "../args.js";
 import { parseArg, parseJsonExact } from "../call.js";
@@ -110,23 +110,27 @@ export function reviveBytes(v: unknown): unknown {
   return Object.fromEntries(keys.map((k) => [k, reviveBytes(o[k])]));
 }
 
-/** Argument lists from a JSON file: an array of arrays, used in turn. Bounded in size. */
-export function readArgLists(file: string): unknown[][] {
+/** A JSON file of at most `maxBytes` (its size checked before it is read), parsed by `parse`; BenchFileError when it is not. */
+export function readJsonFile(file: string, maxBytes: number, parse: (text: string) => unknown = JSON.parse): unknown {
   let text: string;
   try {
-    const buf = readFileSync(file);
-    if (buf.length > LIMITS.argsFileBytes) throw new BenchFileError(file, `larger than ${LIMITS.argsFileBytes} bytes`);
-    text = buf.toString("utf8");
+    const size = statSync(file).size;
+    if (size > maxBytes) throw new BenchFileError(file, `is larger than ${maxBytes} bytes`);
+    text = readFileSync(file, "utf8");
   } catch (e) {
     if (e instanceof BenchFileError) throw e;
     throw new BenchFileError(file, `cannot be read (${(e as Error).message})`);
   }
-  let v: unknown;
   try {
-    v = parseJsonExact(text);
+    return parse(text);
   } catch (e) {
     throw new BenchFileError(file, `is not valid JSON (${(e as Error).message})`);
   }
+}
+
+/** Argument lists from a JSON file: an array of arrays, used in turn. Bounded in size. */
+export function readArgLists(file: string): unknown[][] {
+  const v = readJsonFile(file, LIMITS.argsFileBytes, parseJsonExact);
   if (!Array.isArray(v) || v.length === 0 || !v.every(Array.isArray)) throw new BenchFileError(file, "must hold a non-empty JSON array of argument lists, e.g. [[1, 2], [3, 4]]");
   if (v.length > LIMITS.argLists) throw new BenchFileError(file, `holds ${v.length} argument lists; at most ${LIMITS.argLists}`);
   return (v as unknown[][]).map((args) => args.map(reviveBytes));
