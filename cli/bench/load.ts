@@ -126,10 +126,19 @@ export interface LoadResult {
   intervals: Interval[];
 }
 
-/** The code an error counts under: its `code` when it has a string one, else its name. */
+/** The code remote errors get when the server gave none (a plain Error, a ZeroRPC error): its name then tells them apart. */
+const GENERIC_REMOTE = "ERR_REMOTE";
+
+/**
+ * The code an error counts under: its `code` when it has a string one, else
+ * its name. A remote error without a code of its own counts as
+ * `ERR_REMOTE/NAME` (`ERR_REMOTE/ValueError` from a Python ZeroRPC server).
+ */
 export function errorCode(e: unknown): string {
   if (e !== null && typeof e === "object") {
     const code = (e as { code?: unknown }).code;
+    const remoteName = (e as { remoteName?: unknown }).remoteName;
+    if (code === GENERIC_REMOTE && typeof remoteName === "string" && remoteName !== "" && remoteName !== "Error") return `${GENERIC_REMOTE}/${remoteName.slice(0, 64)}`;
     if (typeof code === "string" && code !== "") return code;
     const name = (e as { name?: unknown }).name;
     if (typeof name === "string" && name !== "") return name;

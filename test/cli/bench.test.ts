@@ -288,5 +288,6 @@ describe("against the npm zerorpc server (a ZeroRPC service tilth did not write)
     r = await tilth("bench", zu, "fail", "boom", "--calls", "10", "--warmup", "0");
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /errors 10 \(100\.00%\)/);
+    assert.match(r.stdout, /^ {4}ERR_REMOTE\/ValueError +10 {2}boom$/m, "a ZeroRPC error counts by its name");
   });
 });
