@@ -10,7 +10,7 @@ import { formatUs, stepsTable, summary, type BenchFile } from "./report.js";
 
 const W = 760;
 const H = 300;
-const M = { l: 70, r: 20, t: 30, b: 40 };
+const M = { l: 70, r: 40, t: 30, b: 40 };
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"];
 
 const esc = (s: string): string => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
@@ -56,7 +56,10 @@ export function timePlot(f: BenchFile, dy = 0): string {
   const bounds: number[] = [];
   let offset = 0;
   for (const r of f.runs) {
-    for (const p of r.timeline) if (p.calls > 0) pts.push({ t: offset + p.t, p50: p.p50, p99: p.p99, max: p.max });
+    // A short last interval (the drain after the end) would plot a few calls as a whole second's figures.
+    const lens = r.timeline.map((p) => p.ms).sort((a, b) => a - b);
+    const typical = lens.length ? lens[lens.length >> 1]! : 0;
+    for (const p of r.timeline) if (p.calls > 0 && p.ms >= typical / 2) pts.push({ t: offset + p.t, p50: p.p50, p99: p.p99, max: p.max });
     offset += r.windowMs / 1000;
     bounds.push(offset);
   }
