@@ -25,7 +25,7 @@ import { checkLoopback, rpcTarget } from "./target.js";
 /** Messages between the parent and its workers. */
 type ToParent =
   | { kind: "ready" }
-  | { kind: "interval"; step: number; index: number; interval: Omit<Interval, "latency"> & { latency: string } }
+  | { kind: "interval"; step: number; index: number; interval: Interval }
   | { kind: "step"; step: number; result: WireResult; client: { cpu: number; elu: number } }
   | { kind: "failed"; message: string; usage: boolean };
 type ToWorker = { kind: "go" } | { kind: "stop" };
@@ -120,7 +120,7 @@ async function workerMain(loop: NodeLoop, o: BenchOptions, url: string): Promise
         send({ kind: "ready" });
         await started;
       },
-      onInterval: (step, iv) => send({ kind: "interval", step, index: (counts[step] = (counts[step] ?? 0) + 1) - 1, interval: { ...iv, latency: iv.latency.encode() } }),
+      onInterval: (step, iv) => send({ kind: "interval", step, index: (counts[step] = (counts[step] ?? 0) + 1) - 1, interval: iv }),
     });
     steps.forEach((s, step) => send({ kind: "step", step, result: toWire(s.result), client: s.client }));
     return EXIT.ok;
@@ -140,7 +140,7 @@ async function runWorkers(o: BenchOptions, argv: string[], hooks: Hooks): Promis
   const k = o.workers;
   const procs: ChildProcess[] = [];
   const steps: { result: LoadResult; client: { cpu: number; elu: number } }[][] = [];
-  const intervals = new Map<string, { n: number; iv: Interval }>();
+  const intervals = new Map<string, { n: number; iv: Interval; latency: Latency }>();
   const totals = new Map<number, { calls: number; errors: number; items: number; latency: Latency }>();
   let ready = 0;
   let failure: string | undefined;
@@ -161,15 +161,15 @@ async function runWorkers(o: BenchOptions, argv: string[], hooks: Hooks): Promis
       } else if (m.kind === "step") ((steps[m.step] ??= [])[i] = { result: fromWire(m.result), client: m.client });
       else if (m.kind === "interval" && hooks.onInterval) {
         const id = `${m.step}:${m.index}`;
-        const latency = Latency.decode(m.interval.latency);
+        const latency = Latency.decode(m.interval.histogram);
         const acc = intervals.get(id);
-        if (acc === undefined) intervals.set(id, { n: 1, iv: { ...m.interval, latency } });
+        if (acc === undefined) intervals.set(id, { n: 1, iv: { ...m.interval }, latency });
         else {
           acc.n++;
           acc.iv.calls += m.interval.calls;
           acc.iv.errors += m.interval.errors;
           acc.iv.items += m.interval.items;
-          acc.iv.latency.add(latency);
+          acc.latency.add(latency);
         }
         const a = intervals.get(id)!;
         if (a.n === k) {
@@ -179,7 +179,7 @@ async function runWorkers(o: BenchOptions, argv: string[], hooks: Hooks): Promis
           t.calls += a.iv.calls;
           t.errors += a.iv.errors;
           t.items += a.iv.items;
-          t.latency.add(a.iv.latency);
+          t.latency.add(a.latency);
           hooks.onInterval(m.step, a.iv, t);
         }
       }

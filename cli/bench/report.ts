@@ -117,10 +117,10 @@ export function toRecord(r: LoadResult, meta: { url: string; method: string; wor
       errors: i.errors,
       items: i.items,
       rate: i.ms > 0 ? Math.round((i.calls / i.ms) * 1e4) / 10 : 0,
-      p50: i.latency.at(50),
-      p99: i.latency.at(99),
-      max: i.latency.at(100),
-      histogram: i.latency.encode(),
+      p50: i.p50,
+      p99: i.p99,
+      max: i.max,
+      histogram: i.histogram,
     })),
   };
 }
@@ -128,13 +128,12 @@ export function toRecord(r: LoadResult, meta: { url: string; method: string; wor
 // ------------------------------------------------------------ workers
 
 /** A LoadResult as a worker sends it to its parent: histograms as base64. */
-export type WireResult = Omit<LoadResult, "latency" | "uncorrected" | "sendLag" | "clientLag" | "streamTime" | "intervals"> & {
+export type WireResult = Omit<LoadResult, "latency" | "uncorrected" | "sendLag" | "clientLag" | "streamTime"> & {
   latency: string;
   sendLag: string;
   clientLag: string;
   uncorrected: string;
   streamTime: string;
-  intervals: Array<Omit<Interval, "latency"> & { latency: string }>;
 };
 
 export function toWire(r: LoadResult): WireResult {
@@ -145,7 +144,6 @@ export function toWire(r: LoadResult): WireResult {
     sendLag: r.sendLag.encode(),
     clientLag: r.clientLag.encode(),
     streamTime: r.streamTime.encode(),
-    intervals: r.intervals.map((i) => ({ ...i, latency: i.latency.encode() })),
   };
 }
 
@@ -157,13 +155,18 @@ export function fromWire(w: WireResult): LoadResult {
     sendLag: Latency.decode(w.sendLag),
     clientLag: Latency.decode(w.clientLag),
     streamTime: Latency.decode(w.streamTime),
-    intervals: w.intervals.map((i) => ({ ...i, latency: Latency.decode(i.latency) })),
   };
 }
 
 const addInto = (a: Record<string, number>, b: Record<string, number>): void => {
   for (const [k, n] of Object.entries(b)) a[k] = (a[k] ?? 0) + n;
 };
+
+/** `iv` with the latency figures of `l`. */
+export function withLatency(iv: Interval, l: Latency): Interval {
+  const st = l.stats();
+  return { ...iv, p50: st.p50, p99: st.p99, max: st.max, histogram: l.encode() };
+}
 
 /**
  * The results of several workers that ran side by side as one: counts add
@@ -189,6 +192,7 @@ export function mergeResults(rs: readonly LoadResult[]): LoadResult {
     interrupted: rs.some((r) => r.interrupted),
   };
   for (const k of ["calls", "failed", "streams", "items", "bytesSent", "bytesReceived", "behind", "unfinished"] as const) out[k] = rs.reduce((n, r) => n + r[k], 0);
+  const merged: { iv: Interval; latency: Latency }[] = [];
   for (const r of rs) {
     addInto(out.errors, r.errors);
     for (const [k, m] of Object.entries(r.errorSamples)) out.errorSamples[k] ??= m;
@@ -198,21 +202,16 @@ export function mergeResults(rs: readonly LoadResult[]): LoadResult {
     out.clientLag.add(r.clientLag);
     out.streamTime.add(r.streamTime);
     r.intervals.forEach((i, n) => {
-      const o = out.intervals[n];
-      if (o === undefined) {
-        const latency = new Latency();
-        latency.add(i.latency);
-        out.intervals[n] = { ...i, latency };
-      } else {
-        o.t = Math.max(o.t, i.t);
-        o.ms = Math.max(o.ms, i.ms);
-        o.calls += i.calls;
-        o.errors += i.errors;
-        o.items += i.items;
-        o.latency.add(i.latency);
-      }
+      const o = (merged[n] ??= { iv: { ...i, calls: 0, errors: 0, items: 0 }, latency: new Latency() });
+      o.iv.t = Math.max(o.iv.t, i.t);
+      o.iv.ms = Math.max(o.iv.ms, i.ms);
+      o.iv.calls += i.calls;
+      o.iv.errors += i.errors;
+      o.iv.items += i.items;
+      o.latency.add(Latency.decode(i.histogram));
     });
   }
+  out.intervals = merged.map((m) => withLatency(m.iv, m.latency));
   return out;
 }
 

@@ -9,7 +9,7 @@ import { compareRuns, drift, judge, tCritical99, welch } from "../../cli/bench/c
 import { Latency } from "../../cli/bench/histogram.js";
 import type { LoadResult } from "../../cli/bench/load.js";
 import { parseDuration, parseRates, reviveBytes } from "../../cli/bench/options.js";
-import { breakingStep, clientLine, formatCount, formatUs, fromWire, mergeResults, toRecord, toWire, type RunRecord } from "../../cli/bench/report.js";
+import { breakingStep, clientLine, formatCount, withLatency, formatUs, fromWire, mergeResults, toRecord, toWire, type RunRecord } from "../../cli/bench/report.js";
 
 /** A seeded generator (no Math.random in the project): the same samples every run. */
 function rng(seed: number): () => number {
@@ -86,7 +86,7 @@ function result(calls: number, latencyMs: number[], intervals: number[][]): Load
     intervals: intervals.map((ls, i) => {
       const l = new Latency();
       for (const x of ls) l.recordMs(x);
-      return { t: (i + 1) * 1000, ms: 1000, calls: ls.length, errors: 0, items: 0, latency: l };
+      return withLatency({ t: (i + 1) * 1000, ms: 1000, calls: ls.length, errors: 0, items: 0, p50: 0, p99: 0, max: 0, histogram: "" }, l);
     }),
   };
 }
@@ -102,7 +102,7 @@ test("workers: results merge (counts add, histograms merge, intervals by positio
   assert.equal(m.latency.count, 5);
   assert.ok(Math.abs(m.latency.at(100) - 200_000) <= 200, "µs, to 3 significant digits");
   assert.equal(m.bytesReceived, 40);
-  assert.deepEqual(m.intervals.map((i) => [i.calls, i.latency.count]), [
+  assert.deepEqual(m.intervals.map((i) => [i.calls, Latency.decode(i.histogram).count]), [
     [3, 3],
     [2, 2],
   ]);
