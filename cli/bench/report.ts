@@ -217,11 +217,15 @@ export function mergeResults(rs: readonly LoadResult[]): LoadResult {
 
 // ------------------------------------------------------------ text
 
-/** A duration in µs for a person: 312 µs, 1.21 ms, 2.35 s. */
+/**
+ * A measured latency in µs for a person, to 3 significant digits: 312 µs,
+ * 1.21 ms, 2.35 s. Not formatMs (whole milliseconds, for the durations of
+ * error messages): a latency table needs what is below a millisecond.
+ */
 export function formatUs(us: number): string {
   if (us < 1000) return `${Math.round(us)} µs`;
-  if (us < 1e6) return `${sig(us / 1000)} ms`;
-  return `${sig(us / 1e6)} s`;
+  const [value, unit] = us < 1e6 ? [us / 1000, "ms"] : [us / 1e6, "s"];
+  return `${sig(value)} ${unit}`;
 }
 
 const sig = (x: number): string => (x >= 100 ? String(Math.round(x)) : x >= 10 ? x.toFixed(1) : x.toFixed(2));

@@ -9,8 +9,7 @@ export const BENCH: CommandSpec = {
   name: "bench",
   summary: "Load-test one method of a drpc or ZeroRPC service: calls/s, latency percentiles, errors by code.",
   usage: [
-    "bench URL|APP METHOD [ARG...] [--connections N] [--in-flight M] [--rate R|R1:R2:STEP] [--duration D] [--calls N]",
-    "      [--warmup D] [--args FILE] [--workers K] [--json FILE] [--html FILE] [--svg FILE] [--allow-remote]",
+    "bench URL|APP METHOD [ARG...] [-c N] [-m M] [--rate R|R1:R2:STEP] [-d D] [-n N] [--workers K] [--json FILE] ...",
     "bench --compare A.json B.json",
   ],
   description:
