@@ -8,7 +8,9 @@ import { test } from "node:test";
 import { compareRuns, drift, judge, tCritical99, welch } from "../../cli/bench/compare.js";
 import { Latency } from "../../cli/bench/histogram.js";
 import type { LoadResult } from "../../cli/bench/load.js";
-import { parseDuration, parseRates, reviveBytes } from "../../cli/bench/options.js";
+import { parseBench, parseDuration, parseRates, reviveBytes } from "../../cli/bench/options.js";
+import { checkLoopback } from "../../cli/bench/target.js";
+import { UsageError } from "../../cli/args.js";
 import { breakingStep, clientLine, formatCount, withLatency, formatUs, fromWire, mergeResults, toRecord, toWire, type RunRecord } from "../../cli/bench/report.js";
 
 /** A seeded generator (no Math.random in the project): the same samples every run. */
@@ -158,4 +160,37 @@ test("rate steps: latency breaks at the first step that falls behind, fails, or 
   assert.equal(breakingStep([step(100, 100, 500), step(200, 200, 600), step(300, 250, 700)]), 2);
   assert.equal(breakingStep([step(100, 100, 500), step(200, 200, 6000), step(300, 300, 700)]), 1);
   assert.equal(breakingStep([step(100, 100, 500), step(200, 200, 600, 3)]), 1);
+});
+
+test("bounds: every option has a limit, and a mistake is a usage error", () => {
+  const cases: Array<[string[], RegExp]> = [
+    [["--calls", "0"], /--calls needs a whole number from 1 to 1000000000/],
+    [["--duration", "25h"], /--duration needs a duration/],
+    [["--duration", "1441m"], /--duration is at most 24 h/],
+    [["--rate", "1:1000:1"], /makes 1000 steps; at most 100/],
+    [["--rate", "0"], /--rate needs calls per second above 0/],
+    [["-c", "1000", "-m", "10000"], /--connections × --in-flight is at most 1000000/],
+    [["--workers", "3", "-c", "2"], /--workers 3 needs at least as many --connections/],
+    [["--workers", "65", "-c", "100"], /--workers needs a whole number from 1 to 64/],
+    [["--timeout", "-1"], /--timeout needs a whole number/],
+    [["--conections", "2"], /unknown option --conections .*did you mean --connections/],
+  ];
+  for (const [extra, msg] of cases) assert.throws(() => parseBench(["drpc+tcp://127.0.0.1:1", "echo", ...extra]), (e: unknown) => e instanceof UsageError && msg.test(e.message), extra.join(" "));
+  const p = parseBench(["drpc+tcp://127.0.0.1:1", "echo", "1", "x"]);
+  assert.ok(!p.help && !p.compare);
+  if (!p.help && !p.compare) {
+    assert.deepEqual(p.options.argLists, [[1, "x"]]);
+    assert.equal(p.options.durationMs, 10_000, "bounded by default");
+    assert.equal(p.options.maxCalls, 100_000_000);
+    assert.equal(p.options.inFlight, 10);
+  }
+  const open = parseBench(["drpc+tcp://127.0.0.1:1", "echo", "--rate", "5"]);
+  assert.ok(!open.help && !open.compare && open.options.inFlight === 1000, "an open loop's in-flight default is a cap");
+});
+
+test("safety: loopback targets pass, every other host is refused with ERR_BENCH_NOT_LOOPBACK", () => {
+  for (const ok of ["drpc+tcp://127.0.0.1:1", "drpc+tcp://127.8.9.1:1", "drpc+tcp://[::1]:1", "drpc+tcp://localhost:1", "drpc+inproc://x", "drpc+ipc:///tmp/x.sock", "zrpc+tcp://127.0.0.1:1", "zrpc+ipc:///tmp/z.sock"])
+    assert.doesNotThrow(() => checkLoopback(ok), ok);
+  for (const bad of ["drpc+tcp://10.1.2.3:9990", "zrpc+tcp://example.com:4242", "drpc+tls://[2001:db8::1]:9990", "drpc+tcp://127.0.0.1.example.com:1", "drpc+tcp://0.0.0.0:1"])
+    assert.throws(() => checkLoopback(bad), (e: unknown) => (e as { code?: string }).code === "ERR_BENCH_NOT_LOOPBACK", bad);
 });

@@ -149,39 +149,19 @@ test("zrpc over tcp against tilth's zrpc server", async () => {
   assert.equal(run.failed, 0);
 });
 
-test("safety: a target that is not loopback is refused unless --allow-remote; loopback names pass", async () => {
-  for (const target of ["drpc+tcp://10.1.2.3:9990", "zrpc+tcp://example.com:4242", "drpc+tls://[2001:db8::1]:9990"]) {
-    const r = await tilth("bench", target, "ping", "--calls", "1");
-    assert.equal(r.code, 2, `${target}: ${r.stderr}`);
-    assert.match(r.stderr, /refusing to load-test .*: .* is not a loopback address .*needs --allow-remote \[ERR_BENCH_NOT_LOOPBACK\]/);
-  }
-  const { checkLoopback } = await import("../../cli/bench/target.js");
-  for (const ok of ["drpc+tcp://127.0.0.1:1", "drpc+tcp://127.8.9.1:1", "drpc+tcp://[::1]:1", "drpc+tcp://localhost:1", "drpc+inproc://x", "drpc+ipc:///tmp/x.sock", "zrpc+tcp://127.0.0.1:1"])
-    assert.doesNotThrow(() => checkLoopback(ok), ok);
-  // With --allow-remote the tool tries (a closed port of a reserved test address: a quick connect failure, not a refusal).
+test("safety: a target that is not loopback is refused (exit 2) unless --allow-remote; bad options are usage errors", async () => {
+  let r = await tilth("bench", "drpc+tcp://10.1.2.3:9990", "ping", "--calls", "1");
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /refusing to load-test drpc\+tcp:\/\/10\.1\.2\.3:9990: 10\.1\.2\.3 is not a loopback address .*needs --allow-remote \[ERR_BENCH_NOT_LOOPBACK\]/);
+  // With --allow-remote the tool tries (a closed port here: a connect failure, exit 1, not a refusal).
   const port = await freePort();
-  const r = await tilth("bench", `drpc+tcp://127.0.0.1:${port}`, "ping", "--calls", "1", "--allow-remote", "--timeout", "2000");
+  r = await tilth("bench", `drpc+tcp://127.0.0.1:${port}`, "ping", "--calls", "1", "--allow-remote", "--timeout", "2000");
   assert.equal(r.code, 1);
   assert.doesNotMatch(r.stderr, /ERR_BENCH_NOT_LOOPBACK/);
-});
-
-test("bounds: every option has a limit, and a mistake is a usage error", async () => {
-  const cases: Array<[string[], RegExp]> = [
-    [["--calls", "0"], /--calls needs a whole number from 1 to 1000000000/],
-    [["--duration", "25h"], /--duration needs a duration/],
-    [["--duration", "1441m"], /--duration is at most 24 h/],
-    [["--rate", "1:1000:1"], /makes 1000 steps; at most 100/],
-    [["--rate", "0"], /--rate needs calls per second above 0/],
-    [["-c", "1000", "-m", "10000"], /--connections × --in-flight is at most 1000000/],
-    [["--workers", "3", "-c", "2"], /--workers 3 needs at least as many --connections/],
-    [["--conections", "2"], /unknown option --conections .*did you mean --connections/],
-  ];
-  for (const [extra, msg] of cases) {
-    const r = await tilth("bench", url, "echo", ...extra);
-    assert.equal(r.code, 2, `${extra.join(" ")}: ${r.stderr}`);
-    assert.match(r.stderr, msg);
-  }
-  const r = await tilth("bench", url);
+  r = await tilth("bench", url, "echo", "--rate", "1:1000:1");
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /makes 1000 steps; at most 100/);
+  r = await tilth("bench", url);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /usage: tilth bench URL\|APP METHOD/);
 });
@@ -224,7 +204,7 @@ test("--compare: the difference of two runs, with a verdict; --html and --svg pl
   const html = join(dir, "run.html");
   const svg = join(dir, "run.svg");
   for (const f of [a, b]) {
-    const r = await tilth("bench", url, "echo", "x", "--rate", "200", "-d", "1s", "--warmup", "0", "--json", f, "--html", html, "--svg", svg);
+    const r = await tilth("bench", url, "echo", "x", "--rate", "200", "-d", "500ms", "--warmup", "0", "--json", f, "--html", html, "--svg", svg);
     assert.equal(r.code, 0, r.stderr);
   }
   const r = await tilth("bench", "--compare", a, b);
