@@ -176,7 +176,7 @@ export function isLoopbackHost(host: string): boolean {
 
 /**
  * Throws NotLoopbackError unless `url` stays on this machine: a loopback
- * host, or a transport without a host (inproc, ipc, unix sockets).
+ * host, or a transport without a host (inproc, local, ipc, unix sockets).
  */
 export function checkLoopback(url: string): void {
   const transport = parseRpcUrl(url).transport;
@@ -186,7 +186,7 @@ export function checkLoopback(url: string): void {
   } catch {
     return; // not a URL with a host: the client refuses it with its own error
   }
-  if (/^(inproc|ipc|unix|zmq\+ipc|zmq\+inproc):$/i.test(u.protocol) || u.hostname === "") return;
+  if (/^(inproc|local|ipc|unix|zmq\+ipc|zmq\+inproc):$/i.test(u.protocol) || u.hostname === "") return;
   const host = u.hostname;
   if (!isLoopbackHost(host)) throw new NotLoopbackError(url, host);
 }

@@ -189,7 +189,7 @@ test("bounds: every option has a limit, and a mistake is a usage error", () => {
 });
 
 test("safety: loopback targets pass, every other host is refused with ERR_BENCH_NOT_LOOPBACK", () => {
-  for (const ok of ["drpc+tcp://127.0.0.1:1", "drpc+tcp://127.8.9.1:1", "drpc+tcp://[::1]:1", "drpc+tcp://localhost:1", "drpc+inproc://x", "drpc+ipc:///tmp/x.sock", "zrpc+tcp://127.0.0.1:1", "zrpc+ipc:///tmp/z.sock"])
+  for (const ok of ["drpc+tcp://127.0.0.1:1", "drpc+tcp://127.8.9.1:1", "drpc+tcp://[::1]:1", "drpc+tcp://localhost:1", "drpc+inproc://x", "drpc+local://x", "drpc+ipc:///tmp/x.sock", "zrpc+tcp://127.0.0.1:1", "zrpc+ipc:///tmp/z.sock"])
     assert.doesNotThrow(() => checkLoopback(ok), ok);
   for (const bad of ["drpc+tcp://10.1.2.3:9990", "zrpc+tcp://example.com:4242", "drpc+tls://[2001:db8::1]:9990", "drpc+tcp://127.0.0.1.example.com:1", "drpc+tcp://0.0.0.0:1"])
     assert.throws(() => checkLoopback(bad), (e: unknown) => (e as { code?: string }).code === "ERR_BENCH_NOT_LOOPBACK", bad);
