@@ -6,6 +6,7 @@
  */
 import { isOverride } from "../app/overrides.js";
 import type { CommandSpec, OptionSpec } from "./args.js";
+import { BENCH } from "./bench/spec.js";
 
 const SETTINGS: OptionSpec = { type: "string", short: "s", value: "FILE", help: "the settings file (default: $TILTH_SETTINGS, else tilth.json or tilth.settings.{mjs,js,json} here)" };
 
@@ -122,4 +123,4 @@ export const HELP_COMMAND: CommandSpec = {
   examples: [["help call", "the options and examples of tilth call"]],
 };
 
-export const COMMANDS: readonly CommandSpec[] = [RUN, CALL, INSPECT, SHELL, BACKDOOR, HELP_COMMAND];
+export const COMMANDS: readonly CommandSpec[] = [RUN, CALL, INSPECT, SHELL, BACKDOOR, BENCH, HELP_COMMAND];

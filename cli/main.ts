@@ -7,6 +7,7 @@
  */
 import { EXIT, UsageError, didYouMean, helpText, styler, version, type CommandSpec } from "./args.js";
 import { backdoorCommand } from "./backdoor.js";
+import { benchCommand } from "./bench/command.js";
 import { callCommand, inspectCommand } from "./call.js";
 import { COMMANDS } from "./commands.js";
 import { shellCommand } from "./shell.js";
@@ -18,6 +19,7 @@ const RUNNERS: Record<string, (argv: string[]) => Promise<number>> = {
   inspect: inspectCommand,
   shell: shellCommand,
   backdoor: backdoorCommand,
+  bench: benchCommand,
 };
 
 const spec = (name: string): CommandSpec | undefined => COMMANDS.find((c) => c.name === name);
