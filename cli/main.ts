@@ -10,6 +10,7 @@ import { backdoorCommand } from "./backdoor.js";
 import { callCommand, inspectCommand } from "./call.js";
 import { COMMANDS } from "./commands.js";
 import { shellCommand } from "./shell.js";
+import { simCommand } from "./sim.js";
 import { reportError, runCommand } from "./run.js";
 
 const RUNNERS: Record<string, (argv: string[]) => Promise<number>> = {
@@ -18,6 +19,7 @@ const RUNNERS: Record<string, (argv: string[]) => Promise<number>> = {
   inspect: inspectCommand,
   shell: shellCommand,
   backdoor: backdoorCommand,
+  sim: simCommand,
 };
 
 const spec = (name: string): CommandSpec | undefined => COMMANDS.find((c) => c.name === name);
