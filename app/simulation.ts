@@ -154,8 +154,12 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
   if (options.replay) world.trace.replay(options.replay);
 
   const violations: string[] = [];
+  const seen = new Set<string>();
+  // Each violation once, at the time it was first seen.
   const violate = (what: string): void => {
-    if (violations.length < MAX_VIOLATIONS) violations.push(`${formatMs(world.now())}: ${what}`);
+    if (seen.has(what) || violations.length >= MAX_VIOLATIONS) return;
+    seen.add(what);
+    violations.push(`${formatMs(world.now())}: ${what}`);
   };
   const counts = { ok: 0, failed: 0, crashes: 0, restarts: 0, resets: 0, partitions: 0 };
 
