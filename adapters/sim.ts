@@ -121,6 +121,11 @@ export class SimLoop extends VirtualLoop {
     this.seed = seed;
   }
 
+  /** The time for a trace line: virtual ms, to the microsecond. */
+  stamp(): string {
+    return String(Math.round(this.now() * 1000) / 1000);
+  }
+
   /** Real milliseconds since this loop was made (how long a simulation took). */
   realElapsedMs(): number {
     return performance.now() - this.#realStart;
@@ -244,7 +249,7 @@ export class HostLoop implements Loop {
     const trace = this.world.trace;
     return new HostTimer(this.world, this.#timers, ms, () => {
       if (!this.#alive) return;
-      trace.record(`${this.world.now()} ${this.name} timer ${seq}`);
+      trace.record(`${this.world.stamp()} ${this.name} timer ${seq}`);
       fn();
     });
   }

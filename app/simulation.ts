@@ -201,7 +201,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
   const startOn = async (name: string): Promise<void> => {
     const host = net.attach(new HostLoop(world, name, { skewMs: Math.round((random() * 2 - 1) * profile.skewMs) }));
     hosts.set(name, host);
-    world.trace.record(`${world.now()} ${name} start`);
+    world.trace.record(`${world.stamp()} ${name} start`);
     const handle = await startApp(name, options.settings, {
       loop: host,
       log: { ...(options.level ? { level: options.level } : {}), color: false, write: options.log ? (line) => options.log!(line) : () => {} },
@@ -216,7 +216,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
     const host = hosts.get(name);
     if (host === undefined || !running.has(name)) return;
     counts.crashes++;
-    world.trace.record(`${world.now()} ${name} crash`);
+    world.trace.record(`${world.stamp()} ${name} crash`);
     running.delete(name);
     host.kill();
     net.crash(host);
@@ -233,7 +233,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
           counts.restarts++;
           return;
         } catch (e) {
-          world.trace.record(`${world.now()} ${name} cannot start`);
+          world.trace.record(`${world.stamp()} ${name} cannot start`);
           violate(`app ${name} could not restart: ${describe(e)}`);
           backoff = Math.min(60_000, backoff * 2);
         }
@@ -325,7 +325,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
         const [lo, hi] = profile.partitionMs;
         cut = { side, until: world.now() + Math.round(lo + (hi - lo) * random()) };
         counts.partitions++;
-        world.trace.record(`${world.now()} partition ${[...side].sort().join(",")} until ${cut.until}`);
+        world.trace.record(`${world.stamp()} partition ${[...side].sort().join(",")} until ${cut.until}`);
       });
       every(profile.crashEveryMs, () => {
         const name = pick([...running.keys()]);
@@ -338,7 +338,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
       for (const t of faultTimers) t.cancel();
       cut = undefined;
       check();
-      world.trace.record(`${world.now()} stop`);
+      world.trace.record(`${world.stamp()} stop`);
       const stops = [...running].reverse().map(async ([name, h]) => {
         const done = h.stop({ reason: "simulation over" }).then(() => true);
         const late = sleep(world, stopLimit).then(() => false);

@@ -39,6 +39,7 @@ export { NetTransport, claimIpcPath, netTransport } from "./net.js";
 export { TlsTransport, tlsTransport, type TlsConnectOptions, type TlsListenOptions } from "./tls.js";
 export { InprocTransport, InprocConnection, InprocListener, inprocName } from "./inproc.js";
 export { ZmqTransport, zmqTransport, ZmqListener, ZmqDealerConnection, ZmqPeerConnection, zmqEndpoint } from "./zmq.js";
+export { SimNetwork, SimConnection, SimListener, SIM_SCHEMES, type LinkPolicy } from "./sim.js";
 export { DEFAULT_HIGH_WATER_MARK } from "./internal/ConnectionBase.js";
 export { DEFAULT_BACKLOG } from "./internal/ListenerBase.js";
 

@@ -223,8 +223,8 @@ export class SimConnection extends ConnectionBase {
       }
       this.#flight.shift();
       const item = head.item;
-      if (item === EOF) world.trace.record(`${now} c${this.id}${this.#peer.side} eof`);
-      else world.trace.record(`${now} c${this.id}${this.#peer.side} ${item.length}/${head.bytes}`, item);
+      if (item === EOF) world.trace.record(`${world.stamp()} c${this.id}${this.#peer.side} eof`);
+      else world.trace.record(`${world.stamp()} c${this.id}${this.#peer.side} ${item.length}/${head.bytes}`, item);
       this.lastArrival = now;
       this.#inbound.push(item);
       this.#schedule();
@@ -318,7 +318,7 @@ export class SimConnection extends ConnectionBase {
     net.world.timer(net.policy.delay(from, to, 0), () => {
       if (net.policy.cutUntil(from, to) !== undefined) return; // lost
       if (peer.#gone) return;
-      net.world.trace.record(`${net.world.now()} c${this.id}${this.side} rst`);
+      net.world.trace.record(`${net.world.stamp()} c${this.id}${this.side} rst`);
       peer._broken(new BrokenError("connection reset by peer"));
     });
   }
@@ -419,7 +419,7 @@ export class SimNetwork {
 
   /** Break both ends of `conn` at once (a reset fault). */
   reset(conn: SimConnection): void {
-    this.world.trace.record(`${this.world.now()} c${conn.id} reset`);
+    this.world.trace.record(`${this.world.stamp()} c${conn.id} reset`);
     const err = new BrokenError("connection reset (simulated fault)");
     conn._broken(err);
     conn.peer._broken(err);
@@ -492,7 +492,7 @@ export class SimNetwork {
     );
     this.#ends.add(client);
     this.#ends.add(server);
-    this.world.trace.record(`${this.world.now()} c${id} open ${host.name}->${ln.host.name} ${ln.url}`);
+    this.world.trace.record(`${this.world.stamp()} c${id} open ${host.name}->${ln.host.name} ${ln.url}`);
     ln._accept(server);
     try {
       await this.#hop(ln.host.name, host.name, signal);
