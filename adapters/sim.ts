@@ -22,6 +22,7 @@
  * @module
  */
 import { createHash, type Hash } from "node:crypto";
+import { INERT_TIMER } from "../core/LoopBase.js";
 import { seededRandom } from "../core/random.js";
 import type { Loop, Timer } from "../core/Loop.js";
 import { TransportRegistry, parseUrl, schemeOf, type Connection, type ConnectOptions, type Listener, type ListenOptions } from "../core/Transport.js";
@@ -132,18 +133,6 @@ export class SimLoop extends VirtualLoop {
   }
 }
 
-const INERT: Timer = Object.freeze({
-  deadline: Infinity,
-  pending: false,
-  cancel() {},
-  unref() {
-    return this;
-  },
-  ref() {
-    return this;
-  },
-});
-
 class HostTimer implements Timer {
   readonly #inner: Timer;
   readonly #owner: Set<HostTimer>;
@@ -244,7 +233,7 @@ export class HostLoop implements Loop {
 
   timer(ms: number, fn: () => void): Timer {
     if (typeof ms !== "number" || ms !== ms) throw new RangeError(`loop.timer: the delay must be a number of ms, got ${String(ms)}`);
-    if (!this.#alive || ms === Infinity) return INERT;
+    if (!this.#alive || ms === Infinity) return INERT_TIMER;
     const seq = this.#timerSeq++;
     const trace = this.world.trace;
     return new HostTimer(this.world, this.#timers, ms, () => {

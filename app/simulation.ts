@@ -166,10 +166,18 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
   // The network: latency with a long tail, bandwidth, and at most one partition at a time.
   const [latMin, latMax] = profile.latencyMs;
   let cut: { side: Set<string>; until: number } | undefined;
+  // Each link (a pair of hosts) is slower or faster than others: its latency scale, drawn when first used.
+  const scales = new Map<string, number>();
+  const scaleOf = (from: string, to: string): number => {
+    const key = from < to ? `${from} ${to}` : `${to} ${from}`;
+    let k = scales.get(key);
+    if (k === undefined) scales.set(key, (k = 0.5 + 1.5 * random()));
+    return k;
+  };
   const policy: LinkPolicy = {
-    delay: (_from, _to, bytes) => {
+    delay: (from, to, bytes) => {
       const r = random();
-      return latMin + (latMax - latMin) * r * r * r + (profile.bytesPerMs > 0 ? bytes / profile.bytesPerMs : 0);
+      return (latMin + (latMax - latMin) * r * r * r) * scaleOf(from, to) + (profile.bytesPerMs > 0 ? bytes / profile.bytesPerMs : 0);
     },
     cutUntil: (from, to) => {
       if (cut === undefined || world.now() >= cut.until) return undefined;
@@ -209,13 +217,20 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
     });
     if (!host.alive) return;
     running.set(name, handle);
+    startedAt.set(name, world.now());
   };
+
+  /** Restart backoff per app, as the runner keeps it: doubles after a short run, back to 1 s after 30 s up. */
+  const backoffs = new Map<string, number>();
+  const startedAt = new Map<string, number>();
 
   /** Crash app `name` and restart it by its policy, with the runner's backoff. */
   const crash = (name: string): void => {
     const host = hosts.get(name);
     if (host === undefined || !running.has(name)) return;
     counts.crashes++;
+    const ran = world.now() - (startedAt.get(name) ?? 0);
+    let backoff = ran > 30_000 ? 1000 : Math.min(60_000, (backoffs.get(name) ?? 500) * 2);
     world.trace.record(`${world.stamp()} ${name} crash`);
     running.delete(name);
     host.kill();
@@ -224,8 +239,8 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
     const policy = options.settings.app(name).restart;
     if (policy === "never") return;
     void (async () => {
-      let backoff = 1000;
       for (;;) {
+        backoffs.set(name, backoff);
         await sleep(world, backoff);
         if (ending) return;
         try {

@@ -101,7 +101,7 @@ class LoopTimer implements Timer, HeapEntry {
 export const MAX_HOST_DELAY_MS = 2 ** 31 - 1;
 
 /** What `timer(Infinity)` returns: it never fires. */
-const INERT_TIMER: Timer = Object.freeze({
+export const INERT_TIMER: Timer = Object.freeze({
   deadline: Infinity,
   pending: false,
   cancel() {},

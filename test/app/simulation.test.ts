@@ -129,15 +129,15 @@ test("the 3-app system (client, queue service, store) runs under chaos with ever
 
 // Bugs the simulator found in tilth, each kept with its seed.
 
-test("regression (ping pair, chaos, seed 3): closing a client while it connects leaves no deadline timer behind", async () => {
+test("regression (ping pair, chaos, seed 2): closing a client while it connects leaves no deadline timer behind", async () => {
   // A connect across a partition hung past the app's stop; the waiting call's 30 s timer stayed pending.
-  const r = await ping({ seed: 3, faults: "chaos" });
+  const r = await ping({ seed: 2, faults: "chaos" });
   assert.deepEqual(r.violations, []);
 });
 
-test("regression (3-app system, chaos, seeds 35 and 39): a call whose send fails after its before hooks gets its error hooks", async () => {
+test("regression (3-app system, chaos, seeds 47 and 56): a call whose send fails after its before hooks gets its error hooks", async () => {
   // The connection broke between the session check and the send: the call settled, but no after/error hook saw it end.
-  for (const seed of [35, 39]) {
+  for (const seed of [47, 56]) {
     const r = await system({ seed });
     assert.deepEqual(r.violations, [], `seed ${seed}`);
   }
