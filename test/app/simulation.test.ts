@@ -48,6 +48,13 @@ test("the same seed gives the same trace hash; another seed another one", async 
   assert.equal(a.summary.at(-1), `trace ${a.hash}`);
 });
 
+test("one simulated hour of the ping pair, under mild faults", async (t) => {
+  const r = await ping({ seed: 7, durationMs: 3600_000 });
+  t.diagnostic(r.summary[0]!);
+  assert.deepEqual(r.violations, []);
+  assert.ok(r.calls.ok > 3000, `${r.calls.ok} pings in an hour, one a second between faults`);
+});
+
 test("the same seed gives the same hash in two processes (tilth sim), and in this one", async () => {
   const args = ["ping", "long_running", "--settings", pingFile, "--seed", "11", "--duration", "10m", "--faults", "chaos"];
   const one = sim(args);
