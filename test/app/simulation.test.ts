@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -88,6 +88,18 @@ test("tilth sim refuses a bad duration, seed or fault profile (exit 2)", () => {
     const r = sim(["ping", "--settings", pingFile, ...bad]);
     assert.equal(r.code, 2, `${bad.join(" ")}: ${r.stderr}`);
   }
+});
+
+test("every scheme a settings file may use is simulated: tcp, ipc, tls, inproc and zmq, under drpc and zrpc", async () => {
+  const { PingApp, LongRunningApp } = await import("../../examples/ping/apps.js");
+  const binds = ["drpc+tcp://127.0.0.1:9990", `drpc+ipc://${dir}/ping.sock`, "drpc+tls://127.0.0.1:9991", "drpc+inproc://ping", "zrpc+tcp://127.0.0.1:9992", `zrpc+ipc://${dir}/zping.sock`];
+  for (const bind of binds) {
+    const settings = Settings.from({ apps: { ping: { class: PingApp, bind }, long_running: { class: LongRunningApp, uses: ["ping"] } } });
+    const r = await simulate({ settings, apps: ["ping", "long_running"], seed: 4, durationMs: 120_000, faults: "chaos" });
+    assert.deepEqual(r.violations, [], bind);
+    assert.ok(r.calls.ok > 20, `${bind}: ${r.calls.ok} calls`);
+  }
+  assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith(".sock")), [], "no real socket was opened");
 });
 
 class Leaky extends App {
