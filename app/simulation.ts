@@ -15,6 +15,7 @@
  * ```
  * @module
  */
+import { z } from "zod";
 import { HostLoop, SimLoop } from "../adapters/sim.js";
 import { describe, formatMs, TilthError } from "../core/errors.js";
 import { sleep } from "../core/time.js";
@@ -130,9 +131,42 @@ export interface SimulationResult {
 export function faultProfile(p: FaultProfile | string | undefined): FaultProfile {
   if (p === undefined) return FAULT_PROFILES.mild!;
   if (typeof p !== "string") return p;
-  const f = FAULT_PROFILES[p];
+  const f = Object.hasOwn(FAULT_PROFILES, p) ? FAULT_PROFILES[p] : undefined;
   if (f === undefined) throw new TilthError("ERR_SIM_FAULTS", `unknown fault profile "${p}" (known: ${Object.keys(FAULT_PROFILES).join(", ")})`, { context: { profile: p } });
   return f;
+}
+
+const ms = z.number().finite().nonnegative();
+const range = z.tuple([ms, ms]).refine(([lo, hi]) => lo <= hi, "the first number is the smaller");
+const profileShape = z
+  .object({
+    name: z.string().min(1),
+    base: z.string().min(1),
+    latencyMs: range,
+    bytesPerMs: ms,
+    resetEveryMs: ms,
+    partitionEveryMs: ms,
+    partitionMs: range,
+    crashEveryMs: ms,
+    skewMs: ms,
+    loss: z.number().min(0).max(1),
+  })
+  .partial()
+  .strict();
+
+/**
+ * A fault profile from data (a JSON file's): the fields given over those of
+ * the built-in profile `base` (default `mild`). A wrong field is a coded
+ * error naming it.
+ */
+export function faultProfileFrom(data: unknown, source = "the fault profile"): FaultProfile {
+  const r = profileShape.safeParse(data);
+  if (!r.success) {
+    const why = r.error.issues.map((i) => `${i.path.join(".") || "(top)"}: ${i.message}`).join("; ");
+    throw new TilthError("ERR_SIM_FAULTS", `${source} is not a fault profile: ${why}`, { context: { source } });
+  }
+  const { base, ...fields } = r.data;
+  return { ...faultProfile(base ?? "mild"), name: source, ...fields };
 }
 
 /** Keep at most this many violations (the first ones tell the story). */
@@ -291,7 +325,8 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
     }
     if (bound > 0) {
       for (const end of net.openEnds()) {
-        if (end.closing || end.scheme.startsWith("zmq") || !end.host.alive || reported.has(end)) continue;
+        // An end still connecting (its handshake's answer held by a partition) is not its owner's yet.
+        if (!end.established || end.closing || end.scheme.startsWith("zmq") || !end.host.alive || reported.has(end)) continue;
         if (now - end.lastArrival > bound) {
           reported.add(end);
           violate(`app ${end.host.name}: connection c${end.id} (${end.localUrl} -> ${end.remoteUrl}) heard nothing for ${formatMs(now - end.lastArrival)} and is still open (heartbeat bound ${formatMs(bound)})`);

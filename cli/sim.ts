@@ -12,7 +12,7 @@
 import { randomInt } from "node:crypto";
 import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
 import { loadSettings } from "../app/Settings.js";
-import { faultProfile, simulate } from "../app/simulation.js";
+import { FAULT_PROFILES, faultProfile, faultProfileFrom, simulate, type FaultProfile } from "../app/simulation.js";
 import { parseOverride } from "../app/overrides.js";
 import { EXIT, UsageError, helpText, parseCommand } from "./args.js";
 import { SIM } from "./commands.js";
@@ -57,6 +57,23 @@ function readTrace(file: string): { header: TraceHeader; lines: string[] } {
   return { header, lines: all.filter((l) => l !== "" && !l.startsWith("#")) };
 }
 
+/** A fault profile from a JSON file (a name that is no built-in profile). */
+function profileFile(file: string): FaultProfile {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch {
+    return faultProfile(file); // neither a profile nor a file: the error lists the profiles
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`${file}: not JSON: ${(e as Error).message}`, "sim");
+  }
+  return faultProfileFrom(data, file);
+}
+
 export async function simCommand(argv: string[]): Promise<number> {
   const p = parseCommand(SIM, argv);
   if (p.help) {
@@ -82,8 +99,9 @@ export async function simCommand(argv: string[]): Promise<number> {
     durationMs = d;
   }
   const faultsName = typeof v.faults === "string" ? v.faults : (h.faults ?? "mild");
+  let faults: FaultProfile;
   try {
-    faultProfile(faultsName);
+    faults = Object.hasOwn(FAULT_PROFILES, faultsName) ? faultProfile(faultsName) : profileFile(faultsName);
   } catch (e) {
     throw new UsageError((e as Error).message, "sim");
   }
@@ -108,7 +126,7 @@ export async function simCommand(argv: string[]): Promise<number> {
       apps,
       seed,
       durationMs,
-      faults: faultsName,
+      faults,
       ...(v.log === true ? { log: (line: string) => process.stdout.write(line.endsWith("\n") ? line : `${line}\n`) } : {}),
       ...(level ? { level: level as "debug" | "info" | "warn" | "error" } : {}),
       ...(fd !== undefined

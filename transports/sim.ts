@@ -116,8 +116,10 @@ export class SimConnection extends ConnectionBase {
   #reading = false;
   #scheduled = false;
   #eofSent = false;
-  /** Loop time something last arrived at this end (or it opened). */
+  /** Loop time something last arrived at this end (or it was established). */
   lastArrival: number;
+  /** Handed to its owner: accepted (the server's end), or connected (the client's, once the handshake's answer came back). */
+  established: boolean;
 
   /** @internal */
   constructor(net: SimNetwork, host: HostLoop, id: number, side: ">" | "<", params: ConnectionParams) {
@@ -127,6 +129,13 @@ export class SimConnection extends ConnectionBase {
     this.id = id;
     this.side = side;
     this.lastArrival = net.world.now();
+    this.established = side === "<";
+  }
+
+  /** @internal The connect resolved: the owner has this end from now on. */
+  _establish(): void {
+    this.established = true;
+    this.lastArrival = this.#net.world.now();
   }
 
   /** @internal */
@@ -501,6 +510,7 @@ export class SimNetwork {
       throw e;
     }
     if (!host.alive) return new Promise<Connection>(() => {}); // the process is gone: nobody waits
+    client._establish();
     return client;
   }
 

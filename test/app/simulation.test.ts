@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -35,9 +35,9 @@ function sim(args: string[]): { code: number | null; stdout: string; stderr: str
 const lastLine = (s: string): string => s.trimEnd().split("\n").at(-1)!;
 
 test("the same seed gives the same trace hash; another seed another one", async () => {
-  const a = await ping({ seed: 42, faults: "chaos" });
-  const b = await ping({ seed: 42, faults: "chaos" });
-  const c = await ping({ seed: 43, faults: "chaos" });
+  const a = await ping({ seed: 42, faults: "chaos", durationMs: 300_000 });
+  const b = await ping({ seed: 42, faults: "chaos", durationMs: 300_000 });
+  const c = await ping({ seed: 43, faults: "chaos", durationMs: 300_000 });
   assert.match(a.hash, /^[0-9a-f]{64}$/);
   assert.equal(a.hash, b.hash);
   assert.equal(a.events, b.events);
@@ -56,14 +56,14 @@ test("one simulated hour of the ping pair, under mild faults", async (t) => {
 });
 
 test("the same seed gives the same hash in two processes (tilth sim), and in this one", async () => {
-  const args = ["ping", "long_running", "--settings", pingFile, "--seed", "11", "--duration", "10m", "--faults", "chaos"];
+  const args = ["ping", "long_running", "--settings", pingFile, "--seed", "11", "--duration", "5m", "--faults", "chaos"];
   const one = sim(args);
   const two = sim(args);
   assert.equal(one.code, 0, one.stderr + one.stdout);
   assert.equal(two.code, 0, two.stderr + two.stdout);
   assert.match(lastLine(one.stdout), /^trace [0-9a-f]{64}$/);
   assert.equal(lastLine(one.stdout), lastLine(two.stdout));
-  const here = await ping({ seed: 11, durationMs: 600_000, faults: "chaos" });
+  const here = await ping({ seed: 11, durationMs: 300_000, faults: "chaos" });
   assert.equal(lastLine(one.stdout), `trace ${here.hash}`);
 });
 
@@ -84,10 +84,21 @@ test("--trace writes the events; --replay of it matches, and with another seed n
 });
 
 test("tilth sim refuses a bad duration, seed or fault profile (exit 2)", () => {
-  for (const bad of [["--duration", "soon"], ["--seed", "-1"], ["--faults", "hurricane"]]) {
+  const badProfile = join(dir, "bad.json");
+  writeFileSync(badProfile, JSON.stringify({ resetEveryMs: -5 }));
+  for (const bad of [["--duration", "soon"], ["--seed", "-1"], ["--faults", "hurricane"], ["--faults", badProfile]]) {
     const r = sim(["ping", "--settings", pingFile, ...bad]);
     assert.equal(r.code, 2, `${bad.join(" ")}: ${r.stderr}`);
   }
+  assert.match(sim(["ping", "--settings", pingFile, "--faults", badProfile]).stderr, /resetEveryMs/);
+});
+
+test("--faults FILE: a profile's fields over a built-in one", () => {
+  const file = join(dir, "resets.json");
+  writeFileSync(file, JSON.stringify({ base: "none", resetEveryMs: 5000 }));
+  const r = sim(["ping", "long_running", "--settings", pingFile, "--seed", "1", "--duration", "2m", "--faults", file]);
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  assert.match(r.stdout, /faults: 0 crashes \(0 restarts\), [1-9]\d* resets, 0 partitions/);
 });
 
 test("every scheme a settings file may use is simulated: tcp, ipc, tls, inproc and zmq, under drpc and zrpc", async () => {
