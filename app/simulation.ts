@@ -17,7 +17,7 @@
  */
 import { z } from "zod";
 import { HostLoop, SimLoop } from "../adapters/sim.js";
-import { describe, formatMs, TilthError } from "../core/errors.js";
+import { describe, formatMs, isTilthError, TilthError } from "../core/errors.js";
 import { sleep } from "../core/time.js";
 import type { CallContext, Middleware } from "../rpc/context.js";
 import { SimNetwork, type LinkPolicy } from "../transports/sim.js";
@@ -246,7 +246,15 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
     world.trace.record(`${world.stamp()} ${name} start`);
     const handle = await startApp(name, options.settings, {
       loop: host,
-      log: { ...(options.level ? { level: options.level } : {}), color: false, write: options.log ? (line) => options.log!(line) : () => {} },
+      log: {
+        ...(options.level ? { level: options.level } : {}),
+        color: false,
+        write: (line) => {
+          // Work that ignored its cancellation is a task left behind (ERR_ABANDONED's line).
+          if (line.includes("was abandoned")) violate(`app ${name}: ${line.slice(line.indexOf(" ", line.indexOf(name)) + 1).trim()}`);
+          options.log?.(line);
+        },
+      },
       client: { middleware: [watchCalls(name, host)] },
     });
     if (!host.alive) return;
@@ -390,7 +398,13 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
       check();
       world.trace.record(`${world.stamp()} stop`);
       const stops = [...running].reverse().map(async ([name, h]) => {
-        const done = h.stop({ reason: "simulation over" }).then(() => true);
+        const done = h.stop({ reason: "simulation over" }).then(
+          () => true,
+          (e: unknown) => {
+            if (!isTilthError(e, "ERR_ABANDONED")) violate(`app ${name}: stop() failed: ${describe(e)}`);
+            return true;
+          },
+        );
         const late = sleep(world, stopLimit).then(() => false);
         if (!(await Promise.race([done, late]))) violate(`app ${name}: stop() did not end within ${formatMs(stopLimit)}`);
       });

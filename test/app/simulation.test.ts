@@ -129,17 +129,23 @@ class Silent extends App {
   }
 }
 
+class Stubborn extends App {
+  override async serve(): Promise<void> {
+    await new Promise<void>((resolve) => this.ctx.loop.timer(600_000, resolve)); // ignores its signal
+  }
+}
+
 class Declares extends App {
   invariants(): string[] {
     return this.ctx.loop.now() >= 5000 ? ["the answer is no longer 42"] : [];
   }
 }
 
-test("the invariants catch a timer left behind, a silent connection left open, and an app's own invariant", async () => {
+test("the invariants catch a timer left behind, a silent connection left open, a stop that does not end, and an app's own invariant", async () => {
   const settings = Settings.from({
-    apps: { leaky: { class: Leaky, bind: "drpc+tcp://127.0.0.1:7200" }, silent: { class: Silent }, declares: { class: Declares } },
+    apps: { leaky: { class: Leaky, bind: "drpc+tcp://127.0.0.1:7200" }, silent: { class: Silent }, declares: { class: Declares }, stubborn: { class: Stubborn } },
   });
-  const r = await simulate({ settings, apps: ["leaky", "silent", "declares"], seed: 1, durationMs: 60_000, faults: "none" });
+  const r = await simulate({ settings, apps: ["leaky", "silent", "declares", "stubborn"], seed: 1, durationMs: 60_000, faults: "none" });
   const text = r.violations.join("\n");
   assert.match(text, /app leaky: 1 timer\(s\) left after it stopped/);
   assert.match(text, /app silent: connection c\d+ .* heard nothing for .*\(heartbeat bound/);
@@ -147,6 +153,9 @@ test("the invariants catch a timer left behind, a silent connection left open, a
   assert.match(text, /app silent: listener tcp:\/\/127\.0\.0\.1:7100 left open/);
   assert.match(text, /^50\d\d ms: app declares: the answer is no longer 42$/m);
   assert.equal(text.match(/no longer 42/g)?.length, 1, "a violation is reported once");
+  // An app whose serve() ignores its signal: stop() waits on it without limit (startApp's scope has no grace
+  // by default); the simulation bounds the wait and says so.
+  assert.match(text, /app stubborn: stop\(\) did not end within 60000 ms/);
   assert.match(r.summary.join("\n"), /invariants: \d+ violation\(s\)/);
 });
 
