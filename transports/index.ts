@@ -9,6 +9,7 @@
  * | `tls://host:port` | {@link TlsTransport} | node:tls |
  * | `inproc://name` | {@link InprocTransport} | memory, one loop |
  * | `zmq+tcp://host:port`, `zmq+ipc:///path` | {@link ZmqTransport} | ZeroMQ (zeromq.js) |
+ * | all of the above, between simulated hosts | {@link SimNetwork} | memory, in simulated time (docs/simulation.md) |
  *
  * Call {@link registerTransports} once per loop (it is idempotent), then use
  * `loop.connect(url)` and `loop.listen(url)`. See docs/transports.md.
