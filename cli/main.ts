@@ -11,6 +11,7 @@ import { benchCommand } from "./bench/command.js";
 import { callCommand, inspectCommand } from "./call.js";
 import { COMMANDS } from "./commands.js";
 import { shellCommand } from "./shell.js";
+import { simCommand } from "./sim.js";
 import { reportError, runCommand } from "./run.js";
 
 const RUNNERS: Record<string, (argv: string[]) => Promise<number>> = {
@@ -20,6 +21,7 @@ const RUNNERS: Record<string, (argv: string[]) => Promise<number>> = {
   shell: shellCommand,
   backdoor: backdoorCommand,
   bench: benchCommand,
+  sim: simCommand,
 };
 
 const spec = (name: string): CommandSpec | undefined => COMMANDS.find((c) => c.name === name);

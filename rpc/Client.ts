@@ -252,17 +252,22 @@ export class RpcClient implements AsyncDisposable {
     if (deadline === undefined && signal === undefined && stop === undefined) return this.#connecting;
     const limit = deadline === undefined ? Infinity : Math.max(0, deadline - this.loop.now());
     return new Promise<ClientSessionLike>((resolve, reject) => {
-      const t =
-        limit === Infinity
-          ? undefined
-          : this.loop.timer(limit, () => reject(new TimeoutError(limitMs ?? limit, `connecting to ${this.url}`)));
-      const offCall = onAbort(signal, () => reject(abortReason(signal!)));
-      const offStop = onAbort(stop, () => reject(abortReason(stop!)));
-      this.#connecting!.then(resolve, reject).finally(() => {
+      // Whichever way the wait ends (connected, timed out, aborted), its timer
+      // and listeners go at once: a connect that hangs past the client's close
+      // must not keep the call's deadline timer (and so the process) alive.
+      const settle = <A>(f: (a: A) => void) => (a: A): void => {
         t?.cancel();
         offCall();
         offStop();
-      });
+        f(a);
+      };
+      const t =
+        limit === Infinity
+          ? undefined
+          : this.loop.timer(limit, () => settle(reject)(new TimeoutError(limitMs ?? limit, `connecting to ${this.url}`)));
+      const offCall = onAbort(signal, () => settle(reject)(abortReason(signal!)));
+      const offStop = onAbort(stop, () => settle(reject)(abortReason(stop!)));
+      this.#connecting!.then(settle(resolve), settle(reject));
     });
   }
 
@@ -297,8 +302,12 @@ export class RpcClient implements AsyncDisposable {
     try {
       const o = this.#options;
       if (this.#local) return this.#openLocal();
+      // Closing the client aborts a connect in flight (one to a host that does not answer can take minutes).
+      const closing = this.#scope.closing;
+      const own = o.transport?.signal;
       const conn = await this.loop.connect(this.#transportUrl, {
         ...o.transport,
+        signal: own instanceof AbortSignal ? AbortSignal.any([own, closing]) : closing,
         ...(o.maxMessageSize === undefined ? {} : { maxMessageSize: o.maxMessageSize }),
         ...(o.closeTimeoutMs === undefined ? {} : { closeTimeoutMs: o.closeTimeoutMs }),
       });

@@ -152,13 +152,19 @@ export class ClientCalls implements CallOwner {
           return;
         }
       }
-      this.#sender.sendCall(call, kwargs, timeoutMs);
     } catch (e) {
       this.#refuse(call, e);
+      return;
+    }
+    try {
+      this.#sender.sendCall(call, kwargs, timeoutMs);
+    } catch (e) {
+      // Every `before` hook ran: the call's outcome goes through the `error` hooks, as any failure after them does.
+      if (this.#pending.get(call.id) === call) this.#done(call, false, e, false);
     }
   }
 
-  /** A `before` hook (or the send) failed: the call never reached the server. */
+  /** A `before` hook failed: the call never reached the server. */
   #refuse(call: PendingCall<any>, e: unknown): void {
     if (this.#pending.get(call.id) !== call) return;
     this.#pending.delete(call.id);
