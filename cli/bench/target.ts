@@ -100,6 +100,7 @@ function countingLoop(loop: Loop, counts: Counts): Loop {
     },
     now: () => loop.now(),
     wallTime: () => loop.wallTime(),
+    random: () => loop.random(),
     post: (fn) => loop.post(fn),
     timer: (ms, fn) => loop.timer(ms, fn),
     cooperate: () => loop.cooperate(),
