@@ -538,6 +538,17 @@ export class NatsTransport implements Transport {
     return new NatsConnection_(loop, shared, out, inSubject, params, () => this.#release(shared));
   }
 
+  /** `#acquire`, given up when `signal` aborts (the connection, once open, is released again). */
+  async #acquireOrAbort(loop: Loop, t: NatsTarget, url: string, signal: AbortSignal | undefined): Promise<Shared> {
+    const p = this.#acquire(loop, t, url);
+    try {
+      return await this.#abortable(p, signal);
+    } catch (e) {
+      if (signal?.aborted) p.then((s) => this.#release(s), () => {});
+      throw e;
+    }
+  }
+
   async #acquire(loop: Loop, t: NatsTarget, url: string): Promise<Shared> {
     const key = `${t.user ?? ""}@${[...t.servers].sort().join(",")}`;
     let p = this.#pool.get(key);
@@ -610,7 +621,7 @@ export class NatsTransport implements Transport {
 
   async connect(loop: Loop, url: URL, options: ConnectOptions): Promise<Connection_> {
     const t = natsTarget(url);
-    const shared = await this.#abortable(this.#acquire(loop, t, url.href), options.signal);
+    const shared = await this.#acquireOrAbort(loop, t, url.href, options.signal);
     // The connection takes a reference of its own; this one is for the time of the opening.
     try {
       const nc = shared.nc;
@@ -658,7 +669,7 @@ export class NatsTransport implements Transport {
     if (t.instance !== undefined) throw new InvalidUrlError(url.href, "listen on nats://HOST:PORT/SERVICE (the instance id is made by the listener)");
     let shared: Shared;
     try {
-      shared = await this.#abortable(this.#acquire(loop, t, url.href), options.signal);
+      shared = await this.#acquireOrAbort(loop, t, url.href, options.signal);
     } catch (e) {
       if (options.signal?.aborted) throw e;
       throw new ListenFailedError(url.href, e instanceof Error ? e.message : String(e), { cause: e });
@@ -672,7 +683,7 @@ export class NatsTransport implements Transport {
 
   async discover(loop: Loop, url: URL, handler: DiscoveryHandler, options: ConnectOptions): Promise<Discovery> {
     const t = natsTarget(url);
-    const shared = await this.#abortable(this.#acquire(loop, t, url.href), options.signal);
+    const shared = await this.#acquireOrAbort(loop, t, url.href, options.signal);
     return new NatsDiscovery(loop, shared, t, handler, () => this.#release(shared));
   }
 }
