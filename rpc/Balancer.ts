@@ -87,6 +87,18 @@ function refusedAtTheDoor(e: unknown): boolean {
   return isTilthError(e, "ERR_UNAVAILABLE") && (e as { data?: { started?: unknown } }).data?.started === false;
 }
 
+/**
+ * Whether `e` is a lost connection whose transport knows that nothing sent
+ * after some loop time reached the other end (nats: "no responders";
+ * `undeliveredAfter` in the cause's context), and the call was sent after
+ * that time: it never ran, and may be made elsewhere.
+ */
+function neverDelivered(e: unknown, sentAt: number): boolean {
+  if (!isTilthError(e, "ERR_CONNECTION_LOST")) return false;
+  const since = (e.cause as { context?: { undeliveredAfter?: unknown } } | undefined)?.context?.undeliveredAfter;
+  return typeof since === "number" && sentAt > since;
+}
+
 export class Balancer {
   readonly #p: BalancerParams;
   readonly #members = new Map<string, Member>();
@@ -315,13 +327,14 @@ export class Balancer {
       for (;;) {
         const m = this.#pick(tried) ?? (await this.#member(deadline, timeout, signal, tried, gaveUp));
         if (cancelled !== undefined) throw cancelled;
-        const left = deadline === undefined ? timeout : Math.max(0, deadline - loop.now());
+        const sentAt = loop.now();
+        const left = deadline === undefined ? timeout : Math.max(0, deadline - sentAt);
         const call = (current = m.client.call<unknown>(method, args, left === timeout ? options : { ...options, timeout: left, limitMs: timeout }));
         try {
           await call;
           return { call };
         } catch (e) {
-          if (cancelled !== undefined || !refusedAtTheDoor(e)) return { call };
+          if (cancelled !== undefined || !(refusedAtTheDoor(e) || neverDelivered(e, sentAt))) return { call };
           (tried ??= new Set()).add(m);
         }
       }

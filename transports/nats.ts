@@ -150,6 +150,9 @@ function isNoResponders(m: Msg): boolean {
 
 // ---- wire form of one connection's messages ----
 
+/** Publish times kept, to say which messages a "no responders" answer covers. */
+const SENT_TIMES = 1024;
+
 const K_ONE = 0; // [0][frame]
 const K_MANY = 1; // [1][n u32][len u32 × n][frames]
 const K_PART = 2; // [2][piece]: a piece of a long payload, more follow
@@ -201,8 +204,12 @@ function decodeMessage(p: Uint8Array, maxFrames: number): Message {
 /** One connection over NATS: publishes on `out`, hears on `in`. */
 export class NatsConnection_ extends ConnectionBase implements OnLost {
   readonly #shared: Shared;
+  /** Where this end publishes (`OUT.d`) and hears (`IN.d`: messages; `IN.SEQ`: "no responders" for our message SEQ). */
   readonly #out: string;
-  readonly #inSubject: string;
+  readonly #inBase: string;
+  /** Sequence number of the next message published, and the loop time each of the last SENT_TIMES was published. */
+  #seq = 0;
+  readonly #sentAt = new Float64Array(SENT_TIMES);
   #sub: Subscription | undefined;
   readonly #release: () => void;
   /** Arrived before start() or while paused. */
@@ -220,15 +227,15 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
   constructor(loop: Loop, shared: Shared, out: string, inSubject: string, params: ConnectionParams, release: () => void) {
     super(loop, params);
     this.#shared = shared;
-    this.#out = out;
-    this.#inSubject = inSubject;
+    this.#out = `${out}.d`;
+    this.#inBase = inSubject;
     this.#release = release;
     shared.members.add(this);
   }
 
   /** Subscribe to this connection's incoming subject (before the other end may publish). */
   listen(): void {
-    this.#sub = this.#shared.nc.subscribe(this.#inSubject, { callback: (_err, m) => this.#onMsg(m) });
+    this.#sub = this.#shared.nc.subscribe(`${this.#inBase}.*`, { callback: (_err, m) => this.#onMsg(m) });
   }
 
   get bufferedAmount(): number {
@@ -242,20 +249,27 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
     const payload = encodeMessage(msg, size);
     const nc = this.#shared.nc;
     const chunk = this.#shared.maxChunk;
-    if (payload.length <= chunk) nc.publish(this.#out, payload, { reply: this.#inSubject });
+    if (payload.length <= chunk) nc.publish(this.#out, payload, { reply: this.#reply() });
     else {
       for (let at = 0; at < payload.length; at += chunk) {
         const piece = payload.subarray(at, Math.min(payload.length, at + chunk));
         const out = new Uint8Array(1 + piece.length);
         out[0] = at + chunk >= payload.length ? K_LAST : K_PART;
         out.set(piece, 1);
-        nc.publish(this.#out, out, { reply: this.#inSubject });
+        nc.publish(this.#out, out, { reply: this.#reply() });
       }
     }
     this.#unflushed += payload.length;
     if (this.#unflushed < this.highWaterMark) return true;
     this.#flush();
     return false;
+  }
+
+  /** The reply subject of the next message: a "no responders" answer to it names the message. */
+  #reply(): string {
+    const n = this.#seq++;
+    this.#sentAt[n % SENT_TIMES] = this.loop.now();
+    return `${this.#inBase}.${n}`;
   }
 
   /** Ask the server to confirm what was published; the bytes count as sent once it has. */
@@ -299,8 +313,19 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
 
   #onMsg(m: Msg): void {
     if (this.reason !== undefined || this.ended !== undefined) return;
-    if (isNoResponders(m)) {
-      this.#end({ by: "peer", error: new BrokenError(`the other end of ${this.remoteUrl} is gone (its NATS subscription ended: stopped or crashed)`) });
+    if (!m.subject.endsWith(".d")) {
+      if (!isNoResponders(m)) return;
+      // Message K found nobody: neither it nor any later one reached the other end. Say what was
+      // published after which loop time (that of message K-1) went nowhere.
+      const k = Number(m.subject.slice(this.#inBase.length + 1));
+      const known = Number.isSafeInteger(k) && k < this.#seq && this.#seq - k < SENT_TIMES;
+      const since = !known ? undefined : k === 0 ? -Infinity : this.#sentAt[(k - 1) % SENT_TIMES];
+      this.#end({
+        by: "peer",
+        error: new BrokenError(`the other end of ${this.remoteUrl} is gone (its NATS subscription ended: stopped or crashed)`, {
+          context: since === undefined ? {} : { undeliveredAfter: since },
+        }),
+      });
       return;
     }
     const p = m.data;
