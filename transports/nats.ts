@@ -118,10 +118,29 @@ interface OnLost {
 class Shared {
   refs = 0;
   readonly members = new Set<OnLost>();
+  /** Set while the nats client is away (reconnecting): resolves when it is back. */
+  #back: { promise: Promise<void>; resolve: () => void } | undefined;
   constructor(
     readonly nc: NatsConnection,
     readonly key: string,
   ) {}
+  down(): void {
+    if (this.#back !== undefined) return;
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => (resolve = r));
+    this.#back = { promise, resolve };
+  }
+
+  up(): void {
+    this.#back?.resolve();
+    this.#back = undefined;
+  }
+
+  /** Resolves at once when connected, else when the nats client is back (requests made while away may go unanswered). */
+  whenUp(): Promise<void> | undefined {
+    return this.#back?.promise;
+  }
+
   /** Largest payload the server takes, less room for our header. */
   get maxChunk(): number {
     return Math.max(1024, (this.nc.info?.max_payload ?? 1024 * 1024) - 16);
@@ -609,11 +628,14 @@ export class NatsTransport implements Transport {
     }
     const shared = new Shared(nc, key);
     void (async () => {
-      for await (const s of nc.status()) {
+      void nc.closed().then(() => shared.up());
+    for await (const s of nc.status()) {
         if (s.type === "disconnect") {
+          shared.down();
           const error = new BrokenError(`NATS connection lost (server ${String(s.data)})`);
           for (const m of [...shared.members]) m.lost(error);
         } else if (s.type === "reconnect") {
+          shared.up();
           for (const m of [...shared.members]) m.reconnected?.();
         }
       }
@@ -654,7 +676,7 @@ export class NatsTransport implements Transport {
       let instance = t.instance;
       if (instance === undefined) {
         // Any instance: the first to answer the discovery request.
-        const m = await this.#abortable(this.#request(nc, `${prefix(t.service)}.discover`, new Uint8Array(0), timeout, t), options.signal);
+        const m = await this.#abortable(this.#request(loop, shared, `${prefix(t.service)}.discover`, new Uint8Array(0), timeout, t), options.signal);
         const id = parseJson(m.data)?.id;
         if (typeof id !== "string" || !TOKEN.test(id)) throw new ConnectFailedError(url.href, "an instance answered discovery without an id");
         instance = id;
@@ -664,7 +686,7 @@ export class NatsTransport implements Transport {
       const conn = this.wrap(loop, shared, `tilth.conn.${cid}.s`, `tilth.conn.${cid}.c`, connectionParams("nats", `nats://${cid}`, remote, options));
       conn.listen();
       try {
-        const m = await this.#abortable(this.#request(nc, `${prefix(t.service)}.i.${instance}.open`, json({ cid }), timeout, t, remote), options.signal);
+        const m = await this.#abortable(this.#request(loop, shared, `${prefix(t.service)}.i.${instance}.open`, json({ cid }), timeout, t, remote), options.signal);
         if (parseJson(m.data)?.ok !== true) throw new ConnectFailedError(remote, "the instance refused the connection");
       } catch (e) {
         conn.destroy();
@@ -677,9 +699,20 @@ export class NatsTransport implements Transport {
   }
 
   /** A request, with NATS's failures as tilth's errors: no responders is a refused connection. */
-  async #request(nc: NatsConnection, subject: string, data: Uint8Array, timeout: number, t: NatsTarget, what?: string): Promise<Msg> {
+  async #request(loop: Loop, shared: Shared, subject: string, data: Uint8Array, timeout: number, t: NatsTarget, what?: string): Promise<Msg> {
     const target = what ?? `${t.serviceUrl} (no instance of service "${t.service}")`;
+    const nc = shared.nc;
     try {
+      const away = shared.whenUp();
+      if (away !== undefined) {
+        let t: Timer | undefined;
+        const late = new Promise<never>((_r, reject) => (t = loop.timer(timeout, () => reject(Object.assign(new Error("NATS connection away"), { code: "TIMEOUT" })))));
+        try {
+          await Promise.race([away, late]);
+        } finally {
+          t!.cancel();
+        }
+      }
       return await nc.request(subject, data, { timeout });
     } catch (e) {
       const code = (e as { code?: unknown }).code;

@@ -188,6 +188,32 @@ describe("fleet on NATS", { skip: natsSkip, timeout: 120_000 }, () => {
     });
   });
 
+  test("heartbeats: a frozen instance (SIGSTOP, its NATS connection still up) is found out by drpc heartbeats; its calls fail ERR_CONNECTION_LOST, later ones go to the other", async () => {
+    await withFleet(2, async ({ api, instances }) => {
+      await untilReady(api, 2);
+      const [frozen, live] = instances as [Instance, Instance];
+      const held = Array.from({ length: 4 }, (_, i) => api.work(`f${i}`, 2000).then(() => undefined, (e: unknown) => ({ e, at: Date.now() })));
+      await new Promise((r) => setTimeout(r, 100));
+      assert.ok(frozen.started.length >= 1);
+      const stoppedAt = Date.now();
+      frozen.child.kill("SIGSTOP");
+      try {
+        const outcomes = await Promise.all(held);
+        const failed = outcomes.filter((o) => o !== undefined);
+        assert.equal(failed.length, frozen.started.length, "the calls on the frozen instance failed, the others finished");
+        for (const f of failed) assert.ok(isTilthError(f.e, "ERR_CONNECTION_LOST"), String(f.e));
+        const after = Math.max(...failed.map((f) => f.at - stoppedAt));
+        assert.ok(after <= 3 * HEARTBEAT_MS + 2 * HEARTBEAT_MS, `found out after ${after} ms (peer timeout ${3 * HEARTBEAT_MS} ms)`);
+        const { pids, errors } = await load(api, 20, 2, 0, "a");
+        assert.equal(errors.size, 0);
+        assert.ok(pids.every((p) => p === live.pid));
+        console.log(`# heartbeats: a frozen instance found out ${after} ms after SIGSTOP (heartbeat ${HEARTBEAT_MS} ms, peer timeout ${3 * HEARTBEAT_MS} ms)`);
+      } finally {
+        frozen.child.kill("SIGCONT");
+      }
+    });
+  });
+
   test("none left: ERR_UNAVAILABLE naming the service; with waitForReady a call waits for an instance", async () => {
     const done = leakCheck();
     const nats = await startNats();
