@@ -439,7 +439,12 @@ function makeProxy<T>(client: RpcClient, callOptions: CallOptions | undefined): 
  */
 export async function connect<T>(url: string | readonly string[], options: ClientOptions): Promise<Remote<T>> {
   const client = new RpcClient(url, options);
-  await client.connect();
+  try {
+    await client.connect();
+  } catch (e) {
+    await client.close(); // what it opened meanwhile (a discovery, connections to other endpoints)
+    throw e;
+  }
   return makeProxy<T>(client, undefined);
 }
 

@@ -1,7 +1,7 @@
 /**
  * One instance of the `fleet` test service in its own process, for the tests
  * that start, stop (SIGTERM: graceful) and kill (SIGKILL) instances. Serves on
- * the URL in argv[2]; prints `ready ID` once it listens, `start TAG` when a
+ * the URL in argv[2]; prints `ready PID URL` once it listens, `start TAG` when a
  * call begins, `stopping` when SIGTERM arrives and `stopped` when the server
  * has closed (calls and streams in flight done). argv[3]: heartbeat ms.
  */
@@ -32,7 +32,7 @@ const server = await serve(
   process.argv[2]!,
   { loop, heartbeatMs: Number(process.argv[3] ?? 5000) },
 );
-say(`ready ${process.pid}`);
+say(`ready ${process.pid} ${server.urls[0]}`);
 process.once("SIGTERM", () => {
   say("stopping");
   void server.close({ graceMs: 10_000 }).then(() => {

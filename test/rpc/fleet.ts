@@ -14,10 +14,11 @@ export interface Instance {
   readonly child: ChildProcess;
   readonly pid: number;
   /** host-clock ms when it printed `ready`. */
-  readonly readyAt: number;
+  readyAt: number;
   /** Tags of the calls that began on it, in order, with the host-clock ms they began. */
   readonly started: { tag: string; at: number }[];
   /** The URL it bound (the server's first URL). */
+  url: string;
   stoppingAt: number | undefined;
   stoppedAt: number | undefined;
   /** SIGTERM (graceful) and wait for the exit. */
@@ -36,10 +37,12 @@ export async function startInstance(url: string, heartbeatMs = 500): Promise<Ins
   let buf = "";
   let ready!: (at: number) => void;
   const readyP = new Promise<number>((r) => (ready = r));
+  let bound = "";
   const inst = {
     child,
     pid: child.pid!,
     readyAt: 0,
+    url: "",
     started,
     stoppingAt: undefined as number | undefined,
     stoppedAt: undefined as number | undefined,
@@ -67,7 +70,10 @@ export async function startInstance(url: string, heartbeatMs = 500): Promise<Ins
       buf = buf.slice(i + 1);
       const now = Date.now();
       if (line.startsWith("start ")) started.push({ tag: line.slice(6), at: now });
-      else if (line.startsWith("ready")) ready(now);
+      else if (line.startsWith("ready")) {
+        bound = line.split(" ")[2] ?? "";
+        ready(now);
+      }
       else if (line === "stopping") inst.stoppingAt = now;
       else if (line === "stopped") inst.stoppedAt = now;
     }
@@ -78,6 +84,7 @@ export async function startInstance(url: string, heartbeatMs = 500): Promise<Ins
   clearTimeout(guard);
   if (first < 0) throw new Error(`instance on ${url} exited before it was ready`);
   inst.readyAt = first;
+  inst.url = bound;
   return inst;
 }
 
