@@ -30,6 +30,7 @@ export const RUN: CommandSpec = {
     status: { type: "boolean", help: "say which apps run (exit 3 when one does not)" },
     stop: { type: "boolean", help: "stop running apps (SIGTERM, SIGKILL after run.stopTimeout); not restarted" },
     child: { type: "boolean", hidden: true, help: "run as a child of the runner" },
+    instance: { type: "string", hidden: true, help: "which instance of a fleet this child is (1, 2...)" },
   },
   acceptsOption: (raw) => raw.startsWith("--") && isOverride(raw.slice(2)),
   examples: [

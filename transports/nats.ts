@@ -176,7 +176,7 @@ const K_ONE = 0; // [0][frame]
 const K_MANY = 1; // [1][n u32][len u32 × n][frames]
 const K_PART = 2; // [2][piece]: a piece of a long payload, more follow
 const K_LAST = 3; // [3][piece]: the last piece
-const K_CLOSE = 4; // [4]: the sender closed the connection
+const K_CLOSE = 4; // [4][decimal count]: the sender closed the connection, having read that many of our messages
 const K_RESET = 5; // [5][utf8 reason]: the sender destroyed the connection
 
 function encodeMessage(msg: Message, size: number): Uint8Array {
@@ -229,6 +229,8 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
   /** Sequence number of the next message published, and the loop time each of the last SENT_TIMES was published. */
   #seq = 0;
   readonly #sentAt = new Float64Array(SENT_TIMES);
+  /** Data messages (and pieces) received: a graceful close tells the other end how many were read. */
+  #received = 0;
   #sub: Subscription | undefined;
   readonly #release: () => void;
   /** Arrived before start() or while paused. */
@@ -350,7 +352,8 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
     const p = m.data;
     if (p.length === 0) return this.#fail(new MalformedFrameError("empty NATS message"));
     const kind = p[0]!;
-    if (kind === K_CLOSE) return this.#end({ by: "peer" });
+    if (kind === K_CLOSE) return this.#peerClosed(Number(dec.decode(p.subarray(1))));
+    this.#received++;
     if (kind === K_RESET) return this.#end({ by: "peer", error: new BrokenError(`connection reset by the other end: ${dec.decode(p.subarray(1)).slice(0, 200)}`) });
     if (kind === K_PART || kind === K_LAST) {
       const pieces = (this.#pieces ??= []);
@@ -390,6 +393,23 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
       return;
     }
     this.#held.push(msg);
+  }
+
+  /**
+   * The other end closed after reading `read` of our messages. Any we sent
+   * after those were not read (they crossed its close): the end says so, and
+   * since when (loop time), so that what they carried can be known undone.
+   */
+  #peerClosed(read: number): void {
+    const seq = this.#seq;
+    if (!Number.isSafeInteger(read) || read >= seq || read < 0) return this.#end({ by: "peer" });
+    const since = read === 0 ? -Infinity : seq - read < SENT_TIMES ? this.#sentAt[(read - 1) % SENT_TIMES] : undefined;
+    this.#end({
+      by: "peer",
+      error: new BrokenError(`the other end of ${this.remoteUrl} closed the connection before reading our last ${seq - read} message(s)`, {
+        context: since === undefined ? {} : { undeliveredAfter: since },
+      }),
+    });
   }
 
   /** Tell the other end, then end with `error`. */
@@ -434,7 +454,7 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
   }
 
   protected beginClose(): void {
-    this.#send(K_CLOSE);
+    this.#send(K_CLOSE, String(this.#received));
     const nc = this.#shared.nc;
     const done = (): void => {
       this.#stop();
