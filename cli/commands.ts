@@ -71,7 +71,7 @@ export const CALL: CommandSpec = {
 
 export const INSPECT: CommandSpec = {
   name: "inspect",
-  summary: "List the methods of an app's API: signature, call or stream, doc.",
+  summary: "List the methods of an app's API: signature, call or stream, doc; for a service on NATS (drpc+nats://…/SERVICE), also its instances: id, host, pid, uptime, calls in flight.",
   usage: [`inspect ${CALL_TARGET} [--json] [--settings FILE]`],
   options: {
     json: { type: "boolean", help: "print the introspection as JSON" },

@@ -2,7 +2,8 @@
  * examples/fleet end to end: `tilth run ping long_running` starts ping as 3
  * processes (logs prefixed ping#1, ping#2, ping#3) on a nats-server of the
  * test's own; long_running's calls spread over the three; `tilth run
- * --status` names each instance; SIGTERM stops them all.
+ * --status` names each instance, `tilth inspect drpc+nats://…/ping` lists
+ * them (id, host, pid, uptime, calls in flight); SIGTERM stops them all.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -40,6 +41,16 @@ test("examples/fleet: ping as 3 instances on NATS, calls spread over them", { sk
       s.once("exit", () => resolve(text));
     });
     for (const i of [1, 2, 3]) assert.match(status, new RegExp(`ping#${i}: running \\(pid \\d+\\)`));
+    const inspect = await new Promise<string>((resolve) => {
+      const s = spawn(process.execPath, [cli, "inspect", `drpc+nats://${nats.hostPort}/ping`], { env, stdio: ["ignore", "pipe", "inherit"] });
+      let text = "";
+      s.stdout.on("data", (d) => (text += String(d)));
+      s.once("exit", () => resolve(text));
+    });
+    assert.match(inspect, /ping\(\)/, inspect);
+    assert.match(inspect, /3 instances\n\ninstance +host +pid +uptime +calls in flight/, inspect);
+    const pids = [...inspect.matchAll(/^[0-9a-f]{16} +\S+ +(\d+) +.+? +\d+$/gm)].map((m) => Number(m[1]));
+    assert.equal(new Set(pids).size, 3, inspect);
     child.kill("SIGTERM");
     assert.equal(await exited, 0, out);
     for (const i of [1, 2, 3]) assert.match(out, new RegExp(`ping#${i} INFO tilth\\.app: stopped`));
