@@ -82,6 +82,9 @@ export interface BalancerParams {
 
 const noop = (): void => {};
 
+/** Least time between two attempts to start watching a group, after one failed, ms. */
+const RESTART_MS = 1000;
+
 /** Whether `e` is a refusal of a call that never ran (a server already closing): safe to make again elsewhere. */
 function refusedAtTheDoor(e: unknown): boolean {
   return isTilthError(e, "ERR_UNAVAILABLE") && (e as { data?: { started?: unknown } }).data?.started === false;
@@ -108,6 +111,7 @@ export class Balancer {
   #started: Promise<void> | undefined;
   /** Whether watching has begun: true, or the error that stopped it (no NATS server...). */
   #startOutcome: true | Error | undefined;
+  #startFailedAt = 0;
   #discovery: Discovery | undefined;
   /** Group: the first look-up is over. List: always (each URL's first attempt counts). */
   #settled = false;
@@ -123,12 +127,17 @@ export class Balancer {
     params.scope.closing.addEventListener("abort", () => this.#close(), { once: true });
   }
 
-  /** Start watching (on first use). */
+  /** Start watching (on first use; again, at most once a second, after it failed: the NATS server may be back). */
   #start(): Promise<void> {
+    if (this.#startOutcome instanceof Error && this.#p.loop.now() - this.#startFailedAt >= RESTART_MS) {
+      this.#started = undefined;
+      this.#startOutcome = undefined;
+    }
     return (this.#started ??= this.#begin().then(
       () => void (this.#startOutcome = true),
       (e: unknown) => {
         this.#startOutcome = e instanceof Error ? e : new Error(String(e));
+        this.#startFailedAt = this.#p.loop.now();
         this.#notify();
       },
     ));
@@ -265,12 +274,14 @@ export class Balancer {
       for (const s of [signal, stop]) if (s?.aborted) throw abortReason(s);
       const given = gaveUp?.();
       if (given !== undefined) throw given;
+      void this.#start();
       const started = this.#startOutcome;
-      if (started instanceof Error) throw started; // discovery itself failed (no NATS server, say)
+      // Discovery itself failed (no NATS server, say): the call fails, or waits for a later look.
+      if (started instanceof Error && !this.#p.waitForReady) throw started;
       const coming = this.#list.some((x) => !x.tried && !x.leaving);
       if (!this.#p.waitForReady && started === true && this.#settled && !coming) throw this.unavailable();
       if (deadline !== undefined && loop.now() >= deadline) throw new TimeoutError(limitMs ?? 0, `waiting for an endpoint of ${this.#p.name}`);
-      await this.#changed(deadline, signal);
+      await this.#changed(started instanceof Error ? Math.min(deadline ?? Infinity, loop.now() + RESTART_MS) : deadline, signal);
     }
   }
 

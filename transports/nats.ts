@@ -40,8 +40,7 @@
  */
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
-import type { Msg, NatsConnection, Subscription } from "nats";
-import { BrokenError, BusyError, abortReason } from "../core/errors.js";
+import { BrokenError, BusyError, abortReason, formatMs } from "../core/errors.js";
 import { importPeer } from "../adapters/peers.js";
 import type { Loop, Timer } from "../core/Loop.js";
 import { Ring } from "../core/Ring.js";
@@ -147,7 +146,33 @@ class Shared {
   }
 }
 
-type NatsModule = typeof import("nats");
+/*
+ * The part of the nats client this transport uses, written out so that
+ * tilth's published types do not need the optional package.
+ */
+interface Msg {
+  readonly subject: string;
+  readonly reply?: string | undefined;
+  readonly data: Uint8Array;
+  readonly headers?: { readonly code: number } | undefined;
+}
+interface Subscription {
+  unsubscribe(): void;
+}
+interface NatsConnection {
+  readonly info?: { readonly max_payload: number } | undefined;
+  publish(subject: string, data?: Uint8Array, options?: { reply?: string }): void;
+  subscribe(subject: string, options: { callback: (err: Error | null, msg: Msg) => void }): Subscription;
+  request(subject: string, data: Uint8Array, options: { timeout: number }): Promise<Msg>;
+  flush(): Promise<void>;
+  close(): Promise<void>;
+  closed(): Promise<void | Error>;
+  isClosed(): boolean;
+  status(): AsyncIterable<{ type: string; data: unknown }>;
+}
+interface NatsModule {
+  connect(options: Record<string, unknown>): Promise<NatsConnection>;
+}
 const loadNats = (): Promise<NatsModule> => importPeer<NatsModule>("nats", "the nats:// transport");
 
 const enc = new TextEncoder();
@@ -737,7 +762,7 @@ export class NatsTransport implements Transport {
     } catch (e) {
       const code = (e as { code?: unknown }).code;
       if (code === "503") throw new ConnectionRefusedError(target, { cause: e });
-      if (code === "TIMEOUT") throw new ConnectFailedError(target, `no answer within ${timeout} ms`, { cause: e });
+      if (code === "TIMEOUT") throw new ConnectFailedError(target, `no answer within ${formatMs(timeout)}`, { cause: e });
       throw new ConnectFailedError(target, e instanceof Error ? e.message : String(e), { cause: e });
     }
   }
