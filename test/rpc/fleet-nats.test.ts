@@ -171,7 +171,11 @@ describe("fleet on NATS", { skip: natsSkip, timeout: 120_000 }, () => {
       assert.ok(onVictim.size >= 2, `the victim had ${onVictim.size} calls in flight`);
       const killedAt = Date.now();
       await victim.kill();
-      // Calls made right after the kill, while the others still hold their long calls.
+      // Calls made in the moment the NATS server has not yet read the dead socket's close may be
+      // delivered into it (a window of well under a millisecond on an idle host): counted, not asserted.
+      const race = await load(api, 6, 3, 5, "r");
+      await new Promise((r) => setTimeout(r, 100));
+      // Calls made once the NATS server knows, while the others still hold their long calls.
       const { pids, errors } = await load(api, 60, 3, 5, "k");
       const outcomes = await Promise.all(inFlight);
       const failed = outcomes.flatMap((o, i) => (o.status === "rejected" ? [{ tag: `h${i}`, e: o.reason as unknown }] : []));
@@ -185,7 +189,7 @@ describe("fleet on NATS", { skip: natsSkip, timeout: 120_000 }, () => {
       const lostLater = [...errors].filter(([tag]) => !victim.started.some((s) => s.tag === tag));
       assert.deepEqual(lostLater.map(([t, e]) => `${t}: ${String(e)} ${JSON.stringify((e as { cause?: { context?: unknown } }).cause?.context)}`), [], "calls that never reached the dead instance failed");
       assert.ok(pids.every((p) => others.some((o) => o.pid === p)), "later calls went to the live instances");
-      console.log(`# crash: ${failed.length} calls in flight failed ${detection} ms after SIGKILL; ${errors.size} of 60 calls made after it failed`);
+      console.log(`# crash: ${failed.length} calls in flight failed ${detection} ms after SIGKILL; ${errors.size} of 60 calls made after it failed; ${race.errors.size} of 6 made at the moment of the kill failed`);
     });
   });
 
