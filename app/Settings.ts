@@ -59,6 +59,8 @@ const appSchema = z
     uses: z.array(z.string()).default([]),
     options: z.record(z.string(), z.unknown()).default({}),
     restart: z.enum(["on-failure", "always", "never"]).default("on-failure"),
+    /** Processes `tilth run` starts for this app (`ping#1`, `ping#2`...): a fleet, which needs a bind URL they share (drpc+nats://…/SERVICE). */
+    instances: z.number().int().min(1).max(64).default(1),
     /** Open a REPL into the live app: `ipc:///path.sock` (mode 0600) or `tcp://127.0.0.1:PORT` (with a token). */
     backdoor: z.string().optional(),
     log: z.object({ level: z.enum(["debug", "info", "warn", "error"]).optional() }).strict().optional(),
@@ -253,6 +255,8 @@ function validate(data: unknown, file: string): SettingsData {
       if (other !== undefined) problems.push({ file, app: name, key: "bind", message: `${url} is also bound by app "${other}"` });
       else owner.set(url, name);
     }
+    if (app.instances > 1 && binds.some((u) => !/^[a-z0-9.-]+\+nats:\/\//i.test(u)))
+      problems.push({ file, app: name, key: "instances", message: `${app.instances} instances need bind URLs that many processes share (drpc+nats://HOST:PORT/SERVICE), not ${binds.join(", ")}` });
     for (const used of app.uses)
       if (!(used in r.data.apps)) problems.push({ file, app: name, key: "uses", message: `uses unknown app "${used}" (apps: ${Object.keys(r.data.apps).join(", ")})` });
   }

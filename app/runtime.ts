@@ -39,6 +39,8 @@ export interface StartOptions {
   container?: DependencyContainer;
   /** How log lines are written (json, colour, a custom writer). */
   log?: Omit<LoggerOptions, "app" | "loop" | "name">;
+  /** The name its log lines carry, when not the app's name (`ping#2`: one instance of a fleet). */
+  label?: string;
   /** Restart policy of `serve()`. */
   runloop?: RunloopOptions;
   /** Extra server options (middleware, limits) for the app's API. */
@@ -91,7 +93,7 @@ export async function startApp(name: string, settings: Settings, options: StartO
   if (options.transports !== false) registerTransports(loop);
   const ac = new AbortController();
   const level = appSettings.log?.level ?? settings.data.log?.level ?? options.log?.level;
-  const base = new Logger({ ...options.log, ...(level ? { level } : {}), app: name, loop });
+  const base = new Logger({ ...options.log, ...(level ? { level } : {}), app: options.label ?? name, loop });
   const log = base.child("tilth.app");
   const scope = new Scope(loop, { name: `app ${name}`, log: (line) => log.error(line) });
   /** The grace of calls in flight when the server closes: stop()'s, or none after a failed start. */

@@ -14,7 +14,8 @@
  */
 import { randomBytes } from "node:crypto";
 import { NodeLoop } from "../adapters/node.js";
-import { CancelledError, isTilthError } from "../core/errors.js";
+import { CancelledError, formatMs, isTilthError } from "../core/errors.js";
+import { sleep } from "../core/time.js";
 import { loadSettings } from "../app/Settings.js";
 import { registerTransports } from "../transports/index.js";
 import { RemoteError, RpcClient } from "../rpc/index.js";
@@ -187,17 +188,73 @@ export async function inspectCommand(argv: string[]): Promise<number> {
   const client = new RpcClient(url, { loop, ...(a.timeout ? { timeout: a.timeout } : {}) });
   try {
     const { methods } = await client.inspect();
+    const instances = await listInstances(client, loop, a.timeout);
     if (a.json) {
-      process.stdout.write(`${toJson({ url, methods }, process.stdout.isTTY === true)}\n`);
+      process.stdout.write(`${toJson({ url, methods, ...(instances ? { instances } : {}) }, process.stdout.isTTY === true)}\n`);
       return 0;
     }
     process.stdout.write(formatMethods(url, methods));
+    if (instances) process.stdout.write(`\n${formatInstances(instances)}`);
     return 0;
   } catch (e) {
     return reportRemote(e);
   } finally {
     await client.close();
   }
+}
+
+/** One instance of a service, as `tilth inspect` lists it. */
+export interface InstanceRow {
+  id: string;
+  host: string;
+  pid: number | undefined;
+  uptimeMs: number | undefined;
+  /** Calls in flight on it (from every client), as it reports them. */
+  callsInFlight: number | undefined;
+}
+
+/**
+ * The instances of a service behind a group URL (drpc+nats://…/SERVICE), each
+ * asked for its status (`.debug.status`) over a connection of its own; none
+ * for a URL of one endpoint.
+ */
+async function listInstances(client: RpcClient, loop: NodeLoop, timeout: number | undefined): Promise<InstanceRow[] | undefined> {
+  if (client.endpoints().length === 0) return undefined;
+  // The others answer discovery within moments of the first: give them a moment, then their connections.
+  await sleep(loop, 250);
+  for (let i = 0; i < 20 && client.endpoints().some((e) => !e.ready && !e.leaving); i++) await sleep(loop, 25);
+  return Promise.all(
+    client.endpoints().map(async (e) => {
+      const one = new RpcClient(e.url, { loop, timeout: timeout ?? 5000 });
+      const startedAt = typeof e.info.startedAt === "number" ? e.info.startedAt : undefined;
+      const row: InstanceRow = {
+        id: e.id,
+        host: typeof e.info.host === "string" ? e.info.host : "?",
+        pid: typeof e.info.pid === "number" ? e.info.pid : undefined,
+        uptimeMs: startedAt === undefined ? undefined : Math.max(0, Math.round(loop.wallTime() - startedAt)),
+        callsInFlight: undefined,
+      };
+      try {
+        const st = (await one.call(".debug.status", [])) as { uptimeMs?: number; activeCalls?: unknown[] };
+        if (typeof st.uptimeMs === "number") row.uptimeMs = st.uptimeMs;
+        if (Array.isArray(st.activeCalls)) row.callsInFlight = st.activeCalls.length;
+      } catch {
+        // debug built-ins turned off, or it left meanwhile: what it announced is all there is
+      } finally {
+        await one.close();
+      }
+      return row;
+    }),
+  );
+}
+
+/** A table: instance, host, pid, uptime, calls in flight. */
+export function formatInstances(rows: readonly InstanceRow[]): string {
+  const cells = rows.map((r) => [r.id, r.host, String(r.pid ?? "?"), r.uptimeMs === undefined ? "?" : formatMs(r.uptimeMs), String(r.callsInFlight ?? "?")]);
+  const head = ["instance", "host", "pid", "uptime", "calls in flight"];
+  const w = head.map((h, i) => Math.max(h.length, ...cells.map((r) => r[i]!.length)));
+  const line = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(w[i]!))).join("  ").trimEnd();
+  return `${rows.length} instance${rows.length === 1 ? "" : "s"}\n\n${line(head)}\n${line(w.map((n) => "-".repeat(n)))}\n${cells.map(line).join("\n")}\n`;
 }
 
 /** A table: method(signature), kind, doc. */

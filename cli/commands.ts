@@ -32,6 +32,7 @@ export const RUN: CommandSpec = {
     status: { type: "boolean", help: "say which apps run (exit 3 when one does not)" },
     stop: { type: "boolean", help: "stop running apps (SIGTERM, SIGKILL after run.stopTimeout); not restarted" },
     child: { type: "boolean", hidden: true, help: "run as a child of the runner" },
+    instance: { type: "string", hidden: true, help: "which instance of a fleet this child is (1, 2...)" },
   },
   acceptsOption: (raw) => raw.startsWith("--") && isOverride(raw.slice(2)),
   examples: [
@@ -72,7 +73,7 @@ export const CALL: CommandSpec = {
 
 export const INSPECT: CommandSpec = {
   name: "inspect",
-  summary: "List the methods of an app's API: signature, call or stream, doc.",
+  summary: "List the methods of an app's API: signature, call or stream, doc; for a service on NATS (drpc+nats://…/SERVICE), also its instances: id, host, pid, uptime, calls in flight.",
   usage: [`inspect ${CALL_TARGET} [--json] [--settings FILE]`],
   options: {
     json: { type: "boolean", help: "print the introspection as JSON" },

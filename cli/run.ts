@@ -48,6 +48,8 @@ export interface RunArgs {
   reload: boolean;
   level?: string;
   child: boolean;
+  /** A runner's child: which instance of its app (an app with `instances` > 1). */
+  instance?: number;
   action: "run" | "list" | "status" | "stop";
   /** App option overrides, `APP.OPTION=VALUE`. */
   set: string[];
@@ -69,6 +71,7 @@ export function parseRunArgs(argv: string[]): RunArgs {
     reload: v.reload === true,
     ...(v.level === undefined ? {} : { level: v.level as string }),
     child: v.child === true,
+    ...(v.instance === undefined ? {} : { instance: Number(v.instance) }),
     action,
     set,
     help: p.help,
@@ -85,6 +88,13 @@ export function findSettings(given: string | undefined): string {
 }
 
 const pidfile = (s: Settings, app: string): string => join(s.runDir, `${app}.pid`);
+
+/** The processes of an app: its name, or `NAME#1`... `NAME#N` for an app with `instances` > 1. */
+function unitsOf(s: Settings, name: string): { name: string; label: string; instance?: number }[] {
+  const n = s.app(name).instances;
+  if (n === 1) return [{ name, label: name }];
+  return Array.from({ length: n }, (_, i) => ({ name, label: `${name}#${i + 1}`, instance: i + 1 }));
+}
 
 function alive(pid: number): boolean {
   try {
@@ -206,7 +216,7 @@ export async function runCommand(argv: string[]): Promise<number> {
 
   if (args.action === "status" || args.action === "stop") {
     let code = 0;
-    for (const name of names) {
+    for (const name of names.flatMap((n) => unitsOf(settings, n).map((u) => u.label))) {
       const file = pidfile(settings, name);
       const pid = readPid(file);
       if (pid === undefined) {
@@ -271,13 +281,14 @@ async function runHere(names: string[], settings: Settings, loop: NodeLoop, args
   let stopOptions: { graceMs?: number; reason?: string } = {};
   try {
     for (const name of names) {
-      const release = writePid(settings, name);
+      const label = args.instance === undefined ? name : `${name}#${args.instance}`;
+      const release = writePid(settings, label);
       scope.defer(() => {
         release();
         // A stop request names this process when no runner supervises it: used up here.
-        if (!args.child) takeStopRequest(settings, name, process.pid);
+        if (!args.child) takeStopRequest(settings, label, process.pid);
       });
-      const h = await startApp(name, settings, { loop, log });
+      const h = await startApp(name, settings, { loop, log, label });
       handles.push(h);
       scope.defer(() => h.stop(stopOptions));
     }
@@ -328,8 +339,9 @@ async function runChildren(names: string[], settings: Settings, loop: NodeLoop, 
   let exitCode = 0;
   let signals = 0;
 
-  const forkApp = (name: string): Child => {
-    const proc = fork(main, ["run", name, "--child", "--settings", resolve(settings.file), ...passthrough, ...args.set.flatMap((s) => ["--set", s])], {
+  const forkApp = (name: string, label: string, instance: number | undefined): Child => {
+    const which = instance === undefined ? [] : ["--instance", String(instance)];
+    const proc = fork(main, ["run", name, "--child", ...which, "--settings", resolve(settings.file), ...passthrough, ...args.set.flatMap((s) => ["--set", s])], {
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
     let settle!: (exit: Exit) => void;
@@ -339,7 +351,7 @@ async function runChildren(names: string[], settings: Settings, loop: NodeLoop, 
     proc.once("error", () => {
       if (proc.pid === undefined) settle({ code: null, signal: null });
     });
-    return { name, proc, exited, settle, reload: false };
+    return { name: label, proc, exited, settle, reload: false };
   };
 
   const stopChild = (child: Child): Promise<StopOutcome> =>
@@ -354,11 +366,11 @@ async function runChildren(names: string[], settings: Settings, loop: NodeLoop, 
       return outcome;
     }));
 
-  /** Run app `name` until it ends for good: restart it by its policy, stop it when the runner stops. */
-  const supervise = async (name: string): Promise<void> => {
+  /** Run app `app` (one instance of it: `name` is its label) until it ends for good: restart it by its policy, stop it when the runner stops. */
+  const supervise = async (app: string, name: string, instance: number | undefined): Promise<void> => {
     let backoff = 500;
     for (let attempt = 1; !scope.closing.aborted; attempt++) {
-      const child = forkApp(name);
+      const child = forkApp(app, name, instance);
       const started = loop.now();
       running.set(name, child);
       const onStop = (): void => void stopChild(child);
@@ -397,7 +409,7 @@ async function runChildren(names: string[], settings: Settings, loop: NodeLoop, 
         stopAll("an app cannot start");
         return;
       }
-      const policy = settings.app(name).restart;
+      const policy = settings.app(app).restart;
       const failed = exit.code !== 0;
       if (abandoned || !(policy === "always" || (policy === "on-failure" && failed))) {
         out.warn(`app ${name} ${how}; not restarted (restart: ${policy})`);
@@ -461,7 +473,8 @@ async function runChildren(names: string[], settings: Settings, loop: NodeLoop, 
     out.info(`reloading on changes under ${dir}`);
   }
 
-  const tasks = names.map((name) => scope.spawn(() => supervise(name), { name: `app ${name}` }));
+  const units = names.flatMap((n) => unitsOf(settings, n));
+  const tasks = units.map((u) => scope.spawn(() => supervise(u.name, u.label, u.instance), { name: `app ${u.label}` }));
   // Every app has ended for good (by itself, or because the runner stopped them).
   await Promise.allSettled(tasks.map((t) => t.join()));
   await scope.close();

@@ -150,6 +150,41 @@ export interface Transport {
   readonly schemes: readonly string[];
   connect(loop: Loop, url: URL, options: ConnectOptions): Promise<Connection>;
   listen(loop: Loop, url: URL, options: ListenOptions): Promise<Listener>;
+  /**
+   * For a transport whose URL may name a group of endpoints (every instance
+   * of one service on NATS): whether `url` names such a group rather than one
+   * endpoint. Absent: every URL names one endpoint.
+   */
+  isGroup?(url: URL): boolean;
+  /** Watch the endpoints of a group URL: `handler` hears each one come and go. */
+  discover?(loop: Loop, url: URL, handler: DiscoveryHandler, options: ConnectOptions): Promise<Discovery>;
+}
+
+/** One endpoint of a group: what a client connects to, and what it says of itself. */
+export interface Endpoint {
+  /** Unique within the group. */
+  readonly id: string;
+  /** The transport URL that reaches exactly this endpoint. */
+  readonly url: string;
+  /** What the endpoint announced: host, pid, start time... */
+  readonly info: Readonly<Record<string, unknown>>;
+}
+
+/** Hears the endpoints of a group come and go. */
+export interface DiscoveryHandler {
+  /** An endpoint is up (it may be reported again; the same id is the same endpoint). */
+  up(endpoint: Endpoint): void;
+  /** An endpoint announced that it leaves: it takes no new connections. */
+  leaving(id: string): void;
+  /** The first look-up is over (every endpoint up at that time has been reported). */
+  settled?(): void;
+}
+
+/** A running watch of a group's endpoints; close it to stop. */
+export interface Discovery extends AsyncDisposable {
+  /** Look again (after the network came back, say). */
+  refresh(): void;
+  close(): Promise<void>;
 }
 
 /** Raised for a URL whose scheme no registered transport serves. */
@@ -207,6 +242,13 @@ export function parseUrl(url: string | URL): URL {
   try {
     return new URL(url);
   } catch (e) {
+    // A list of hosts (`nats://a:4222,b:4222/svc`): the first is the URL's host, the whole list its `hosts` parameter.
+    const m = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#,]+)((?:,[^/?#,]+)+)(.*)$/i.exec(url);
+    if (m !== null) {
+      const u = parseUrl(m[1]! + m[2]! + m[4]!);
+      u.searchParams.set("hosts", m[2]! + m[3]!);
+      return u;
+    }
     throw new InvalidUrlError(url, e instanceof Error ? e.message : String(e));
   }
 }

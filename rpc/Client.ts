@@ -34,6 +34,8 @@ import { checkPeerOptions, type ClientSessionLike, type PeerOptions, type RpcPro
 import { protocolFor } from "./protocols.js";
 import { parseRpcUrl } from "./url.js";
 import { LOCAL_SCHEME, checkLocalProtocol, connectLocal, type LocalCopy } from "./local.js";
+import { Balancer, type EndpointStatus } from "./Balancer.js";
+import { parseUrl, schemeOf } from "../core/Transport.js";
 
 export type { CallOptions, CallPromise, PendingCall } from "./PendingCall.js";
 
@@ -96,6 +98,8 @@ export interface ClientOptions extends PeerOptions {
   closeTimeoutMs?: number;
   /** The scope the client lives in: it is closed when that scope closes. */
   scope?: Scope;
+  /** @internal told when the connection opens or goes down (a balancer's member). */
+  onSessionChange?: () => void;
   /**
    * In-process calls (`drpc+local://NAME`) only: how values cross between
    * caller and handler. `"reference"` (default): as they are, no copy;
@@ -116,7 +120,12 @@ export interface ClientOptions extends PeerOptions {
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
 
-/** A client of one RPC URL. Proxies from `connect()` sit on top of one of these. */
+/**
+ * A client of one RPC URL, or of a service with many endpoints: a list of
+ * URLs, or a URL that names a group (`drpc+nats://HOST:PORT/SERVICE`), over
+ * which calls are balanced (rpc/Balancer). Proxies from `connect()` sit on
+ * top of one of these.
+ */
 export class RpcClient implements AsyncDisposable {
   readonly url: string;
   readonly loop: Loop;
@@ -135,13 +144,17 @@ export class RpcClient implements AsyncDisposable {
   readonly #sessions = new Set<ClientSessionLike>();
   /** In-process (`drpc+local://NAME`): sessions paired with the server's, no connection. */
   readonly #local: boolean;
+  readonly #balancer: Balancer | undefined;
 
-  constructor(url: string, options: ClientOptions) {
+  constructor(url: string | readonly string[], options: ClientOptions) {
     checkPeerOptions(options);
-    const u = parseRpcUrl(url);
+    const urls = typeof url === "string" ? [url] : [...url];
+    if (urls.length === 0) throw new RangeError("connect() needs at least one URL");
+    url = urls.join(",");
+    const u = parseRpcUrl(urls[0]!);
     const local = u.transport.startsWith(LOCAL_SCHEME);
-    if (local) checkLocalProtocol(u.protocol, url);
-    const protocol = protocolFor(u.protocol, url, options.protocols);
+    if (local) checkLocalProtocol(u.protocol, urls[0]!);
+    const protocol = protocolFor(u.protocol, urls[0]!, options.protocols);
     this.#protocol = protocol;
     this.url = url;
     this.#transportUrl = protocol.transportUrl && !local ? protocol.transportUrl(u.transport) : u.transport;
@@ -163,6 +176,35 @@ export class RpcClient implements AsyncDisposable {
     scope.signal.addEventListener("abort", () => {
       for (const s of this.#sessions) void s.close();
     }, { once: true });
+    if (urls.length > 1 || isGroupUrl(this.loop, this.#transportUrl)) {
+      const memberOptions: ClientOptions = { ...options, waitForReady: false, scope };
+      this.#balancer = new Balancer(urls, urls.length === 1, {
+        loop: this.loop,
+        scope,
+        name: url,
+        timeout: this.timeout,
+        waitForReady: options.waitForReady ?? false,
+        signal: options.signal,
+        makeClient: (member, changed) => new RpcClient(member, { ...memberOptions, onSessionChange: changed }),
+      });
+    }
+  }
+
+  /** Whether a connection is open and takes new calls. */
+  get ready(): boolean {
+    const s = this.#session;
+    return s !== undefined && s.usable;
+  }
+
+  /** Calls in flight on the open connection (on every endpoint, for a balanced client). */
+  get inFlight(): number {
+    if (this.#balancer !== undefined) return this.#balancer.endpoints().reduce((n, e) => n + e.inFlight, 0);
+    return this.#session?.inFlight ?? 0;
+  }
+
+  /** The endpoints of a balanced client (a list of URLs or a service's instances), with their state; empty otherwise. */
+  endpoints(): EndpointStatus[] {
+    return this.#balancer?.endpoints() ?? [];
   }
 
   /** Add a middleware for every later call. */
@@ -173,6 +215,7 @@ export class RpcClient implements AsyncDisposable {
 
   /** Open the connection now (calls open it on demand anyway). */
   async connect(): Promise<void> {
+    if (this.#balancer !== undefined) return this.#balancer.connect();
     await this.#ready(undefined, undefined);
   }
 
@@ -184,6 +227,7 @@ export class RpcClient implements AsyncDisposable {
     const s = this.#session;
     const timeout = options?.timeout ?? this.timeout;
     if (s !== undefined && s.usable) return s.call<R>(method, args, timeout, options).asPromise();
+    if (this.#balancer !== undefined) return this.#balancer.call<R>(method, args, options);
     return this.#callLater<R>(method, args, timeout, options);
   }
 
@@ -324,12 +368,14 @@ export class RpcClient implements AsyncDisposable {
         middleware: this.#middleware,
         onGoaway: (s) => {
           if (this.#session === s) this.#session = undefined;
+          o.onSessionChange?.();
         },
         onEnded: (s) => {
           this.#scope.release(conn);
           this.#sessions.delete(s);
           if (this.#session === s) this.#session = undefined;
           ended();
+          o.onSessionChange?.();
         },
       });
       this.#sessions.add(session);
@@ -337,6 +383,7 @@ export class RpcClient implements AsyncDisposable {
       this.#failures = 0;
       this.#nextAttemptAt = 0;
       this.#session = session;
+      o.onSessionChange?.();
       return session;
     } catch (e) {
       const base = this.#options.backoffMs ?? 100;
@@ -345,6 +392,18 @@ export class RpcClient implements AsyncDisposable {
       this.#nextAttemptAt = this.loop.now() + backoff;
       throw e;
     }
+  }
+}
+
+/** Whether a transport URL names a group of endpoints (a NATS service) rather than one. */
+function isGroupUrl(loop: Loop, transportUrl: string): boolean {
+  try {
+    const u = parseUrl(transportUrl);
+    const r = loop.transports;
+    const scheme = schemeOf(u);
+    return r.has(scheme) && r.get(scheme).isGroup?.(u) === true;
+  } catch {
+    return false; // a bad URL fails where it always did: at connect
   }
 }
 
@@ -427,9 +486,14 @@ function makeProxy<T>(client: RpcClient, callOptions: CallOptions | undefined): 
  * Connect to an RPC URL and return a typed proxy. The connection is opened
  * before this resolves, so a wrong address fails here.
  */
-export async function connect<T>(url: string, options: ClientOptions): Promise<Remote<T>> {
+export async function connect<T>(url: string | readonly string[], options: ClientOptions): Promise<Remote<T>> {
   const client = new RpcClient(url, options);
-  await client.connect();
+  try {
+    await client.connect();
+  } catch (e) {
+    await client.close(); // what it opened meanwhile (a discovery, connections to other endpoints)
+    throw e;
+  }
   return makeProxy<T>(client, undefined);
 }
 

@@ -47,8 +47,11 @@ export class BadArgumentsError extends TilthError {
 
 /** The server is closing or shutting this call down: call again elsewhere. */
 export class UnavailableError extends TilthError {
-  constructor(message: string, options: TilthErrorOptions = {}) {
+  /** `{ started: false }` when the call was refused before it ran (a client may make it again elsewhere). */
+  readonly data: unknown;
+  constructor(message: string, options: TilthErrorOptions & { data?: unknown } = {}) {
     super("ERR_UNAVAILABLE", message, { retryable: true, ...options });
+    this.data = options.data;
   }
 }
 
@@ -294,7 +297,7 @@ export class ServerCalls<R> {
     const server = this.#server;
     const wire = this.#wire;
     if (this.#draining) {
-      wire.answerError(ref, id, new UnavailableError("server is closing; call again elsewhere"));
+      wire.answerError(ref, id, new UnavailableError("server is closing; call again elsewhere", { data: { started: false } }));
       return;
     }
     if (this.#calls.size >= server.maxConcurrentCalls) {

@@ -21,6 +21,8 @@ function testFiles(dir) {
 // installed when missing, quick when present. If it cannot be installed the
 // interop tests skip, saying why.
 spawnSync(process.execPath, [join(import.meta.dirname ?? ".", "setup-interop.mjs"), "--optional", "--quiet"], { stdio: "inherit" });
+// nats-server for the NATS tests (Debian's nats-server): installed when missing and root, else those tests skip saying why.
+spawnSync(process.execPath, [join(import.meta.dirname ?? ".", "setup-nats.mjs"), "--optional", "--quiet"], { stdio: "inherit" });
 
 const args = process.argv.slice(2);
 const paths = args.filter((a) => !a.startsWith("-"));

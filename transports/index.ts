@@ -9,6 +9,7 @@
  * | `tls://host:port` | {@link TlsTransport} | node:tls |
  * | `inproc://name` | {@link InprocTransport} | memory, one loop |
  * | `zmq+tcp://host:port`, `zmq+ipc:///path` | {@link ZmqTransport} | ZeroMQ (zeromq.js) |
+ * | `nats://host:port[,host:port...]/service` | {@link NatsTransport} | NATS (the `nats` client) |
  * | all of the above, between simulated hosts | {@link SimNetwork} | memory, in simulated time (docs/simulation.md) |
  *
  * Call {@link registerTransports} once per loop (it is idempotent), then use
@@ -32,6 +33,7 @@ import { InprocTransport } from "./inproc.js";
 import { netTransport } from "./net.js";
 import { tlsTransport } from "./tls.js";
 import { zmqTransport } from "./zmq.js";
+import { NatsTransport } from "./nats.js";
 
 export * from "./errors.js";
 export * from "./framing.js";
@@ -41,17 +43,19 @@ export { TlsTransport, tlsTransport, type TlsConnectOptions, type TlsListenOptio
 export { InprocTransport, InprocConnection, InprocListener, inprocName } from "./inproc.js";
 export { ZmqTransport, zmqTransport, ZmqListener, ZmqDealerConnection, ZmqPeerConnection, zmqEndpoint } from "./zmq.js";
 export { SimNetwork, SimConnection, SimListener, SIM_SCHEMES, type LinkPolicy } from "./sim.js";
+export { NatsTransport, NatsListener, natsTransport, natsTarget, type NatsTarget, type NatsInstanceInfo, type NatsListenOptions, type NatsTransportOptions } from "./nats.js";
 export { DEFAULT_HIGH_WATER_MARK } from "./internal/ConnectionBase.js";
 export { DEFAULT_BACKLOG } from "./internal/ListenerBase.js";
 
 /** The URL schemes {@link registerTransports} registers: what a settings file may name without a transport of its own. */
 export function standardSchemes(): string[] {
-  return [...netTransport.schemes, ...tlsTransport.schemes, ...new InprocTransport().schemes, ...zmqTransport.schemes];
+  return [...netTransport.schemes, ...tlsTransport.schemes, ...new InprocTransport().schemes, ...zmqTransport.schemes, "nats"];
 }
 
 /**
  * Register tcp, ipc, tls, inproc, zmq+tcp and zmq+ipc (ZeroMQ: needs the
- * optional zeromq package when used) on `loop.transports`, leaving any scheme
+ * optional zeromq package when used) and nats (the optional nats package)
+ * on `loop.transports`, leaving any scheme
  * already registered alone (so calling it again, or after registering your
  * own tcp, changes nothing). Each loop gets its own inproc namespace.
  * Returns the loop.
@@ -66,5 +70,6 @@ export function registerTransports<L extends Loop>(loop: L): L {
   if (!r.has("tls")) r.register(tlsTransport);
   if (!r.has("inproc")) r.register(new InprocTransport());
   if (!r.has("zmq+tcp") && !r.has("zmq+ipc")) r.register(zmqTransport);
+  if (!r.has("nats")) r.register(new NatsTransport());
   return loop;
 }

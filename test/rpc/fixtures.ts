@@ -15,13 +15,26 @@ const tlsDir = fileURLToPath(new URL("../../../test/fixtures/tls/", import.meta.
 export const tlsCert = readFileSync(join(tlsDir, "cert.pem"));
 export const tlsKey = readFileSync(join(tlsDir, "key.pem"));
 
+import { natsSkip, startNats } from "../helpers/nats.js";
+
 export interface Place {
   name: string;
   /** An RPC URL to listen on (port 0 where it applies). */
   url(): string;
   server: Record<string, unknown>;
   client: Record<string, unknown>;
-  cleanup(): void;
+  cleanup(): void | Promise<void>;
+}
+
+/**
+ * drpc+nats: the place of a service on a nats-server of its own (started
+ * now, stopped by `cleanup`), or none when nats-server is not installed.
+ */
+export async function natsPlaces(): Promise<Place[]> {
+  if (natsSkip) return [];
+  const nats = await startNats();
+  let n = 0;
+  return [{ name: "nats", url: () => `drpc+nats://${nats.hostPort}/rpc${process.pid}x${n++}`, server: {}, client: {}, cleanup: () => nats.stop() }];
 }
 
 /** The transports every RPC test runs over. */

@@ -1,5 +1,7 @@
 /**
- * RPC behaviour over every transport: tcp, ipc, tls and inproc.
+ * RPC behaviour over every transport: tcp, ipc, tls, inproc, and nats (a
+ * service behind drpc+nats://, through the balancing client) when nats-server
+ * is installed.
  */
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
@@ -8,11 +10,11 @@ import { CancelledError, isTilthError } from "../../core/errors.js";
 import { registerTransports } from "../../transports/index.js";
 import { RemoteError, clientOf, close, connect, serve, withOptions, type Middleware, type Remote } from "../../rpc/index.js";
 import { leakCheck } from "../helpers/leaks.js";
-import { newCounters, places, testApi, turns, until } from "./fixtures.js";
+import { natsPlaces, newCounters, places, testApi, turns, until } from "./fixtures.js";
 
 type API = ReturnType<typeof testApi>;
 
-for (const place of places()) {
+for (const place of [...places(), ...(await natsPlaces())]) {
   describe(`RPC over ${place.name}`, () => {
     after(() => place.cleanup());
 
