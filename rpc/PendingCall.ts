@@ -179,7 +179,16 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
     // Iterated rather than awaited: a failure is the iterator's to report.
     this.#promise?.catch(noop);
     return {
-      next: () => this.#next(),
+      next: () => {
+        // An item that is there already: a settled promise, without an async function's machinery.
+        const items = this.#items;
+        if (items !== undefined && items.length > 0) {
+          const value = items.shift();
+          this.#consumed();
+          return Promise.resolve({ value, done: false });
+        }
+        return this.#next();
+      },
       return: async () => {
         this.cancel("stream abandoned by the consumer");
         return { value: undefined, done: true };
