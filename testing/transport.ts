@@ -33,6 +33,7 @@ import { describe, test } from "node:test";
 import { isTilthError } from "../core/errors.js";
 import type { Loop } from "../core/Loop.js";
 import type { Connection, ConnectionEnd, Message } from "../core/Transport.js";
+import { seededRandom } from "../adapters/prng.js";
 import { leakCheck } from "./leaks.js";
 import {
   collect,
@@ -72,14 +73,7 @@ function frames(m: Message): Buffer[] {
  * of 60 to 200 kB.
  */
 function randomMessages(n: number, seed: number): Message[] {
-  let s = seed >>> 0;
-  const next = (): number => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = seededRandom(seed);
   const int = (min: number, max: number): number => min + Math.floor(next() * (max - min + 1));
   const frame = (): Uint8Array => {
     const kind = int(1, 9);

@@ -9,6 +9,7 @@
  * | `tls://host:port` | {@link TlsTransport} | node:tls |
  * | `inproc://name` | {@link InprocTransport} | memory, one loop |
  * | `zmq+tcp://host:port`, `zmq+ipc:///path` | {@link ZmqTransport} | ZeroMQ (zeromq.js) |
+ * | `udp://host:port` | {@link UdpTransport} | node:dgram (datagram conversations) |
  *
  * Call {@link registerTransports} once per loop (it is idempotent), then use
  * `loop.connect(url)` and `loop.listen(url)`. See docs/transports.md.
@@ -31,6 +32,7 @@ import { InprocTransport } from "./inproc.js";
 import { netTransport } from "./net.js";
 import { tlsTransport } from "./tls.js";
 import { zmqTransport } from "./zmq.js";
+import { udpTransport } from "./udp.js";
 
 export * from "./errors.js";
 export * from "./framing.js";
@@ -41,15 +43,33 @@ export { InprocTransport, InprocConnection, InprocListener, inprocName } from ".
 export { ZmqTransport, zmqTransport, ZmqListener, ZmqDealerConnection, ZmqPeerConnection, zmqEndpoint } from "./zmq.js";
 export { DEFAULT_HIGH_WATER_MARK } from "./internal/ConnectionBase.js";
 export { DEFAULT_BACKLOG } from "./internal/ListenerBase.js";
+// Datagrams (udp, the in-memory datagram network).
+export { UdpTransport, udpTransport, UdpConversation, UdpListener, type UdpOptions } from "./udp.js";
+export { DatagramNetwork, DatagramNetworkConversation, DatagramNetworkListener, type DatagramNetworkOptions } from "./datagram-network.js";
+export {
+  DatagramConversation,
+  DatagramListener,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_MAX_CONVERSATIONS,
+  DEFAULT_MAX_QUEUED,
+  DEFAULT_MAX_QUEUED_BYTES,
+  DEFAULT_LISTENER_QUEUED_BYTES,
+  DEFAULT_DATAGRAM_HIGH_WATER_MARK,
+  UDP4_MAX_PAYLOAD,
+  UDP6_MAX_PAYLOAD,
+  type ConversationStats,
+  type DatagramListenerStats,
+  type DatagramOptions,
+} from "./internal/Datagram.js";
 
 /** The URL schemes {@link registerTransports} registers: what a settings file may name without a transport of its own. */
 export function standardSchemes(): string[] {
-  return [...netTransport.schemes, ...tlsTransport.schemes, ...new InprocTransport().schemes, ...zmqTransport.schemes];
+  return [...netTransport.schemes, ...tlsTransport.schemes, ...new InprocTransport().schemes, ...zmqTransport.schemes, ...udpTransport.schemes];
 }
 
 /**
- * Register tcp, ipc, tls, inproc, zmq+tcp and zmq+ipc (ZeroMQ: needs the
- * optional zeromq package when used) on `loop.transports`, leaving any scheme
+ * Register tcp, ipc, tls, inproc, zmq+tcp, zmq+ipc (ZeroMQ: needs the
+ * optional zeromq package when used) and udp on `loop.transports`, leaving any scheme
  * already registered alone (so calling it again, or after registering your
  * own tcp, changes nothing). Each loop gets its own inproc namespace.
  * Returns the loop.
@@ -64,5 +84,6 @@ export function registerTransports<L extends Loop>(loop: L): L {
   if (!r.has("tls")) r.register(tlsTransport);
   if (!r.has("inproc")) r.register(new InprocTransport());
   if (!r.has("zmq+tcp") && !r.has("zmq+ipc")) r.register(zmqTransport);
+  if (!r.has("udp")) r.register(udpTransport);
   return loop;
 }
