@@ -393,6 +393,11 @@ export abstract class DatagramListener<C extends DatagramConversation> extends L
     return { ...this.#counters, live: this.#byPeer.size };
   }
 
+  /** Bytes its conversations hold queued now (the shared `queueBudget`). */
+  get queueBudgetUsed(): number {
+    return this.queueBudget.used;
+  }
+
   /** The listener's shared counters, for its conversations. */
   protected get counters(): DatagramListenerStats {
     return this.#counters;
