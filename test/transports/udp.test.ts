@@ -13,6 +13,7 @@ import { sleep } from "../../core/time.js";
 import type { Connection } from "../../core/Transport.js";
 import { registerTransports, UdpListener, type UdpConversation } from "../../transports/index.js";
 import { leakCheck } from "../helpers/leaks.js";
+import { connect, parseRpcUrl, serve } from "../../rpc/index.js";
 
 const loopback = (): NodeLoop => registerTransports(new NodeLoop());
 const portOf = (url: string): number => Number(url.slice(url.lastIndexOf(":") + 1));
@@ -157,5 +158,18 @@ test("udp: URL, address and option errors are coded; nothing is left open", asyn
   await c6.close();
   await six.close();
   await listener.close();
+  await done();
+});
+
+test("udp: no RPC protocol runs over udp: drpc+udp:// and zrpc+udp:// are ERR_INVALID_URL, for servers and clients", async () => {
+  const done = leakCheck();
+  const loop = loopback();
+  const invalid = (e: unknown): boolean => isTilthError(e, "ERR_INVALID_URL") && /no RPC protocol runs over udp/.test((e as Error).message);
+  assert.throws(() => parseRpcUrl("drpc+udp://127.0.0.1:9"), invalid);
+  assert.throws(() => parseRpcUrl("zrpc+udp://127.0.0.1:9"), invalid);
+  assert.throws(() => parseRpcUrl("udp://127.0.0.1:9"), invalid);
+  await assert.rejects(serve({ ping: async () => "pong" }, ["drpc+udp://127.0.0.1:0"], { loop }), invalid);
+  await assert.rejects(connect("drpc+udp://127.0.0.1:9", { loop }), invalid);
+  assert.deepEqual(parseRpcUrl("drpc+tcp://127.0.0.1:9"), { protocol: "drpc", transport: "tcp://127.0.0.1:9" });
   await done();
 });
