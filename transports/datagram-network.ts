@@ -137,7 +137,11 @@ export class DatagramNetworkConversation extends DatagramConversation {
 
   protected transmit(frame: Frame): void {
     this.#net._send(this.#state, this.#from, this.#to, frame, this.#connected ? this : undefined);
-    this.sent(frame.byteLength, undefined);
+  }
+
+  /** The network takes every datagram at once. */
+  protected get queuedToSend(): number {
+    return 0;
   }
 
   /** @internal nobody listens where this connected conversation sends. */

@@ -145,13 +145,15 @@ export class UdpConversation extends DatagramConversation {
     this.#leave = leave;
   }
 
-  readonly #onSent = (err: Error | null, bytes?: number): void => {
-    this.sent(bytes ?? 0, err === null ? undefined : this.#leave === undefined ? socketError(err, this.remoteUrl) : ioError(err));
-  };
-
   protected transmit(frame: Frame): void {
-    if (this.#leave === undefined) this.#socket.send(frame, this.#onSent);
-    else this.#socket.send(frame, this.#port, this.#address, this.#onSent);
+    // No callback: a failure comes as the socket's 'error' (connected: this conversation's; a listener's: see UdpListener).
+    if (this.#leave === undefined) this.#socket.send(frame);
+    else this.#socket.send(frame, this.#port, this.#address);
+  }
+
+  /** The socket's send queue (a listener's: shared by its conversations). */
+  protected get queuedToSend(): number {
+    return this.#socket.getSendQueueSize();
   }
 
   /** @internal the connected socket reported an error (ICMP unreachable, a reset network). */
@@ -182,8 +184,11 @@ export class UdpListener extends DatagramListener<UdpConversation> {
       this.#from = rinfo;
       this.route(`${rinfo.port} ${rinfo.address}`, msg);
     });
-    // An unconnected socket gets no ICMP errors; what else it reports concerns no conversation in particular.
-    socket.on("error", () => {});
+    // An unconnected socket gets no ICMP errors; a send the system refuses later (no route, say) names no
+    // conversation: it is counted, and the datagram is lost, as datagrams may be.
+    socket.on("error", () => {
+      this.counters.sendErrors++;
+    });
   }
 
   protected open(key: string): UdpConversation {

@@ -75,6 +75,8 @@ export interface DatagramListenerStats {
   dropped: number;
   /** Datagrams dropped as larger than `maxMessageSize`. */
   oversized: number;
+  /** Sends the system refused after the fact on the shared socket (they name no conversation). */
+  sendErrors: number;
 }
 
 function positiveInt(name: string, v: unknown, dflt: number): number {
@@ -151,8 +153,8 @@ export abstract class DatagramConversation extends ConnectionBase {
   #queuedBytes = 0;
   #paused = false;
   #flushPosted = false;
-  /** Bytes handed to the system and not yet confirmed sent. */
-  #outstanding = 0;
+  /** Polls the system's send queue while someone waits in drain() or close(). */
+  #sendPoll: Timer | undefined = undefined;
   #lastActive: number;
   #idleTimer: Timer | undefined = undefined;
   #scope: Scope | undefined = undefined;
@@ -180,8 +182,14 @@ export abstract class DatagramConversation extends ConnectionBase {
     if (this.#idleMs !== Infinity) this.#armIdle(this.#idleMs);
   }
 
-  /** Hand one datagram to the system; call {@link sent} once it is sent (or failed). */
+  /**
+   * Hand one datagram to the system, without a completion callback (one
+   * costs a tick per datagram): a failure the system reports later ends the
+   * conversation through {@link fail}.
+   */
   protected abstract transmit(frame: Frame): void;
+  /** Bytes handed to the system and not sent yet (its send queue). */
+  protected abstract get queuedToSend(): number;
   /** The conversation ended: let go of the socket or of the listener's entry. Called once. */
   protected abstract detach(): void;
 
@@ -211,7 +219,7 @@ export abstract class DatagramConversation extends ConnectionBase {
   }
 
   get bufferedAmount(): number {
-    return this.#outstanding;
+    return this.#gone ? 0 : this.queuedToSend;
   }
 
   send(msg: Message, _owned?: boolean): boolean {
@@ -224,22 +232,28 @@ export abstract class DatagramConversation extends ConnectionBase {
     const n = f.byteLength;
     if (n > this.#maxDatagram) throw new MessageTooLargeError(n, this.#maxDatagram, "bytes in one datagram");
     this.checkBuffered(n);
-    this.#outstanding += n;
     this.stats.sent++;
     if (this.#idleMs !== Infinity) this.#lastActive = this.loop.now();
     this.transmit(f);
-    return this.#outstanding < this.highWaterMark;
+    const buffered = this.queuedToSend;
+    if (buffered === 0) return true;
+    // The system queues: someone may wait in drain() soon; watch the queue.
+    this.#watchSendQueue();
+    return buffered < this.highWaterMark;
   }
 
-  /** The system took (or refused) `bytes` given to {@link transmit}. */
-  protected sent(bytes: number, error: Error | undefined): void {
-    this.#outstanding -= bytes;
-    if (error !== undefined) {
-      this.fail(error);
-      return;
-    }
-    if (this.draining) this.checkDrain();
-    if (this.#closing && this.#outstanding === 0) this.#teardown();
+  /** While datagrams wait in the system's send queue, look every millisecond whether drain() or close() may go on. */
+  #watchSendQueue(): void {
+    if (this.#sendPoll !== undefined || this.#gone) return;
+    const t = this.loop.timer(1, () => {
+      this.#sendPoll = undefined;
+      if (this.#gone) return;
+      if (this.draining) this.checkDrain();
+      if (this.queuedToSend > 0) this.#watchSendQueue();
+      else if (this.#closing) this.#teardown();
+    });
+    t.unref();
+    this.#sendPoll = t;
   }
 
   /** A datagram from the peer arrived. */
@@ -330,7 +344,8 @@ export abstract class DatagramConversation extends ConnectionBase {
     // Datagrams have no end-of-stream: the peer is not told. What was handed to the system is sent first.
     this.#closing = true;
     this.#dropQueue();
-    if (this.#outstanding === 0) this.#teardown();
+    if (this.queuedToSend === 0) this.#teardown();
+    else this.#watchSendQueue();
   }
 
   protected beginDestroy(): void {
@@ -348,6 +363,8 @@ export abstract class DatagramConversation extends ConnectionBase {
     this.#gone = true;
     this.#idleTimer?.cancel();
     this.#idleTimer = undefined;
+    this.#sendPoll?.cancel();
+    this.#sendPoll = undefined;
     this.#dropQueue();
     this.detach();
     this.#endScope();
@@ -371,13 +388,14 @@ export abstract class DatagramConversation extends ConnectionBase {
 export abstract class DatagramListener<C extends DatagramConversation> extends ListenerBase {
   readonly #byPeer = new Map<string, C>();
   readonly #maxConversations: number;
-  readonly #counters: DatagramListenerStats = { live: 0, opened: 0, refused: 0, dropped: 0, oversized: 0 };
+  readonly #counters: DatagramListenerStats = { live: 0, opened: 0, refused: 0, dropped: 0, oversized: 0, sendErrors: 0 };
   readonly #maxDatagram: number;
   protected readonly queueBudget: ByteBudget;
 
   protected constructor(loop: Loop, scheme: string, url: string, options: DatagramOptions, maxDatagram: number) {
-    super(loop, scheme, url, options.backlog);
     const l = listenerLimits(options);
+    // Conversations waiting to be claimed are bounded by the cap already: a burst of new peers is not cut at the stream default of 511.
+    super(loop, scheme, url, options.backlog ?? l.maxConversations);
     this.#maxConversations = l.maxConversations;
     this.queueBudget = l.queueBudget;
     this.#maxDatagram = options.maxMessageSize ?? maxDatagram;
