@@ -34,13 +34,13 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { describe, test } from "node:test";
+import { describe } from "node:test";
 import { CancelledError, isTilthError } from "../core/errors.js";
 import type { Loop } from "../core/Loop.js";
 import type { Connection, Listener, Message } from "../core/Transport.js";
 import { sleep } from "../core/time.js";
 import { DatagramConversation, type DatagramListener } from "../transports/index.js";
-import { leakCheck } from "./leaks.js";
+import { caseTest } from "./transport.js";
 import { defer, pattern, seqFrame, seqOf, type TransportCase } from "./helpers.js";
 
 function assertCode(e: unknown, code: string): true {
@@ -119,20 +119,7 @@ function echoAll(listener: Listener): Connection[] {
 /** Register the datagram conformance tests for the case `make` builds, under `datagram conformance: ${name}`. */
 export function datagramConformance(make: () => TransportCase): void {
   const c0 = make();
-  const it = (title: string, fn: (c: TransportCase, loop: Loop) => Promise<void>, timeout = 60_000): void => {
-    test(title, { timeout }, async () => {
-      const done = leakCheck();
-      const c = make();
-      const loop = c.makeLoop();
-      try {
-        await c.run(loop, () => fn(c, loop));
-      } finally {
-        c.cleanup();
-      }
-      assert.equal(loop.pendingTimers, 0, "a timer was left pending");
-      await done();
-    });
-  };
+  const it = caseTest(make);
 
   describe(`datagram conformance: ${c0.name}`, () => {
     it("the first datagram opens a conversation; both ends report URLs; an echo comes back whole", async (c, loop) => {

@@ -84,10 +84,13 @@ function randomMessages(n: number, seed: number): Message[] {
   return Array.from({ length: n }, () => Array.from({ length: int(1, 12) }, frame));
 }
 
-/** Register the transport conformance tests for the case that `make` builds, under `transport conformance: ${name}`. */
-export function transportConformance(make: () => TransportCase): void {
-  const c0 = make();
-  const it = (title: string, fn: (c: TransportCase, loop: Loop) => Promise<void>, timeout = 60_000): void => {
+/**
+ * A `test()` of a conformance suite: a fresh case and loop, run with the
+ * case's `run`, then proof of a clean teardown (no timer pending on the
+ * loop, no host resource left: {@link leakCheck}).
+ */
+export function caseTest(make: () => TransportCase): (title: string, fn: (c: TransportCase, loop: Loop) => Promise<void>, timeout?: number) => void {
+  return (title, fn, timeout = 60_000) => {
     test(title, { timeout }, async () => {
       const done = leakCheck();
       const c = make();
@@ -101,6 +104,12 @@ export function transportConformance(make: () => TransportCase): void {
       await done();
     });
   };
+}
+
+/** Register the transport conformance tests for the case that `make` builds, under `transport conformance: ${name}`. */
+export function transportConformance(make: () => TransportCase): void {
+  const c0 = make();
+  const it = caseTest(make);
 
   describe(`transport conformance: ${c0.name}`, () => {
     it("listen reports its bound URL; connect reaches it; both ends report URLs", async (c, loop) => {

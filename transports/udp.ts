@@ -48,7 +48,7 @@ import {
   type DatagramOptions,
   type DatagramParams,
 } from "./internal/Datagram.js";
-import { formatHostPort, hostPort } from "./internal/socket.js";
+import { formatHostPort, hostPort, waitFor } from "./internal/socket.js";
 import type { ByteBudget } from "../core/Budget.js";
 
 /** Options of `udp://` connect and listen: {@link DatagramOptions} plus the socket's kernel buffer sizes. */
@@ -84,32 +84,10 @@ function createSocket(family: 4 | 6, o: UdpOptions): dgram.Socket {
   return dgram.createSocket(opts);
 }
 
-/** Wait for `event` on a dgram socket, or its error, or the abort of `signal`. */
-function await1(socket: dgram.Socket, event: string, signal: AbortSignal | undefined, mapError: (e: unknown) => Error): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const cleanup = (): void => {
-      socket.removeListener(event, onEvent);
-      socket.removeListener("error", onError);
-      signal?.removeEventListener("abort", onAbortEvent);
-    };
-    const onEvent = (): void => {
-      cleanup();
-      resolve();
-    };
-    const onError = (e: unknown): void => {
-      cleanup();
-      socket.close();
-      reject(mapError(e));
-    };
-    const onAbortEvent = (): void => {
-      cleanup();
-      socket.close();
-      reject(abortReason(signal!));
-    };
-    socket.once(event, onEvent);
-    socket.once("error", onError);
-    signal?.addEventListener("abort", onAbortEvent, { once: true });
-  });
+/** Close `socket` (its connect or bind failed) and give `e`. */
+function closing(socket: dgram.Socket, e: Error): Error {
+  socket.close();
+  return e;
 }
 
 /** An error on a connected socket: ICMP port unreachable is ERR_CONNECTION_REFUSED; the rest ERR_BROKEN. */
@@ -220,7 +198,7 @@ export class UdpTransport implements Transport {
     if (options.signal?.aborted) throw abortReason(options.signal);
     const socket = createSocket(t.family, o);
     socket.connect(t.port, t.address);
-    await await1(socket, "connect", options.signal, (e) => connectError(e, href));
+    await waitFor(socket, "connect", options.signal, (e) => closing(socket, connectError(e, href)), () => socket.close(), () => undefined);
     const local = socket.address();
     const remote = formatHostPort("udp", t.address, t.port);
     const conv = new UdpConversation(loop, datagramParams("udp", formatHostPort("udp", local.address, local.port), remote, o, max), socket, t.address, t.port, undefined);
@@ -240,7 +218,7 @@ export class UdpTransport implements Transport {
     if (options.signal?.aborted) throw abortReason(options.signal);
     const socket = createSocket(t.family, o);
     socket.bind({ port: t.port, address: t.address, exclusive: true });
-    await await1(socket, "listening", options.signal, (e) => listenError(e, href));
+    await waitFor(socket, "listening", options.signal, (e) => closing(socket, listenError(e, href)), () => socket.close(), () => undefined);
     const a = socket.address();
     return new UdpListener(loop, formatHostPort("udp", a.address, a.port), socket, t.family, o);
   }

@@ -8,7 +8,6 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import dgram from "node:dgram";
 import { mkdtempSync, rmSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -18,6 +17,8 @@ import { registerTransports } from "../../transports/index.js";
 import { Aggregates, type CollectorStats } from "../../examples/udp/collector.js";
 import { udpEcho } from "../../examples/udp/echo.js";
 import { leakCheck } from "../helpers/leaks.js";
+import { watch } from "../helpers/child.js";
+import { freePort } from "../transports/util.js";
 
 test("udp echo example: each peer gets its own count", async () => {
   const done = leakCheck();
@@ -67,14 +68,6 @@ test("collector example: counters with sample rates, gauges absolute and relativ
   assert.equal(a.counters.size + a.gauges.size, 4);
 });
 
-async function freeTcpPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
 function run(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {
     const p = spawn(process.execPath, args, { env, stdio: ["ignore", "pipe", "pipe"] });
@@ -89,31 +82,12 @@ test("tilth run collector takes statsd over udp; tilth call collector stats serv
   const cli = fileURLToPath(new URL("../../cli/main.js", import.meta.url));
   const settings = fileURLToPath(new URL("../../examples/udp/settings.js", import.meta.url));
   const runDir = mkdtempSync(join(tmpdir(), "tilth-collector-"));
-  const env = { ...process.env, TILTH__RUN__DIR: runDir, TILTH__APPS__COLLECTOR__BIND: `drpc+tcp://127.0.0.1:${await freeTcpPort()}`, NO_COLOR: "1" };
+  const env = { ...process.env, TILTH__RUN__DIR: runDir, TILTH__APPS__COLLECTOR__BIND: `drpc+tcp://127.0.0.1:${await freePort()}`, NO_COLOR: "1" };
   const child = spawn(process.execPath, [cli, "run", "collector", "--settings", settings, '--collector.udp="udp://127.0.0.1:0"'], {
     env,
     stdio: ["ignore", "pipe", "pipe"],
   });
-  let out = "";
-  const waiters: (() => void)[] = [];
-  const feed = (c: Buffer): void => {
-    out += String(c);
-    for (const w of waiters.splice(0)) w();
-  };
-  child.stdout.on("data", feed);
-  child.stderr.on("data", feed);
-  const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
-  const waitFor = async (re: RegExp): Promise<RegExpExecArray> => {
-    for (let i = 0; i < 300; i++) {
-      const m = re.exec(out);
-      if (m) return m;
-      await new Promise<void>((r) => {
-        waiters.push(r);
-        setTimeout(r, 100);
-      });
-    }
-    throw new Error(`timed out waiting for ${re} in:\n${out}`);
-  };
+  const { waitFor, exited, output } = watch(child);
   const sender = dgram.createSocket("udp4");
   try {
     const port = Number((await waitFor(/statsd on udp:\/\/127\.0\.0\.1:(\d+)/))[1]);
@@ -139,7 +113,7 @@ test("tilth run collector takes statsd over udp; tilth call collector stats serv
     assert.equal(s.bad, rounds);
     assert.deepEqual(Object.values(s.senders), [s.datagrams], "one sender, one conversation");
     child.kill("SIGTERM");
-    assert.equal(await exited, 0, out);
+    assert.equal(await exited, 0, output());
   } finally {
     sender.close();
     child.kill("SIGKILL");
