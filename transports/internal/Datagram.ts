@@ -231,15 +231,16 @@ export abstract class DatagramConversation extends ConnectionBase {
     if (!(f instanceof Uint8Array)) throw new InvalidMessageError("frame 0 is not a Uint8Array");
     const n = f.byteLength;
     if (n > this.#maxDatagram) throw new MessageTooLargeError(n, this.#maxDatagram, "bytes in one datagram");
-    this.checkBuffered(n);
+    // One look at the system's send queue per datagram: empty, and the system sends at once (libuv tries first).
+    const queued = this.queuedToSend;
+    if (queued > 0) this.checkBuffered(n);
     this.stats.sent++;
     if (this.#idleMs !== Infinity) this.#lastActive = this.loop.now();
     this.transmit(f);
-    const buffered = this.queuedToSend;
-    if (buffered === 0) return true;
+    if (queued === 0) return true;
     // The system queues: someone may wait in drain() soon; watch the queue.
     this.#watchSendQueue();
-    return buffered < this.highWaterMark;
+    return queued + n < this.highWaterMark;
   }
 
   /** While datagrams wait in the system's send queue, look every millisecond whether drain() or close() may go on. */
