@@ -87,7 +87,8 @@ async function reliableEcho(loop: Loop, conn: Connection, n: number, size: numbe
     end: () => wake?.(),
   });
   for (; want < n; want++) {
-    for (;;) {
+    for (let tries = 0; ; tries++) {
+      assert.ok(tries < 1000, `datagram ${want}: no echo after 1000 sends`);
       const answered = new Promise<void>((resolve) => (wake = resolve));
       conn.send([datagram(want, size)]);
       const timer = loop.timer(rtoMs, () => wake?.());
@@ -183,7 +184,7 @@ export function datagramConformance(make: () => TransportCase): void {
       // Retransmit until it arrives (the network may lose it).
       let stop = false;
       void (async () => {
-        while (!stop) {
+        for (let tries = 0; !stop && tries < 500; tries++) {
           if (!client.ended) client.send([new Uint8Array(0)]);
           await sleep(loop, 20);
         }
