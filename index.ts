@@ -6,6 +6,7 @@
 export * from "./core/index.js";
 export { NodeLoop } from "./adapters/node.js";
 export { VirtualLoop, DeadlockError } from "./adapters/virtual.js";
+export { SimLoop, HostLoop, SimTrace, HostDownError } from "./adapters/sim.js";
 export * from "./transports/index.js";
 export * from "./rpc/index.js";
 // Apps (App, Service, embed, settings, DI). Their task base class is `Task` of

@@ -29,7 +29,8 @@ export class NodeLoop extends LoopBase {
   };
 
   constructor(options: LoopOptions = {}) {
-    super({ name: "node", ...options });
+    // A real host: its random source is the engine's, seeded by the OS.
+    super({ name: "node", random: Math.random, ...options });
   }
 
   now(): number {

@@ -15,3 +15,4 @@ export * from "./tasks/index.js";
 export * from "./embed.js";
 export * from "./overrides.js";
 export * from "./di.js";
+export * from "./simulation.js";

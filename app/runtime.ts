@@ -25,6 +25,7 @@ import { Scope } from "../core/Scope.js";
 import { registerTransports } from "../transports/index.js";
 import { RpcClient, remoteOf, type Remote } from "../rpc/Client.js";
 import { RpcServer, type ServerOptions } from "../rpc/Server.js";
+import type { Middleware } from "../rpc/context.js";
 import { App, AppContext, LOOP, client } from "./App.js";
 import { openBackdoor } from "./backdoor.js";
 import { constructWithDi } from "./di.js";
@@ -42,6 +43,8 @@ export interface StartOptions {
   runloop?: RunloopOptions;
   /** Extra server options (middleware, limits) for the app's API. */
   server?: Partial<ServerOptions>;
+  /** Extra options of the clients the app opens to other apps (middleware: a simulation watches every call). */
+  client?: { middleware?: Middleware[] };
   /** Register the standard transports on the loop (default true). */
   transports?: boolean;
 }
@@ -107,7 +110,7 @@ export async function startApp(name: string, settings: Settings, options: StartO
     if (p === undefined) {
       if (clientsClosed) throw new ClosedError(`app "${name}" has stopped: it cannot open a client of app "${other}"`);
       // Waiting for the other app to come up ends when this app stops.
-      const c = new RpcClient(settings.remoteUrl(other), { loop, waitForReady: true, signal: scope.closing });
+      const c = new RpcClient(settings.remoteUrl(other), { loop, waitForReady: true, signal: scope.closing, ...options.client });
       clients.set(other, c);
       p = remoteOf(c);
       proxies.set(other, p);

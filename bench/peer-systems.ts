@@ -698,10 +698,11 @@ export async function loadZrpc(): Promise<unknown | undefined> {
   return undefined;
 }
 
-function tilthSystem(protocol: "drpc" | "zrpc", transport: "tcp" | "inproc"): System {
+function tilthSystem(protocol: "drpc" | "zrpc", transport: "tcp" | "inproc" | "local"): System {
   const api = {
     echo: (x: Uint8Array) => x,
-    async *count(n: number) {
+    // Items that are ready: a plain generator, as moleculer's count is (tilth streams it without a promise per item).
+    *count(n: number) {
       for (let i = 0; i < n; i++) yield i;
     },
   };
@@ -720,18 +721,18 @@ function tilthSystem(protocol: "drpc" | "zrpc", transport: "tcp" | "inproc"): Sy
   let shared: ReturnType<typeof setup> | undefined;
   const serve = async (): Promise<string> => {
     const { loop, rpc, protocols } = await (shared ??= setup());
-    const url = transport === "inproc" ? `${protocol}+inproc://bench` : `${protocol}+tcp://127.0.0.1:0`;
+    const url = transport === "tcp" ? `${protocol}+tcp://127.0.0.1:0` : `${protocol}+${transport}://bench`;
     const server = await rpc.serve(api, url, { loop, ...(protocols.length ? { protocols: protocols as never } : {}) });
     return server.urls[0]!;
   };
   let inprocUrl: Promise<string> | undefined;
   return {
     payload: "bytes",
-    inProcess: transport === "inproc",
+    inProcess: transport !== "tcp",
     streams: true,
     serve,
     async connect(url) {
-      if (transport === "inproc") url = await (inprocUrl ??= serve());
+      if (transport !== "tcp") url = await (inprocUrl ??= serve());
       const { loop, rpc, protocols } = await (shared ??= setup());
       const remote = await rpc.connect<typeof api>(url, { loop, ...(protocols.length ? { protocols: protocols as never } : {}) });
       return {
@@ -774,4 +775,5 @@ export const SYSTEMS: Record<string, System> = {
   "zrpc+tcp": tilthSystem("zrpc", "tcp"),
   "moleculer-local": moleculerLocalSystem,
   "drpc+inproc": tilthSystem("drpc", "inproc"),
+  "drpc+local": tilthSystem("drpc", "local"),
 };

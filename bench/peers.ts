@@ -50,6 +50,7 @@ export const SYSTEM_INFO: { id: string; label: string; kind: "base" | "tilth" | 
   { id: "moleculer-tcp", label: "moleculer (TCP transporter)", kind: "peer" },
   { id: "zerorpc", label: "npm zerorpc 0.9.8", kind: "peer" },
   { id: "drpc+inproc", label: "tilth drpc+inproc", kind: "tilth", inProcess: true },
+  { id: "drpc+local", label: "tilth drpc+local (in-process, no encoding)", kind: "tilth", inProcess: true },
   { id: "moleculer-local", label: "moleculer local calls", kind: "peer", inProcess: true },
 ];
 
@@ -74,7 +75,7 @@ export const SCENARIOS: ScenarioDef[] = [
     title: "100 connections (10 in flight each, 16 B)",
     unit: "calls/s",
     sc: { mode: "echo", size: 16, inflight: 10, conns: 100 },
-    na: { "moleculer-local": "no connections in-process" },
+    na: { "moleculer-local": "no connections in-process", "drpc+local": "no connections in-process" },
   },
   { id: "stream", title: "stream of 1e6 items", unit: "items/s", sc: { mode: "stream", size: 0, inflight: 1, conns: 1, items: 1_000_000 }, na: { jayson: "no streams" } },
 ];

@@ -54,7 +54,7 @@ function parse(spec: CommandSpec, argv: string[], needMethod: boolean): CallArgs
 }
 
 /** An RPC URL as given, or the remote URL of an app named in the settings. */
-async function resolveTarget(target: string, settingsFile: string | undefined): Promise<string> {
+export async function resolveTarget(target: string, settingsFile: string | undefined): Promise<string> {
   if (/^[a-z][a-z0-9.+-]*:\/\//i.test(target)) return target;
   const settings = await loadSettings(findSettings(settingsFile));
   return settings.remoteUrl(target);

@@ -7,9 +7,11 @@
  */
 import { EXIT, UsageError, didYouMean, helpText, styler, version, type CommandSpec } from "./args.js";
 import { backdoorCommand } from "./backdoor.js";
+import { benchCommand } from "./bench/command.js";
 import { callCommand, inspectCommand } from "./call.js";
 import { COMMANDS } from "./commands.js";
 import { shellCommand } from "./shell.js";
+import { simCommand } from "./sim.js";
 import { reportError, runCommand } from "./run.js";
 
 const RUNNERS: Record<string, (argv: string[]) => Promise<number>> = {
@@ -18,6 +20,8 @@ const RUNNERS: Record<string, (argv: string[]) => Promise<number>> = {
   inspect: inspectCommand,
   shell: shellCommand,
   backdoor: backdoorCommand,
+  bench: benchCommand,
+  sim: simCommand,
 };
 
 const spec = (name: string): CommandSpec | undefined => COMMANDS.find((c) => c.name === name);

@@ -68,6 +68,12 @@ export interface Loop {
   cooperate(): Promise<void> | undefined;
   /** How many ready callbacks run per turn, and ready steps between forced yields. */
   readonly budget: number;
+  /**
+   * A number in [0, 1) from this loop's random source: every random choice in
+   * tilth (jitter, backoff, ids) draws here, so a virtual or simulated loop,
+   * seeded, replays exactly. Not for secrets (tokens, keys): use node:crypto.
+   */
+  random(): number;
   /** Timers pending on this loop (for tests and leak checks). */
   readonly pendingTimers: number;
 

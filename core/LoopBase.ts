@@ -27,6 +27,7 @@ import {
 import { Ring } from "./Ring.js";
 import { TimerHeap, type HeapEntry } from "./internal/TimerHeap.js";
 import { RESOLVED } from "./resolved.js";
+import { seededRandom } from "./random.js";
 
 /** Options every LoopBase adapter accepts. */
 export interface LoopOptions {
@@ -35,6 +36,13 @@ export interface LoopOptions {
   budget?: number;
   /** Wall-clock time (epoch ms) at loop time 0, for `wallTime()` where the adapter does not override it. Default 0. */
   wallOrigin?: number;
+  /**
+   * The loop's random source, numbers in [0, 1). Default: mulberry32 seeded
+   * with `seed` (adapters on a real host pass a source of their own).
+   */
+  random?: () => number;
+  /** Seed of the default random source. Default 1. */
+  seed?: number;
   /**
    * Called with an error thrown by a posted callback or a timer callback.
    * The remaining callbacks run regardless. Adapters choose the default.
@@ -93,7 +101,7 @@ class LoopTimer implements Timer, HeapEntry {
 export const MAX_HOST_DELAY_MS = 2 ** 31 - 1;
 
 /** What `timer(Infinity)` returns: it never fires. */
-const INERT_TIMER: Timer = Object.freeze({
+export const INERT_TIMER: Timer = Object.freeze({
   deadline: Infinity,
   pending: false,
   cancel() {},
@@ -124,9 +132,11 @@ export abstract class LoopBase implements Loop {
   #spent = 0;
   readonly #onError: ((error: unknown) => void) | undefined;
   readonly #wallOrigin: number;
+  readonly #random: () => number;
 
   constructor(options: LoopOptions = {}) {
     this.#wallOrigin = options.wallOrigin ?? 0;
+    this.#random = options.random ?? seededRandom(options.seed ?? 1);
     this.name = options.name ?? "loop";
     this.budget = options.budget ?? DEFAULT_BUDGET;
     this.#onError = options.onError;
@@ -136,6 +146,10 @@ export abstract class LoopBase implements Loop {
 
   wallTime(): number {
     return this.#wallOrigin + this.now();
+  }
+
+  random(): number {
+    return this.#random();
   }
 
   /** Ask the host to call `runTurn()` soon, on a later macrotask. */

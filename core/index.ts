@@ -19,3 +19,4 @@ export * from "./abort.js";
 export * from "./resolved.js";
 export * from "./Budget.js";
 export * from "./suggest.js";
+export * from "./random.js";

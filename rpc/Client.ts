@@ -33,6 +33,7 @@ import { Scope } from "../core/Scope.js";
 import { checkPeerOptions, type ClientSessionLike, type PeerOptions, type RpcProtocol } from "./protocol.js";
 import { protocolFor } from "./protocols.js";
 import { parseRpcUrl } from "./url.js";
+import { LOCAL_SCHEME, checkLocalProtocol, connectLocal, type LocalCopy } from "./local.js";
 
 export type { CallOptions, CallPromise, PendingCall } from "./PendingCall.js";
 
@@ -55,6 +56,8 @@ type RemoteMethod<F> = F extends (...args: infer A) => infer R
     ? (...args: A) => RemoteCall<never>
     : [R] extends [AsyncIterable<infer I>]
       ? (...args: A) => RemoteStream<I>
+      : [R] extends [Generator<infer I>]
+        ? (...args: A) => RemoteStream<I>
       : [R] extends [ObservableLike<infer I>]
         ? (...args: A) => RemoteStream<I>
         : (...args: A) => RemoteCall<Awaited<R>>
@@ -94,6 +97,13 @@ export interface ClientOptions extends PeerOptions {
   /** The scope the client lives in: it is closed when that scope closes. */
   scope?: Scope;
   /**
+   * In-process calls (`drpc+local://NAME`) only: how values cross between
+   * caller and handler. `"reference"` (default): as they are, no copy;
+   * `"structured"`: each argument, result, stream item and error's data is a
+   * `structuredClone`.
+   */
+  copy?: LocalCopy;
+  /**
    * The owner's stop: once it aborts, calls still waiting for a connection
    * (a `waitForReady` retry, the backoff before the next attempt) fail at
    * once with its reason instead of waiting out their time limit. Calls on an
@@ -123,14 +133,19 @@ export class RpcClient implements AsyncDisposable {
   /** Owns the connections (closed with it, bounded by their close timeout), one task per open session; its signal ends a backoff wait. */
   readonly #scope: Scope;
   readonly #sessions = new Set<ClientSessionLike>();
+  /** In-process (`drpc+local://NAME`): sessions paired with the server's, no connection. */
+  readonly #local: boolean;
 
   constructor(url: string, options: ClientOptions) {
     checkPeerOptions(options);
     const u = parseRpcUrl(url);
+    const local = u.transport.startsWith(LOCAL_SCHEME);
+    if (local) checkLocalProtocol(u.protocol, url);
     const protocol = protocolFor(u.protocol, url, options.protocols);
     this.#protocol = protocol;
     this.url = url;
-    this.#transportUrl = protocol.transportUrl ? protocol.transportUrl(u.transport) : u.transport;
+    this.#transportUrl = protocol.transportUrl && !local ? protocol.transportUrl(u.transport) : u.transport;
+    this.#local = local;
     this.loop = options.loop;
     const bad = badTimeout(options.timeout);
     if (bad !== undefined) throw bad;
@@ -237,18 +252,47 @@ export class RpcClient implements AsyncDisposable {
     if (deadline === undefined && signal === undefined && stop === undefined) return this.#connecting;
     const limit = deadline === undefined ? Infinity : Math.max(0, deadline - this.loop.now());
     return new Promise<ClientSessionLike>((resolve, reject) => {
-      const t =
-        limit === Infinity
-          ? undefined
-          : this.loop.timer(limit, () => reject(new TimeoutError(limitMs ?? limit, `connecting to ${this.url}`)));
-      const offCall = onAbort(signal, () => reject(abortReason(signal!)));
-      const offStop = onAbort(stop, () => reject(abortReason(stop!)));
-      this.#connecting!.then(resolve, reject).finally(() => {
+      // Whichever way the wait ends (connected, timed out, aborted), its timer
+      // and listeners go at once: a connect that hangs past the client's close
+      // must not keep the call's deadline timer (and so the process) alive.
+      const settle = <A>(f: (a: A) => void) => (a: A): void => {
         t?.cancel();
         offCall();
         offStop();
-      });
+        f(a);
+      };
+      const t =
+        limit === Infinity
+          ? undefined
+          : this.loop.timer(limit, () => settle(reject)(new TimeoutError(limitMs ?? limit, `connecting to ${this.url}`)));
+      const offCall = onAbort(signal, () => settle(reject)(abortReason(signal!)));
+      const offStop = onAbort(stop, () => settle(reject)(abortReason(stop!)));
+      this.#connecting!.then(settle(resolve), settle(reject));
     });
+  }
+
+  /** Pair with the in-process server of the URL's name; as a connection, the session lives in the client's scope. */
+  #openLocal(): ClientSessionLike {
+    let ended!: () => void;
+    const done = new Promise<void>((resolve) => (ended = resolve));
+    const session = connectLocal(this.loop, this.#transportUrl, {
+      middleware: this.#middleware,
+      copy: this.#options.copy,
+      onGoaway: (s) => {
+        if (this.#session === s) this.#session = undefined;
+      },
+      onEnded: (s) => {
+        this.#sessions.delete(s);
+        if (this.#session === s) this.#session = undefined;
+        ended();
+      },
+    });
+    this.#sessions.add(session);
+    this.#scope.spawn(() => done, { name: `in-process connection to ${this.url}` });
+    this.#failures = 0;
+    this.#nextAttemptAt = 0;
+    this.#session = session;
+    return session;
   }
 
   async #open(): Promise<ClientSessionLike> {
@@ -257,8 +301,13 @@ export class RpcClient implements AsyncDisposable {
     if (this.#closed) throw new ClosedError(`client of ${this.url} is closed`);
     try {
       const o = this.#options;
+      if (this.#local) return this.#openLocal();
+      // Closing the client aborts a connect in flight (one to a host that does not answer can take minutes).
+      const closing = this.#scope.closing;
+      const own = o.transport?.signal;
       const conn = await this.loop.connect(this.#transportUrl, {
         ...o.transport,
+        signal: own instanceof AbortSignal ? AbortSignal.any([own, closing]) : closing,
         ...(o.maxMessageSize === undefined ? {} : { maxMessageSize: o.maxMessageSize }),
         ...(o.closeTimeoutMs === undefined ? {} : { closeTimeoutMs: o.closeTimeoutMs }),
       });

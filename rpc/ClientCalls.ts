@@ -18,6 +18,7 @@ import { Deadlines } from "../core/Deadlines.js";
 import type { Loop } from "../core/Loop.js";
 import { TimeoutError, abortReason } from "../core/errors.js";
 import type { Middleware } from "./context.js";
+import { RemoteError, type RemoteErrorInfo } from "./errors.js";
 import { IdTable } from "./internal/IdTable.js";
 import { PendingCall, type CallOptions, type CallOwner } from "./PendingCall.js";
 
@@ -27,12 +28,18 @@ export interface CallSender {
   sendCall(call: PendingCall<any>, kwargs: Record<string, unknown> | null, timeoutMs: number | undefined): void;
   /** The caller gave up on the call: tell the server if the protocol can. */
   cancelled(call: PendingCall<any>, reason: Error): void;
-  /** The consumer took `n` more items of a stream. */
-  grant(call: PendingCall<any>, n: number): void;
+  /** The consumer took items of a stream: `n` more items, `bytes` more bytes (0 where the protocol counts items only). */
+  grant(call: PendingCall<any>, n: number, bytes: number): void;
   /** The call is over, answered or not (drop protocol state such as heartbeats). */
   closed?(call: PendingCall<any>): void;
   /** The remote end, as a URL. */
   readonly peerUrl: string;
+  /**
+   * The server keeps every call's deadline on this same loop and answers
+   * ERR_TIMEOUT when it passes (in-process calls): the client needs no timer
+   * of its own for a call it has handed over.
+   */
+  readonly serverKeepsDeadlines?: boolean;
 }
 
 /**
@@ -145,13 +152,19 @@ export class ClientCalls implements CallOwner {
           return;
         }
       }
-      this.#sender.sendCall(call, kwargs, timeoutMs);
     } catch (e) {
       this.#refuse(call, e);
+      return;
+    }
+    try {
+      this.#sender.sendCall(call, kwargs, timeoutMs);
+    } catch (e) {
+      // Every `before` hook ran: the call's outcome goes through the `error` hooks, as any failure after them does.
+      if (this.#pending.get(call.id) === call) this.#done(call, false, e, false);
     }
   }
 
-  /** A `before` hook (or the send) failed: the call never reached the server. */
+  /** A `before` hook failed: the call never reached the server. */
   #refuse(call: PendingCall<any>, e: unknown): void {
     if (this.#pending.get(call.id) !== call) return;
     this.#pending.delete(call.id);
@@ -171,7 +184,7 @@ export class ClientCalls implements CallOwner {
       call._settle(false, e);
       return;
     }
-    if (timeoutMs !== undefined) call.timer = this.#deadlines.add(timeoutMs, call);
+    if (timeoutMs !== undefined && this.#sender.serverKeepsDeadlines !== true) call.timer = this.#deadlines.add(timeoutMs, call);
     if (signal !== undefined) call._watchSignal(signal);
   }
 
@@ -182,11 +195,28 @@ export class ClientCalls implements CallOwner {
     this.#done(call, ok, v, false);
   }
 
+  /**
+   * Call `id` failed on the server with `info`. A server that enforced the
+   * deadline the client sent answers ERR_TIMEOUT: the caller gets its own
+   * TimeoutError, naming the limit it set.
+   */
+  failRemote(id: number, info: RemoteErrorInfo): void {
+    const call = this.#pending.get(id);
+    if (call === undefined) return; // cancelled or timed out meanwhile
+    const e = info.code === "ERR_TIMEOUT" && call.limitMs !== undefined ? new TimeoutError(call.limitMs, `call ${call.method}`, { cause: new RemoteError(info, call.method) }) : new RemoteError(info, call.method);
+    this.#done(call, false, e, false);
+  }
+
   /** One stream item of call `id`. */
   item(id: number, v: unknown): PendingCall<any> | undefined {
     const call = this.#pending.get(id);
     call?._item(v); // the stream has answered: its time limit is over
     return call;
+  }
+
+  /** Several stream items of call `id`, in one message of `bytes` bytes. */
+  items(id: number, vs: readonly unknown[], bytes: number): void {
+    this.#pending.get(id)?._items(vs, bytes);
   }
 
   /** The stream of call `id` ended. */
@@ -226,8 +256,8 @@ export class ClientCalls implements CallOwner {
 
   // ---- CallOwner (driven by PendingCall) ----
 
-  grantCredit(call: PendingCall<any>, n: number): void {
-    if (this.#pending.get(call.id) === call) this.#sender.grant(call, n);
+  grantCredit(call: PendingCall<any>, n: number, bytes: number): void {
+    if (this.#pending.get(call.id) === call) this.#sender.grant(call, n, bytes);
   }
 
   cancelCall(call: PendingCall<any>, reason: Error): void {

@@ -15,8 +15,8 @@ import { ProtocolError } from "./errors.js";
 
 /** What a PendingCall needs from the protocol session that owns it. */
 export interface CallOwner {
-  /** The consumer took `n` more items of a stream: grant the server credit for them. */
-  grantCredit(call: PendingCall<any>, n: number): void;
+  /** The consumer took items of a stream: grant the server `n` more items and `bytes` more bytes (0 where the protocol counts items only). */
+  grantCredit(call: PendingCall<any>, n: number, bytes: number): void;
   /** The caller gave up: tell the server (if the protocol can) and forget the call. */
   cancelCall(call: PendingCall<any>, reason: Error): void;
   /** The remote end, as a URL. */
@@ -39,8 +39,14 @@ export interface CallOptions {
   kwargs?: Record<string, unknown>;
 }
 
-/** Stream credit: items the server may send ahead of the consumer. */
+/** Stream credit a call starts with: items the server may send ahead of the consumer. */
 export const STREAM_WINDOW = 64;
+/** The most a stream's window grows to, in items. */
+export const MAX_STREAM_WINDOW = 8192;
+/** Stream credit a call starts with in bytes of stream messages, where the protocol counts bytes (drpc). */
+export const STREAM_WINDOW_BYTES = 256 * 1024;
+/** The most a stream's window grows to, in bytes. */
+export const MAX_STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
 
 const enum Settled {
   No,
@@ -98,8 +104,9 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
   #items: Ring<unknown> | undefined;
   #streamEnd: { error?: unknown } | undefined;
   #wake: (() => void) | undefined;
-  #consumedSinceGrant = 0;
   #isStream = false;
+  /** A stream's credit, from its first item (a plain call never needs it). */
+  #credit: StreamCredit | undefined;
 
   /** @internal */
   constructor(session: CallOwner, id: number, method: string, args: readonly unknown[], signal: AbortSignal | undefined) {
@@ -199,15 +206,46 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
         if (s === Settled.Failed) throw this.#value;
         throw new ProtocolError(`${this.method}() returned a single result, not a stream; await it instead`);
       }
+      if (this.#credit !== undefined) this.#credit.starved = true;
       await new Promise<void>((resolve) => (this.#wake = resolve));
     }
   }
 
+  /**
+   * The consumer took an item. Credit goes back to the server in halves of
+   * the window; a consumer that found the buffer empty since the last grant
+   * doubles the window (up to MAX_STREAM_WINDOW items and
+   * MAX_STREAM_WINDOW_BYTES), so a fast consumer gets items ahead and a slow
+   * one holds at most a small window.
+   */
   #consumed(): void {
-    const half = STREAM_WINDOW >> 1;
-    if (++this.#consumedSinceGrant >= half && this.#streamEnd === undefined) {
-      this.#consumedSinceGrant = 0;
-      this.#session?.grantCredit(this, half);
+    const c = this.#credit!;
+    if (c.msgs !== undefined && --c.headLeft === 0) {
+      c.bytesSinceGrant += c.headBytes;
+      const msgs = c.msgs;
+      if (msgs.length > 0) {
+        c.headLeft = msgs.shift()!;
+        c.headBytes = msgs.shift()!;
+      } else c.headBytes = 0;
+    }
+    const items = ++c.consumedSinceGrant;
+    if ((items >= c.window >> 1 || c.bytesSinceGrant >= c.windowBytes >> 1) && this.#streamEnd === undefined) {
+      let n = items;
+      let bytes = c.bytesSinceGrant;
+      if (c.starved) {
+        c.starved = false;
+        if (c.window < MAX_STREAM_WINDOW) {
+          n += c.window;
+          c.window *= 2;
+        }
+        if (c.windowBytes < MAX_STREAM_WINDOW_BYTES) {
+          bytes += c.windowBytes;
+          c.windowBytes *= 2;
+        }
+      }
+      c.consumedSinceGrant = 0;
+      c.bytesSinceGrant = 0;
+      this.#session?.grantCredit(this, n, bytes);
     }
   }
 
@@ -229,14 +267,33 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
 
   /** @internal */
   _item(v: unknown): void {
-    if (!this.#isStream) {
-      // The stream has answered: its time limit is over.
-      this.timer?.cancel();
-      this.timer = undefined;
-      this.#becomeStream();
-    }
+    if (!this.#isStream) this.#answered();
     (this.#items ??= new Ring(16)).push(v);
     this.#wakeUp();
+  }
+
+  /** @internal several items in one message of `bytes` bytes (credit is given back by the message, once all its items are taken) */
+  _items(vs: readonly unknown[], bytes: number): void {
+    if (!this.#isStream) this.#answered();
+    const items = (this.#items ??= new Ring(vs.length < 16 ? 16 : vs.length));
+    for (let i = 0; i < vs.length; i++) items.push(vs[i]);
+    const c = this.#credit!;
+    const msgs = (c.msgs ??= new Ring(8));
+    if (c.headLeft === 0) {
+      c.headLeft = vs.length;
+      c.headBytes = bytes;
+    } else {
+      msgs.push(vs.length);
+      msgs.push(bytes);
+    }
+    this.#wakeUp();
+  }
+
+  /** The first item: the stream has answered, its time limit is over. */
+  #answered(): void {
+    this.timer?.cancel();
+    this.timer = undefined;
+    this.#becomeStream();
   }
 
   /** @internal */
@@ -249,6 +306,7 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
 
   #becomeStream(): void {
     this.#isStream = true;
+    this.#credit = new StreamCredit();
     // Someone awaiting the call gets the stream to iterate.
     if (this.#mode !== Mode.Stream) this.#settle(true, this.#asIterable(), false);
   }
@@ -306,6 +364,20 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
     this.#offAbort = undefined;
     this.#session = undefined;
   }
+}
+
+/** A stream's credit: the window (items, bytes) grows while the consumer waits on an empty buffer. */
+class StreamCredit {
+  window = STREAM_WINDOW;
+  windowBytes = STREAM_WINDOW_BYTES;
+  consumedSinceGrant = 0;
+  bytesSinceGrant = 0;
+  starved = false;
+  /** Messages of items not yet all consumed, as pairs (items, bytes), where the protocol counts bytes. */
+  msgs: Ring<number> | undefined = undefined;
+  /** Items of the oldest such message still to consume, and its bytes. */
+  headLeft = 0;
+  headBytes = 0;
 }
 
 function abortReasonOf(reason: unknown): Error {

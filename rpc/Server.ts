@@ -19,6 +19,7 @@ import type { Middleware } from "./context.js";
 import { checkPeerOptions, type PeerOptions, type RpcProtocol, type ServerCore, type ServerSessionLike } from "./protocol.js";
 import { protocolFor } from "./protocols.js";
 import { formatRpcUrl, parseRpcUrl } from "./url.js";
+import { LOCAL_SCHEME, checkLocalProtocol, listenLocal } from "./local.js";
 
 /** How long closing one connection (flush, the peer's end) may take before it is destroyed, ms. */
 export const DEFAULT_CLOSE_TIMEOUT_MS = 2000;
@@ -181,6 +182,7 @@ export class RpcServer implements ServerCore, AsyncDisposable {
     const scope = this.#scope;
     if (scope.isClosing) throw new ClosedError("server is closed");
     const u = parseRpcUrl(url);
+    if (u.transport.startsWith(LOCAL_SCHEME)) return this.#listenLocal(url, u.protocol, u.transport);
     const protocol = protocolFor(u.protocol, url, this.#options.protocols);
     const o = this.#options;
     const listener = await this.loop.listen(protocol.transportUrl ? protocol.transportUrl(u.transport) : u.transport, {
@@ -210,6 +212,23 @@ export class RpcServer implements ServerCore, AsyncDisposable {
       scope.spawn(() => done, { name: `connection ${conn.remoteUrl}` });
     });
     return bound;
+  }
+
+  /** In-process at `local://NAME`: each client's session is tracked as a connection. */
+  #listenLocal(url: string, protocol: string, transport: string): string {
+    checkLocalProtocol(protocol, url);
+    const scope = this.#scope;
+    const stop = listenLocal(this, transport, (s) => {
+      let ended!: () => void;
+      const done = new Promise<void>((resolve) => (ended = resolve));
+      this.#sessions.set(s, ended);
+      scope.spawn(() => done, { name: `in-process connection ${transport}` });
+      if (scope.isClosing) s.goaway("server closing");
+    });
+    scope.defer(stop);
+    scope.closing.addEventListener("abort", stop, { once: true });
+    this.#urls.push(url);
+    return url;
   }
 
   /** ServerCore: a session ended (called by the protocol's session). */

@@ -72,6 +72,10 @@ export class ServerCall<R = unknown> implements CallContext {
   limitMs = 0;
   /** Items the client can take now. */
   credit = 0;
+  /** Bytes of stream messages the client can take now (Infinity where the protocol counts items only). */
+  creditBytes = Infinity;
+  /** @internal the protocol's output waiting for the end of the turn (drpc: a batch of items) */
+  out: unknown = undefined;
   /** @internal */
   state: 0 | 1 | 2 = RUNNING;
   /** @internal */
@@ -134,7 +138,11 @@ export class ServerCall<R = unknown> implements CallContext {
 export interface CallWire<R> {
   /** Answer with a plain value. Throws when it cannot be sent (too large, not encodable): the engine answers with that error instead. */
   answer(ref: R, id: number, value: unknown): void;
-  /** Send one stream item; false when the writer should wait for `drain()`. Throws when it cannot be encoded. */
+  /**
+   * Send one stream item (a protocol may hold it to the end of the turn, to
+   * send several at once, and charge its bytes to `call.creditBytes`); false
+   * when the writer should wait for `drain()`. Throws when it cannot be encoded.
+   */
   item(call: ServerCall<R>, value: unknown): boolean;
   /** The stream has ended. */
   end(call: ServerCall<R>): void;
@@ -153,6 +161,14 @@ export interface CallWire<R> {
 function isAsyncIterable(v: object): v is AsyncIterable<unknown> {
   return typeof (v as AsyncIterable<unknown>)[Symbol.asyncIterator] === "function";
 }
+
+/** A generator object (what a `function*` returns): a stream whose items are ready without a promise each. Arrays and other iterables are values. */
+function isGenerator(v: object): v is Generator<unknown> {
+  return typeof (v as Generator).next === "function" && Object.prototype.toString.call(v) === "[object Generator]";
+}
+
+/** Items a generator's stream sends in one turn before it lets other work run. */
+const TURN_ITEMS = 4096;
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
   return typeof v === "object" && v !== null && typeof (v as PromiseLike<unknown>).then === "function";
@@ -219,6 +235,9 @@ export class ServerCalls<R> {
   #draining = false;
   #idle: Promise<void> | undefined;
   #resolveIdle: (() => void) | undefined;
+
+  /** Bytes of stream messages each new call's client takes before it grants more (set by a protocol that counts them). */
+  windowBytes = Infinity;
 
   /** `peer`: the connection's remote URL; `peerIdentity`: who the peer is, if its transport verified it. */
   constructor(server: ServerCore, loop: Loop, wire: CallWire<R>, peer: string, peerIdentity?: PeerIdentity) {
@@ -320,11 +339,12 @@ export class ServerCalls<R> {
     if (call !== undefined) this.#finish(call, reason);
   }
 
-  /** The client took `n` more stream items. */
-  grant(id: number, n: number): void {
+  /** The client took `n` more stream items (and `bytes` more bytes of them, where the protocol counts bytes). */
+  grant(id: number, n: number, bytes = 0): void {
     const call = this.#calls.get(id);
     if (call === undefined) return;
     call.credit += n;
+    call.creditBytes += bytes;
     call.wake();
   }
 
@@ -361,6 +381,7 @@ export class ServerCalls<R> {
       call.timer = this.#deadlines.add(deadlineMs, call, now);
     }
     call.credit = credit;
+    call.creditBytes = this.windowBytes;
     this.#wire.opened?.(call);
     return call;
   }
@@ -428,7 +449,11 @@ export class ServerCalls<R> {
     if (typeof v === "object" && v !== null && !ArrayBuffer.isView(v)) {
       if (isObservableLike(v)) v = observableItems(this.#loop, v);
       if (isAsyncIterable(v as object)) {
-        void this.#pump(call, v as AsyncIterable<unknown>);
+        void this.#pump(call, (v as AsyncIterable<unknown>)[Symbol.asyncIterator](), false);
+        return;
+      }
+      if (isGenerator(v as object)) {
+        void this.#pump(call, v as Generator<unknown>, true);
         return;
       }
     }
@@ -492,53 +517,86 @@ export class ServerCalls<R> {
     this.#wire.answerError(call.ref, call.id, e);
   }
 
-  async #pump(call: ServerCall<R>, iterable: AsyncIterable<unknown>): Promise<void> {
-    const it = iterable[Symbol.asyncIterator]();
+  /**
+   * Send a stream's items while the client has credit (items and bytes),
+   * then wait for more. A generator's items are ready: they are taken without
+   * a promise each, a turn's worth at a time. An async iterator costs a
+   * promise per item (its own `next()`).
+   */
+  async #pump(call: ServerCall<R>, it: AsyncIterator<unknown> | Iterator<unknown>, sync: boolean): Promise<void> {
     const wire = this.#wire;
     let complete = false;
     try {
       for (;;) {
         if (call.state !== RUNNING) return;
-        if (call.credit <= 0) {
+        if (call.credit <= 0 || call.creditBytes <= 0) {
           await new Promise<void>((resolve) => (call.creditWaiter = resolve));
           continue;
         }
-        const r = await it.next();
-        if (call.state !== RUNNING) return;
-        if (r.done) {
-          complete = true;
-          this.#succeed(call, undefined, true);
-          return;
+        let sent = true;
+        let r: IteratorResult<unknown>;
+        if (sync) {
+          // Ready items, up to the credit and a turn's worth, without a promise each.
+          let n = 0;
+          for (;;) {
+            r = (it as Iterator<unknown>).next();
+            if (r.done) break;
+            if (!this.#send(call, r.value)) return;
+            sent = this.#lastSent;
+            if (!sent || ++n >= TURN_ITEMS || call.credit <= 0 || call.creditBytes <= 0) break;
+          }
+          if (!r.done) {
+            if (!sent) await wire.drain();
+            else if (n >= TURN_ITEMS) await new Promise<void>((resolve) => this.#loop.post(resolve));
+            continue;
+          }
+        } else {
+          r = await (it as AsyncIterator<unknown>).next();
+          if (call.state !== RUNNING) return;
+          if (!r.done) {
+            if (!this.#send(call, r.value)) return;
+            if (!this.#lastSent) await wire.drain();
+            continue;
+          }
         }
-        call.credit--;
-        if (call.timer !== undefined) {
-          // The first item answers the call: the deadline is met.
-          call.timer.cancel();
-          call.timer = undefined;
-        }
-        let sent: boolean;
-        try {
-          sent = wire.item(call, r.value);
-        } catch (e) {
-          // An item that cannot be sent ends the stream with its error; the generator is told (finally below).
-          this.#unsendable(call.method, "stream item", e);
-          this.#fail(call, e);
-          return;
-        }
-        if (!sent) await wire.drain();
+        complete = true;
+        this.#succeed(call, undefined, true);
+        return;
       }
     } catch (e) {
       complete = true; // the iterator threw: it has already finished
       this.#fail(call, e);
     } finally {
       if (!complete) {
-        // Abandoned (cancelled, deadline, peer lost): let the generator's finally run.
+        // Abandoned (cancelled, deadline, peer lost, an item that cannot be sent): let the generator's finally run.
         try {
           await it.return?.();
         } catch {
           // its cleanup failed; the caller is gone, nothing to tell
         }
       }
+    }
+  }
+
+  /** What the last `#send` got from the wire: false when it should wait for drain. */
+  #lastSent = true;
+
+  /** One stream item to the wire; false when it cannot be sent (the call has failed with why). */
+  #send(call: ServerCall<R>, value: unknown): boolean {
+    call.credit--;
+    if (call.timer !== undefined) {
+      // The first item answers the call: the deadline is met.
+      call.timer.cancel();
+      call.timer = undefined;
+    }
+    try {
+      this.#lastSent = this.#wire.item(call, value);
+      return true;
+    } catch (e) {
+      // An item that cannot be sent ends the stream with its error; the generator is told (finally in #pump).
+      this.#unsendable(call.method, "stream item", e);
+      this.#fail(call, e);
+      return false;
     }
   }
 

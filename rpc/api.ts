@@ -30,8 +30,8 @@ export function doc<F extends (...args: any[]) => unknown>(text: string, fn: F):
   return fn;
 }
 
-/** Mark a plain function that returns an async iterable as a streaming method. */
-export function streaming<F extends (...args: any[]) => AsyncIterable<unknown>>(fn: F): F {
+/** Mark a plain function that returns an async iterable (or a generator) as a streaming method. */
+export function streaming<F extends (...args: any[]) => AsyncIterable<unknown> | Generator<unknown>>(fn: F): F {
   (fn as unknown as Record<symbol, unknown>)[STREAM] = true;
   return fn;
 }
@@ -117,7 +117,7 @@ export function exposedMethods(api: object, options: ExposeOptions = {}): Map<st
       const info: ExposedMethod = {
         name,
         ...sig,
-        stream: fn.constructor?.name === "AsyncGeneratorFunction" || tagged[STREAM] === true,
+        stream: fn.constructor?.name === "AsyncGeneratorFunction" || fn.constructor?.name === "GeneratorFunction" || tagged[STREAM] === true,
         fn: fn.bind(api),
         contextual: ctxual,
       };

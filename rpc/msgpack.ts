@@ -838,6 +838,33 @@ export function readArrayHead(f: Uint8Array, p: number): number {
   return -1;
 }
 
+/**
+ * Read `count` values one after another from `p` to the end of `f`, each a
+ * value of its own (its own depth and item limits), as the items of a batch.
+ * A refused value's path is `root[i]`; bytes after the last value are a
+ * ProtocolError.
+ */
+export function readValues(f: Uint8Array, p: number, count: number, root: string): unknown[] {
+  const e = f.length;
+  const a = new Array<unknown>(count);
+  for (let i = 0; i < count; i++) {
+    if (p >= e) throw new ProtocolError("undecodable message: fewer values than its array announces");
+    let v = readScalar(f, p, e);
+    if (v === NOT_SIMPLE) {
+      try {
+        v = readValue(f, p, e, 0, root);
+      } catch (err) {
+        if (err instanceof ValueError) err.within(i).rooted(root);
+        throw err;
+      }
+    }
+    a[i] = v;
+    p = at;
+  }
+  if (p !== e) throw new ProtocolError("undecodable message: bytes after its end");
+  return a;
+}
+
 /** Read the one value that fills `f` from `p` to `e`, as `readValue`; anything after it is a ProtocolError. */
 export function unpackValue(f: Uint8Array, p: number, e: number, flags: number, root: string): unknown {
   const v = readValue(f, p, e, flags, root);

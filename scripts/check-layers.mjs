@@ -16,6 +16,8 @@
  *    performance.now: every clock and timer goes through the Loop. (testing/
  *    and test/ measure the host itself: a host macrotask between loop turns,
  *    leak checks that wait real time.)
+ *  - code in the same folders calls Math.random: randomness comes from the
+ *    loop's seeded source (`loop.random()`), so a simulation replays.
  *
  * Usage: node scripts/check-layers.mjs [ROOT]   (exit 1 and a list on violation)
  * Also imported by the test suite, which proves it catches each violation.
@@ -32,6 +34,7 @@ const INTERNAL_EXEMPT = ["test"];
 /** Folders whose code may not touch host clocks; adapters/ may, test/ bench/ scripts/ measure with them. */
 const CLOCK_FREE = ["core", "transports", "rpc", "app", "cli", "examples"];
 const CLOCK_CALL = /\b(setTimeout|setInterval|setImmediate)\s*\(|\bDate\s*\.\s*now\s*\(|\bperformance\s*\.\s*now\s*\(/g;
+const RANDOM_CALL = /\bMath\s*\.\s*random\b/g;
 const IMPORT = /(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(["'])([^"']+)\1/g;
 
 function* sourceFiles(dir) {
@@ -141,6 +144,9 @@ export function checkLayers(root) {
           rule: "clock",
           message: `calls ${m[0].replace(/\s*\($/, "")}(): outside adapters/, time and timers go through the Loop`,
         });
+      }
+      for (const m of src.matchAll(RANDOM_CALL)) {
+        out.push({ file: rel, line: lineOf(src, m.index), rule: "random", message: "uses Math.random: outside adapters/, randomness comes from loop.random() (seeded in simulation)" });
       }
     }
   }

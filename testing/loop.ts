@@ -97,6 +97,12 @@ export function loopConformance(name: string, make: HarnessFactory): void {
       assert.ok(h.loop.wallTime() >= w0 + 2, "wall time did not move with the loop");
     });
 
+    it("random() gives numbers in [0, 1) that vary", async (h) => {
+      const xs = Array.from({ length: 1000 }, () => h.loop.random());
+      for (const x of xs) assert.ok(typeof x === "number" && x >= 0 && x < 1, `random() gave ${x}`);
+      assert.ok(new Set(xs).size > 990, "random() repeats itself");
+    });
+
     it("post never runs synchronously and runs in FIFO order", async (h) => {
       await h.drive(async () => {
         const seen: number[] = [];

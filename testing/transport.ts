@@ -33,7 +33,7 @@ import { describe, test } from "node:test";
 import { isTilthError } from "../core/errors.js";
 import type { Loop } from "../core/Loop.js";
 import type { Connection, ConnectionEnd, Message } from "../core/Transport.js";
-import { seededRandom } from "../adapters/prng.js";
+import { seededRandom } from "../core/random.js";
 import { leakCheck } from "./leaks.js";
 import {
   collect,

@@ -24,7 +24,7 @@
  * ```
  * @module
  */
-import { seededRandom } from "../adapters/prng.js";
+import { seededRandom } from "../core/random.js";
 import { abortReason } from "../core/errors.js";
 import type { Loop, Timer } from "../core/Loop.js";
 import type { Connection, ConnectOptions, Frame, Listener, ListenOptions, Transport } from "../core/Transport.js";
@@ -209,7 +209,7 @@ export class DatagramNetwork implements Transport {
   readonly #byLoop = new WeakMap<Loop, Net>();
 
   constructor(options: DatagramNetworkOptions) {
-    seededRandom(options.seed); // validates the seed
+    if (typeof options.seed !== "number" || !Number.isFinite(options.seed)) throw new RangeError(`a seed must be a finite number, got ${String(options.seed)}`);
     this.#seed = options.seed;
     this.#loss = rate("loss", options.loss);
     this.#duplicate = rate("duplicate", options.duplicate);

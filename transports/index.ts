@@ -10,6 +10,7 @@
  * | `inproc://name` | {@link InprocTransport} | memory, one loop |
  * | `zmq+tcp://host:port`, `zmq+ipc:///path` | {@link ZmqTransport} | ZeroMQ (zeromq.js) |
  * | `udp://host:port` | {@link UdpTransport} | node:dgram (datagram conversations) |
+ * | all of the above, between simulated hosts | {@link SimNetwork} | memory, in simulated time (docs/simulation.md) |
  *
  * Call {@link registerTransports} once per loop (it is idempotent), then use
  * `loop.connect(url)` and `loop.listen(url)`. See docs/transports.md.
@@ -41,6 +42,7 @@ export { NetTransport, claimIpcPath, netTransport } from "./net.js";
 export { TlsTransport, tlsTransport, type TlsConnectOptions, type TlsListenOptions } from "./tls.js";
 export { InprocTransport, InprocConnection, InprocListener, inprocName } from "./inproc.js";
 export { ZmqTransport, zmqTransport, ZmqListener, ZmqDealerConnection, ZmqPeerConnection, zmqEndpoint } from "./zmq.js";
+export { SimNetwork, SimConnection, SimListener, SIM_SCHEMES, type LinkPolicy } from "./sim.js";
 export { DEFAULT_HIGH_WATER_MARK } from "./internal/ConnectionBase.js";
 export { DEFAULT_BACKLOG } from "./internal/ListenerBase.js";
 // Datagrams (udp, the in-memory datagram network).

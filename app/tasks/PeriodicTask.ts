@@ -8,7 +8,7 @@
  * then starts as soon as it ends (counted in `tilth_periodic_late_total`):
  * runs never overlap and missed ticks are not made up in a burst. Jitter is
  * uniform in [0, jitter) ms, from `random`, else a PRNG seeded with `seed`,
- * else Math.random.
+ * else the loop's random source (seeded in simulation).
  *
  * A run that throws is logged and counted (`tilth_task_errors_total`); the
  * task keeps its schedule. On stop no new run starts; a run in progress may
@@ -75,7 +75,7 @@ export class PeriodicTask extends Task {
     this.jitter = s.jitter ?? options.jitter ?? 0;
     this.initialDelay = s.initialDelay ?? options.initialDelay ?? 0;
     this.timeoutMs = s.timeout ?? options.timeout;
-    this.#random = randomSource(options.random, s.seed ?? options.seed);
+    this.#random = randomSource(options.random, s.seed ?? options.seed, this.loop);
     this.#fn = options.execute;
     if (!(this.interval > 0)) throw new RangeError(`task ${this.name}: interval must be > 0 ms, got ${this.interval}`);
   }

@@ -1,17 +1,15 @@
 /**
- * A small seeded random source, so jitter and backoff are deterministic in
- * tests (and reproducible from a seed in production logs).
+ * The random source of tasks: jitter and backoff are deterministic in tests
+ * (and reproducible from a seed in production logs). Without a source or a
+ * seed, a task draws from its loop's `random()`, which a simulation seeds.
  * @module
  */
-import { seededRandom as prng } from "../../adapters/prng.js";
+import type { Loop } from "../../core/Loop.js";
+import { seededRandom, type Random } from "../../core/random.js";
 
-/** A function giving numbers in [0, 1). */
-export type Random = () => number;
+export { seededRandom, type Random } from "../../core/random.js";
 
-/** mulberry32: a fast 32-bit PRNG; the same seed gives the same sequence (adapters/prng.ts). */
-export const seededRandom: (seed: number) => Random = prng;
-
-/** `random` if given, else a seeded source if `seed` is given, else Math.random. */
-export function randomSource(random: Random | undefined, seed: number | undefined): Random {
-  return random ?? (seed === undefined ? Math.random : seededRandom(seed));
+/** `random` if given, else a seeded source if `seed` is given, else the loop's random source. */
+export function randomSource(random: Random | undefined, seed: number | undefined, loop: Loop): Random {
+  return random ?? (seed === undefined ? () => loop.random() : seededRandom(seed));
 }

@@ -66,8 +66,8 @@ function errorTextProblem(o: Observed, where: string, text: unknown, max = MAX_E
 
 // ---- drpc ----
 
-const T = { HELLO: 0, CALL: 1, RESULT: 2, ERROR: 3, CANCEL: 4, ITEM: 5, END: 6, CREDIT: 7, PING: 8, GOAWAY: 9 } as const;
-const SERVER_SENDS = new Set<number>([T.HELLO, T.RESULT, T.ERROR, T.ITEM, T.END, T.PING, T.GOAWAY]);
+const T = { HELLO: 0, CALL: 1, RESULT: 2, ERROR: 3, CANCEL: 4, ITEM: 5, END: 6, CREDIT: 7, PING: 8, GOAWAY: 9, ITEMS: 10 } as const;
+const SERVER_SENDS = new Set<number>([T.HELLO, T.RESULT, T.ERROR, T.ITEM, T.END, T.PING, T.GOAWAY, T.ITEMS]);
 
 const isObj = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x) && !(x instanceof Uint8Array);
 
@@ -171,11 +171,14 @@ const validMessage: fc.Arbitrary<WireNode> = fc.oneof(
   { weight: 8, arbitrary: callFields.map((f) => W.arr([W.int(T.CALL), ...f])) },
   { weight: 2, arbitrary: idNode.map((id) => W.arr([W.int(T.CANCEL), id, W.str("changed my mind")])) },
   { weight: 2, arbitrary: fc.tuple(idNode, uintNode(1, 100)).map(([id, n]) => W.arr([W.int(T.CREDIT), id, n])) },
+  { weight: 1, arbitrary: fc.tuple(idNode, uintNode(0, 100), uintNode(0, 1 << 20)).map(([id, n, b]) => W.arr([W.int(T.CREDIT), id, n, b])) },
   { weight: 1, arbitrary: fc.constant(W.arr([W.int(T.PING)])) },
 );
 
 const helloNode = fc.oneof(
-  { weight: 8, arbitrary: fc.constant(W.arr([W.int(0), W.str("drpc"), W.int(1), W.map([["heartbeatMs", W.int(5000)], ["maxMessageSize", W.int(64 * MiB)]])])) },
+  { weight: 4, arbitrary: fc.constant(W.arr([W.int(0), W.str("drpc"), W.int(1), W.map([["heartbeatMs", W.int(5000)], ["maxMessageSize", W.int(64 * MiB)]])])) },
+  // A client that reads ITEMS, with a byte window of its choosing (the server holds it to its own floor).
+  { weight: 4, arbitrary: fc.oneof(fc.constant(W.int(256 * 1024)), numberNode).map((wb) => W.arr([W.int(0), W.str("drpc"), W.int(1), W.map([["heartbeatMs", W.int(5000)], ["maxMessageSize", W.int(64 * MiB)], ["items", { k: "bool", v: true } as WireNode], ["windowBytes", wb]])])) },
   {
     weight: 1,
     arbitrary: fc
@@ -197,8 +200,9 @@ const hostileMessage: fc.Arbitrary<WireNode> = fc.oneof(
   { weight: 1, arbitrary: fc.tuple(callFields, fc.nat(3)).map(([f, drop]) => W.arr([W.int(T.CALL), ...f.slice(0, 5 - drop)])) },
   { weight: 1, arbitrary: fc.tuple(hostileId, smallValue).map(([id, r]) => W.arr([W.int(T.CANCEL), id, r])) },
   { weight: 1, arbitrary: fc.tuple(idNode, numberNode).map(([id, n]) => W.arr([W.int(T.CREDIT), id, n])) },
+  { weight: 1, arbitrary: fc.tuple(idNode, numberNode, numberNode).map(([id, n, b]) => W.arr([W.int(T.CREDIT), id, n, b])) },
   { weight: 1, arbitrary: helloNode },
-  { weight: 1, arbitrary: fc.tuple(fc.constantFrom(T.RESULT, T.ITEM, T.END, T.ERROR, T.GOAWAY, 10, 99, -1), idNode, smallValue).map(([t, id, v]) => W.arr([W.int(t), id, v])) },
+  { weight: 1, arbitrary: fc.tuple(fc.constantFrom(T.RESULT, T.ITEM, T.ITEMS, T.END, T.ERROR, T.GOAWAY, 11, 99, -1), idNode, smallValue).map(([t, id, v]) => W.arr([W.int(t), id, v])) },
   { weight: 1, arbitrary: smallValue },
 );
 

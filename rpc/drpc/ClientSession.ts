@@ -6,11 +6,10 @@
  */
 import type { Loop } from "../../core/Loop.js";
 import type { Connection } from "../../core/Transport.js";
-import { TimeoutError } from "../../core/errors.js";
 import { ClientCalls, type CallSender } from "../ClientCalls.js";
 import type { ClientSessionHooks, ClientSessionLike } from "../protocol.js";
 import { ProtocolError, RemoteError } from "../errors.js";
-import { STREAM_WINDOW, type CallOptions, type PendingCall } from "../PendingCall.js";
+import { STREAM_WINDOW, STREAM_WINDOW_BYTES, type CallOptions, type PendingCall } from "../PendingCall.js";
 import { IdCounter } from "../internal/IdTable.js";
 import { MAX_ID, T, encodeCall, type Msg } from "./codec.js";
 import { Peer, type PeerOptions } from "./Peer.js";
@@ -29,7 +28,7 @@ export class ClientSession extends Peer implements CallSender, ClientSessionLike
     this.#opts = options;
     this.#calls = new ClientCalls(loop, options.middleware, this);
     this.startPeer();
-    this.sendHello();
+    this.sendHello(STREAM_WINDOW_BYTES);
   }
 
   /** Whether new calls may go on this connection. */
@@ -59,8 +58,9 @@ export class ClientSession extends Peer implements CallSender, ClientSessionLike
     this.sendEncoded(encodeCall(call.id, call.method, call.args, kwargs, timeoutMs ?? null, STREAM_WINDOW));
   }
 
-  grant(call: PendingCall<any>, n: number): void {
-    this.trySend([T.CREDIT, call.id, n]);
+  grant(call: PendingCall<any>, n: number, bytes: number): void {
+    // A server that did not announce `items` counts items only.
+    this.trySend([T.CREDIT, call.id, n, this.peerHello?.items === true ? bytes : 0]);
   }
 
   cancelled(call: PendingCall<any>, reason: Error): void {
@@ -89,17 +89,14 @@ export class ClientSession extends Peer implements CallSender, ClientSessionLike
           this.fail(new RemoteError(m[2]));
           return;
         }
-        const call = this.#calls.get(m[1]);
-        if (call === undefined) return; // cancelled or timed out meanwhile
-        const info = m[2];
-        // The server enforced the deadline we sent: report it as our own
-        // timeout, naming the limit the caller set.
-        const e = info.code === "ERR_TIMEOUT" && call.limitMs !== undefined ? new TimeoutError(call.limitMs, `call ${call.method}`, { cause: new RemoteError(info, call.method) }) : new RemoteError(info, call.method);
-        this.#calls.settle(m[1], false, e);
+        this.#calls.failRemote(m[1], m[2]);
         return;
       }
       case T.ITEM:
         this.#calls.item(m[1], m[2]);
+        return;
+      case T.ITEMS:
+        this.#calls.items(m[1], m[2], m[3]);
         return;
       case T.END:
         this.#calls.end(m[1]);
@@ -111,7 +108,7 @@ export class ClientSession extends Peer implements CallSender, ClientSessionLike
         return;
       case T.REFUSED:
         // An answer whose value is outside the value model: that call fails with why (a stream is cancelled on the server).
-        if (m[1] === T.ITEM) this.#calls.get(m[2])?.cancel(m[3]);
+        if (m[1] === T.ITEM || m[1] === T.ITEMS) this.#calls.get(m[2])?.cancel(m[3]);
         else if (m[1] !== T.CALL) this.#calls.settle(m[2], false, m[3]);
         else this.fail(new ProtocolError(`unexpected message type ${T.CALL} from a server`));
         return;

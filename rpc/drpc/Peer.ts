@@ -103,8 +103,10 @@ export abstract class Peer {
     }));
   };
 
-  protected sendHello(): void {
-    const info: HelloInfo = { heartbeatMs: this.heartbeatMs, maxMessageSize: this.maxMessageSize };
+  /** Sends HELLO; `windowBytes` (a client's) is the byte window of its streams. */
+  protected sendHello(windowBytes?: number): void {
+    const info: HelloInfo = { heartbeatMs: this.heartbeatMs, maxMessageSize: this.maxMessageSize, items: true };
+    if (windowBytes !== undefined) info.windowBytes = windowBytes;
     if (this.#name !== undefined) info.name = this.#name;
     this.send([T.HELLO, PROTOCOL, VERSION, info]);
   }
@@ -131,6 +133,11 @@ export abstract class Peer {
       maxMessageSize: typeof info.maxMessageSize === "number" ? info.maxMessageSize : DEFAULT_MAX_MESSAGE_SIZE,
       ...(typeof info.name === "string" ? { name: info.name } : {}),
     };
+    if (info.items === true) {
+      this.peerHello.items = true;
+      const wb = info.windowBytes;
+      if (typeof wb === "number" && wb > 0) this.peerHello.windowBytes = wb;
+    }
     this.#handshake?.cancel();
     this.#handshake = undefined;
     return true;

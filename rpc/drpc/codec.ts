@@ -16,7 +16,7 @@
  */
 import { excerpt } from "../../core/errors.js";
 import { ProtocolError, ValueError, type RemoteErrorInfo } from "../errors.js";
-import { ARGS, NOT_SIMPLE, packMessage, packValue, readArrayHead, readEnd, readName, readSimple, readValue, sizeOfSimple, unpackValue, writeSimple } from "../msgpack.js";
+import { ARGS, NOT_SIMPLE, packMessage, packValue, readArrayHead, readEnd, readName, readSimple, readValue, readValues, sizeOfSimple, unpackValue, writeSimple } from "../msgpack.js";
 
 export const PROTOCOL = "drpc";
 /** The wire format's version. A peer with another major version is refused at HELLO. */
@@ -33,6 +33,8 @@ export const enum T {
   CREDIT = 7,
   PING = 8,
   GOAWAY = 9,
+  /** Several stream items of one call: `[ITEMS, id, [item, ...]]` (only to a peer whose HELLO has `items: true`). */
+  ITEMS = 10,
   /** Not on the wire: a message whose value the decoder refused (see {@link Msg}). */
   REFUSED = -1,
 }
@@ -44,6 +46,13 @@ export interface HelloInfo {
   maxMessageSize: number;
   /** Free-form name for logs. */
   name?: string;
+  /**
+   * The sender reads ITEMS messages and CREDIT's byte grant (wire format 1
+   * with streams in batches; a peer without this key gets one ITEM per item).
+   */
+  items?: boolean;
+  /** With `items`: the bytes of stream messages the sender takes per call before it grants more. */
+  windowBytes?: number;
 }
 
 /**
@@ -59,17 +68,21 @@ export type Msg =
   | [T.CANCEL, number, string]
   | [T.ITEM, number, unknown]
   | [T.END, number]
-  | [T.CREDIT, number, number]
+  /** [ITEMS, id, items, bytes of the message] (the size is not on the wire: the decoder adds it, for byte credit) */
+  | [T.ITEMS, number, unknown[], number]
+  /** [CREDIT, id, items, bytes]: bytes is 0 from a peer that grants items only */
+  | [T.CREDIT, number, number, number]
   | [T.PING]
   | [T.GOAWAY, string]
   /** A CALL, RESULT, ITEM or ERROR for call `id` whose value is outside the value model: `error` says why. */
-  | [T.REFUSED, T.CALL | T.RESULT | T.ITEM | T.ERROR, number, ValueError];
+  | [T.REFUSED, T.CALL | T.RESULT | T.ITEM | T.ITEMS | T.ERROR, number, ValueError];
 
 /** What a refused value of each message was, for its error's path. */
 const ROOTS: Record<number, readonly (string | undefined)[]> = {
   [T.CALL]: [undefined, undefined, "method", "kwargs", "deadline", "credit", "args"],
   [T.RESULT]: [undefined, undefined, "result"],
   [T.ITEM]: [undefined, undefined, "item"],
+  [T.ITEMS]: [undefined, undefined, "items"],
   [T.ERROR]: [undefined, undefined, "error"],
 };
 
@@ -126,6 +139,110 @@ export function encodeValue(type: T.RESULT | T.ITEM, id: number, value: unknown)
   return withHead(putUint(2, id), value, type === T.RESULT ? "result" : "item");
 }
 
+/** An ITEMS message grows to about this size before it is sent; an item larger than this goes in one of its own. */
+export const BATCH_BYTES = 64 * 1024;
+/** Room for an ITEMS header: fixarray, type, id (up to a uint32), array32 head. */
+const ITEMS_HEAD = 12;
+
+/**
+ * Stream items of one call, each encoded as it comes (so a value outside the
+ * model is refused at its own item), sent together as one ITEMS message.
+ */
+export class ItemBatch {
+  #buf: Buffer;
+  #p = ITEMS_HEAD;
+  /** Items in the batch. */
+  count = 0;
+
+  /** Largest ITEMS message, bytes: {@link BATCH_BYTES}, or less where the connection's message size limit is lower. */
+  readonly #limit: number;
+
+  constructor(capacity = 1024, limit = BATCH_BYTES) {
+    this.#buf = Buffer.allocUnsafe(capacity);
+    this.#limit = Math.min(limit, BATCH_BYTES);
+  }
+
+  /** Whether the batch is as large as it grows: send it now. */
+  get full(): boolean {
+    return this.#p - ITEMS_HEAD >= this.#limit - ITEMS_HEAD;
+  }
+
+  /** Bytes the ITEMS message would have now, header included. */
+  get size(): number {
+    return this.#p;
+  }
+
+  /** Bytes the last item added takes. */
+  lastSize = 0;
+  /** Bytes of the header of the last message taken. */
+  lastHead = 0;
+
+  /**
+   * Append `v` (an item of call `id`). Returns the ITEMS message of the items
+   * before it when `v` would take the message past its limit (send it first;
+   * the batch then holds `v` alone). Throws a ValueError (at `item`)
+   * for a value outside the model; the batch is unchanged then.
+   */
+  add(v: unknown, id: number): Uint8Array | undefined {
+    let full: Uint8Array | undefined;
+    const simple = sizeOfSimple(v);
+    if (simple >= 0) {
+      if (this.count > 0 && this.#p + simple > this.#limit) full = this.take(id);
+      this.#room(simple);
+      this.#p = writeSimple(this.#buf, this.#p, v);
+      this.lastSize = simple;
+    } else {
+      const packed = packValue(v, 0, 0, "item");
+      const n = packed.length;
+      if (this.count > 0 && this.#p + n > this.#limit) full = this.take(id);
+      this.#room(n);
+      packed.copy(this.#buf, this.#p);
+      this.#p += n;
+      this.lastSize = n;
+    }
+    this.count++;
+    return full;
+  }
+
+  #room(n: number): void {
+    const need = this.#p + n;
+    if (need <= this.#buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(need, this.#buf.length * 2));
+    this.#buf.copy(next, 0, 0, this.#p);
+    this.#buf = next;
+  }
+
+  /** The ITEMS message of call `id` (a uint32); the batch is empty after, with room for as much again. */
+  take(id: number): Uint8Array {
+    const n = this.count;
+    let h = 0;
+    head[h++] = 0x93;
+    head[h++] = T.ITEMS;
+    h = putUint(h, id);
+    if (n < 16) head[h++] = 0x90 | n;
+    else if (n < 0x10000) {
+      head[h++] = 0xdc;
+      head[h++] = n >>> 8;
+      head[h++] = n & 0xff;
+    } else {
+      head[h++] = 0xdd;
+      head[h++] = n >>> 24;
+      head[h++] = (n >>> 16) & 0xff;
+      head[h++] = (n >>> 8) & 0xff;
+      head[h++] = n & 0xff;
+    }
+    const buf = this.#buf;
+    const start = ITEMS_HEAD - h;
+    for (let i = 0; i < h; i++) buf[start + i] = head[i]!;
+    const frame = buf.subarray(start, this.#p);
+    this.lastHead = h;
+    this.#buf = Buffer.allocUnsafe(Math.min(Math.max(this.#p, 1024), BATCH_BYTES + ITEMS_HEAD));
+    this.#p = ITEMS_HEAD;
+    this.count = 0;
+    return frame;
+  }
+}
+
 /** A CALL, without building the message first. */
 export function encodeCall(id: number, method: string, args: readonly unknown[], kwargs: Record<string, unknown> | null, deadline: number | null, credit: number): Uint8Array {
   if (kwargs === null && isUint32(id) && isUint32(credit) && (deadline === null || isUint32(deadline))) {
@@ -150,6 +267,12 @@ export function encode(m: Msg): Uint8Array {
       break;
     case T.CALL:
       return encodeCall(m[1], m[2], m[3], m[4], m[5], m[6]);
+    case T.ITEMS:
+      return packMessage([T.ITEMS, m[1], m[2]], 0, ROOTS[T.ITEMS]);
+    case T.CREDIT:
+      // No byte grant: the three-item form every peer reads.
+      if (m[3] === 0) return packMessage([T.CREDIT, m[1], m[2]], 0);
+      break;
     case T.REFUSED:
       throw new TypeError("a refused message is not sent");
   }
@@ -161,6 +284,7 @@ export function encode(m: Msg): Uint8Array {
 /** Call ids are positive 31-bit integers. */
 export const MAX_ID = 0x7fffffff;
 const isId = (x: unknown): x is number => typeof x === "number" && Number.isInteger(x) && x > 0 && x <= MAX_ID;
+const isCount = (x: unknown): x is number => typeof x === "number" && Number.isInteger(x) && x >= 0 && x <= 0xffffffff;
 const isObj = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x);
 
 /** Where the fast reader is in the frame it reads; -1 when it gave up. */
@@ -254,6 +378,19 @@ function decodeFast(f: Uint8Array): Msg | undefined {
       if (!Array.isArray(args)) throw new ProtocolError(`malformed message of type ${T.CALL}`);
       return [T.CALL, id, method!, args, null, deadline, credit];
     }
+    case T.ITEMS: {
+      if (b0 !== 0x93) return undefined;
+      const id = getUint(f);
+      if (pos < 0 || id === 0 || id > MAX_ID) return undefined;
+      const count = readArrayHead(f, pos);
+      if (count <= 0) return undefined;
+      try {
+        return [T.ITEMS, id, readValues(f, readEnd(), count, "items"), n];
+      } catch (e) {
+        if (e instanceof ValueError) return [T.REFUSED, T.ITEMS, id, e];
+        throw e;
+      }
+    }
     case T.END:
       if (b0 !== 0x92) return undefined;
       {
@@ -283,10 +420,11 @@ function readMessage(frame: Uint8Array): unknown[] | Msg {
   for (let i = 0; i < n; i++) {
     try {
       const root = ROOTS[m[0] as number]?.[i] ?? `message[${i}]`;
-      m[i] = readValue(frame, p, frame.length, root === "args" ? ARGS : 0, root);
+      // An argument list and a batch of items count toward no depth: each of their values nests as deep as one alone.
+      m[i] = readValue(frame, p, frame.length, root === "args" || root === "items" ? ARGS : 0, root);
     } catch (e) {
       const type = m[0];
-      if (e instanceof ValueError && i >= 2 && (type === T.CALL || type === T.RESULT || type === T.ITEM || type === T.ERROR) && isId(m[1])) return [T.REFUSED, type, m[1], e];
+      if (e instanceof ValueError && i >= 2 && (type === T.CALL || type === T.RESULT || type === T.ITEM || type === T.ITEMS || type === T.ERROR) && isId(m[1])) return [T.REFUSED, type, m[1], e];
       if (e instanceof ProtocolError) throw e;
       throw new ProtocolError(`malformed message: ${(e as Error).message}`, { cause: e });
     }
@@ -330,7 +468,12 @@ function decodeSlow(frame: Uint8Array): Msg {
       if (m.length === 2 && isId(m[1])) return m as Msg;
       break;
     case T.CREDIT:
-      if (m.length === 3 && isId(m[1]) && Number.isInteger(m[2]) && (m[2] as number) > 0) return m as Msg;
+      // [CREDIT, id, items] or, from a peer that announced `items`, [CREDIT, id, items, bytes]
+      if (m.length === 3 && isId(m[1]) && isCount(m[2]) && (m[2] as number) > 0) return [T.CREDIT, m[1], m[2] as number, 0];
+      if (m.length === 4 && isId(m[1]) && isCount(m[2]) && isCount(m[3]) && (m[2] as number) + (m[3] as number) > 0) return m as Msg;
+      break;
+    case T.ITEMS:
+      if (m.length === 3 && isId(m[1]) && Array.isArray(m[2]) && m[2].length > 0) return [T.ITEMS, m[1], m[2], frame.length];
       break;
     case T.PING:
       if (m.length === 1) return m as Msg;

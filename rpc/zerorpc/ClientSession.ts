@@ -52,7 +52,7 @@ export class ZrpcClientSession implements CallSender, ClientSessionLike {
   readonly #conn: Connection;
   readonly #hbMs: number;
   readonly #onEnded: ClientSessionHooks["onEnded"];
-  readonly #ids = new IdGenerator();
+  readonly #ids: IdGenerator;
   readonly #calls: ClientCalls;
   /** Open channels by the counter of their request's message id. */
   readonly #chans = new IdTable<Chan>();
@@ -62,6 +62,7 @@ export class ZrpcClientSession implements CallSender, ClientSessionLike {
 
   constructor(loop: Loop, conn: Connection, options: ClientOptions & ClientSessionHooks) {
     this.#loop = loop;
+    this.#ids = new IdGenerator(undefined, () => loop.random());
     this.#conn = conn;
     this.#hbMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.#onEnded = options.onEnded;

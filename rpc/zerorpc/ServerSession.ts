@@ -58,7 +58,7 @@ export class ZrpcServerSession implements ServerSessionLike, CallWire<Chan> {
   readonly #hbMs: number;
   readonly #name: string;
   readonly #zrpcDebug: boolean;
-  readonly #ids = new IdGenerator();
+  readonly #ids: IdGenerator;
   /** Open channels by their request's message id. */
   readonly #channels = new Map<string, Chan>();
   readonly #calls: ServerCalls<Chan>;
@@ -71,6 +71,7 @@ export class ZrpcServerSession implements ServerSessionLike, CallWire<Chan> {
     this.#server = server;
     this.#conn = conn;
     this.#loop = server.loop;
+    this.#ids = new IdGenerator(undefined, () => server.loop.random());
     this.#hbMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.#name = options.name ?? "tilth";
     this.#zrpcDebug = options.zrpcDebug === true;

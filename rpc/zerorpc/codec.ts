@@ -5,6 +5,7 @@
  * Internal module: not part of the public API.
  */
 import { randomBytes } from "node:crypto";
+import { randomBytesFrom } from "../../core/random.js";
 import { ProtocolError, ValueError } from "../errors.js";
 import { ARGS, INT64_AUTO, NOT_SIMPLE, packValue, readArrayHead, readEnd, readName, readSimple, readValue, sizeOfSimple, unpackValue, WIDE_INTS, writeSimple } from "../msgpack.js";
 import { IdCounter, type IdTable } from "../internal/IdTable.js";
@@ -163,13 +164,20 @@ const HEX = Buffer.from("0123456789abcdef");
  * The counter (1 to 2^31 - 1, wrapping) names a client's channel.
  */
 export class IdGenerator {
-  readonly #suffix = randomBytes(8).toString("hex");
-  readonly #suffixBytes = Buffer.from(this.#suffix, "latin1");
+  readonly #suffix: string;
+  readonly #suffixBytes: Buffer;
   readonly #counter: IdCounter;
 
-  /** `max`: the largest counter (smaller only in tests of the wrap). */
-  constructor(max = MAX_COUNTER) {
-    this.#counter = new IdCounter(max, (randomBytes(4).readUInt32BE(0) % max) + 1);
+  /**
+   * `max`: the largest counter (smaller only in tests of the wrap). `random`:
+   * the source of the suffix and the first counter, the loop's (so a
+   * simulation replays the ids); default node:crypto.
+   */
+  constructor(max = MAX_COUNTER, random?: () => number) {
+    const bytes = random ? Buffer.from(randomBytesFrom(random, 12)) : randomBytes(12);
+    this.#suffix = bytes.subarray(0, 8).toString("hex");
+    this.#suffixBytes = Buffer.from(this.#suffix, "latin1");
+    this.#counter = new IdCounter(max, (bytes.readUInt32BE(8) % max) + 1);
   }
 
   /** The next id, as a string. */

@@ -228,7 +228,7 @@ interface Peer {
 
 class Emitter extends EventEnd implements ZrpcEmitter {
   dropped = 0;
-  readonly #ids = new IdGenerator();
+  readonly #ids: IdGenerator;
   readonly #pub: boolean;
   readonly #peers: Peer[] = [];
   #ready = 0;
@@ -249,6 +249,7 @@ class Emitter extends EventEnd implements ZrpcEmitter {
 
   constructor(loop: Loop, kind: "push" | "pub", options: EventEndpointOptions) {
     super(loop, kind, ["push", "pub"], options);
+    this.#ids = new IdGenerator(undefined, () => loop.random());
     this.#pub = kind === "pub";
     this.#highWaterMark = options.highWaterMark ?? DEFAULT_EVENTS_HIGH_WATER_MARK;
     this.#maxQueued = options.maxQueuedBytes ?? 64 * this.#highWaterMark;

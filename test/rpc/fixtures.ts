@@ -45,6 +45,7 @@ export function places(): Place[] {
     },
     { name: "tls", url: () => "drpc+tls://127.0.0.1:0", server: { key: tlsKey, cert: tlsCert }, client: { ca: tlsCert }, cleanup() {} },
     { name: "inproc", url: () => `drpc+inproc://rpc-${n++}`, server: {}, client: {}, cleanup() {} },
+    { name: "local", url: () => `drpc+local://rpc-${n++}`, server: {}, client: {}, cleanup() {} },
   ];
 }
 

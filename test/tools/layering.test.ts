@@ -56,6 +56,16 @@ test("the check catches upward imports and direct clock calls, and ignores comme
   ]);
 });
 
+test("the check catches Math.random outside adapters/ (randomness comes from loop.random())", () => {
+  const v = violations({
+    "app/Jitter.ts": `export const j = () => Math.random() * 10;\n`,
+    "rpc/Ids.ts": `// Math.random() in a comment is fine\nconst pick = Math . random;\n`,
+    "adapters/node.ts": `export const r = Math.random;\n`,
+    "test/x.test.ts": `Math.random();\n`,
+  });
+  assert.deepEqual(v, ["app/Jitter.ts:1:random", "rpc/Ids.ts:2:random"]);
+});
+
 test("the check catches imports of another top-level folder's internal/ folder; test/ may import any", () => {
   const v = violations({
     "core/internal/Heap.ts": `export class Heap {}\n`,
