@@ -20,19 +20,20 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type BenchResult, type Suite, formatRate, median, result } from "./lib.js";
+import { udpRows } from "./udp.js";
 
 const childScript = fileURLToPath(new URL("./transports/echo.js", import.meta.url));
 
-interface EchoRun {
+export interface EchoRun {
   calls: number;
   ms: number;
   p50: number;
   p99: number;
 }
 
-function launch(args: string[], pin: boolean): ChildProcess {
+function launch(args: string[], pin: boolean, script = childScript): ChildProcess {
   const cmd = pin ? "taskset" : process.execPath;
-  const argv = pin ? ["-c", "0", process.execPath, childScript, ...args] : [childScript, ...args];
+  const argv = pin ? ["-c", "0", process.execPath, script, ...args] : [script, ...args];
   return spawn(cmd, argv, { stdio: ["ignore", "pipe", "inherit"] });
 }
 
@@ -57,22 +58,22 @@ async function kill(p: ChildProcess): Promise<void> {
   await done;
 }
 
-interface Timing {
+export interface Timing {
   warmupMs: number;
   runMs: number;
   pin: boolean;
 }
 
 /** One run: a server process (except inproc), then a client process that measures. */
-async function echoRun(kind: "raw" | "tilth", url: string, size: number, inflight: number, t: Timing): Promise<EchoRun> {
+export async function echoRun(kind: "raw" | "tilth", url: string, size: number, inflight: number, t: Timing, script = childScript, more: string[] = []): Promise<EchoRun> {
   let server: ChildProcess | undefined;
   try {
     let target = url;
     if (!url.startsWith("inproc:")) {
-      server = launch(["server", kind, url], t.pin);
+      server = launch(["server", kind, url], t.pin, script);
       target = await firstLine(server);
     }
-    const client = launch(["client", kind, target, String(size), String(inflight), String(t.warmupMs), String(t.runMs)], t.pin);
+    const client = launch(["client", kind, target, String(size), String(inflight), String(t.warmupMs), String(t.runMs), ...more], t.pin, script);
     const line = await firstLine(client);
     await exited(client);
     if (client.exitCode !== 0) throw new Error(`${kind} client on ${url} failed (exit ${client.exitCode})`);
@@ -84,8 +85,8 @@ async function echoRun(kind: "raw" | "tilth", url: string, size: number, infligh
   }
 }
 
-const rate = (r: EchoRun): number => (r.calls / r.ms) * 1000;
-const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
+export const rate = (r: EchoRun): number => (r.calls / r.ms) * 1000;
+export const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
 
 export const run: Suite = async ({ quick, pin, progress }) => {
   const canPin = pin && spawnSync("taskset", ["-c", "0", "true"]).status === 0;
@@ -151,5 +152,7 @@ export const run: Suite = async ({ quick, pin, progress }) => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+  // Datagrams (udp): their own rows, against a raw node:dgram echo (bench/udp.ts).
+  out.push(...(await udpRows({ quick, pin: canPin, progress })));
   return out;
 };

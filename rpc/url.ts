@@ -16,8 +16,16 @@ export interface RpcUrl {
 export function parseRpcUrl(url: string, defaultProtocol = "drpc"): RpcUrl {
   const m = /^([a-z][a-z0-9.-]*)(?:\+([a-z][a-z0-9.+-]*))?:\/\//i.exec(url);
   if (!m) throw new InvalidUrlError(url, "expected PROTOCOL+TRANSPORT://ADDRESS, e.g. drpc+tcp://127.0.0.1:9990");
-  if (m[2] === undefined) return { protocol: defaultProtocol, transport: url };
-  return { protocol: m[1]!.toLowerCase(), transport: url.slice(m[1]!.length + 1) };
+  const r = m[2] === undefined ? { protocol: defaultProtocol, transport: url } : { protocol: m[1]!.toLowerCase(), transport: url.slice(m[1]!.length + 1) };
+  refuseDatagrams(url, r.transport);
+  return r;
+}
+
+/** RPC needs a reliable, ordered stream: no protocol runs over datagrams (udp://). */
+function refuseDatagrams(url: string, transport: string): void {
+  if (/^udp:/i.test(transport)) {
+    throw new InvalidUrlError(url, "no RPC protocol runs over udp (datagrams may be lost, duplicated or reordered): serve RPC on tcp, ipc, tls or inproc");
+  }
 }
 
 /** Put a protocol back in front of a transport URL. */

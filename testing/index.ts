@@ -19,3 +19,4 @@ export * from "./loop.js";
 export * from "./transport.js";
 export * from "./leaks.js";
 export * from "./helpers.js";
+export * from "./datagram.js";

@@ -33,6 +33,7 @@ import { describe, test } from "node:test";
 import { isTilthError } from "../core/errors.js";
 import type { Loop } from "../core/Loop.js";
 import type { Connection, ConnectionEnd, Message } from "../core/Transport.js";
+import { seededRandom } from "../core/random.js";
 import { leakCheck } from "./leaks.js";
 import {
   collect,
@@ -72,14 +73,7 @@ function frames(m: Message): Buffer[] {
  * of 60 to 200 kB.
  */
 function randomMessages(n: number, seed: number): Message[] {
-  let s = seed >>> 0;
-  const next = (): number => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = seededRandom(seed);
   const int = (min: number, max: number): number => min + Math.floor(next() * (max - min + 1));
   const frame = (): Uint8Array => {
     const kind = int(1, 9);
@@ -90,10 +84,13 @@ function randomMessages(n: number, seed: number): Message[] {
   return Array.from({ length: n }, () => Array.from({ length: int(1, 12) }, frame));
 }
 
-/** Register the transport conformance tests for the case that `make` builds, under `transport conformance: ${name}`. */
-export function transportConformance(make: () => TransportCase): void {
-  const c0 = make();
-  const it = (title: string, fn: (c: TransportCase, loop: Loop) => Promise<void>, timeout = 60_000): void => {
+/**
+ * A `test()` of a conformance suite: a fresh case and loop, run with the
+ * case's `run`, then proof of a clean teardown (no timer pending on the
+ * loop, no host resource left: {@link leakCheck}).
+ */
+export function caseTest(make: () => TransportCase): (title: string, fn: (c: TransportCase, loop: Loop) => Promise<void>, timeout?: number) => void {
+  return (title, fn, timeout = 60_000) => {
     test(title, { timeout }, async () => {
       const done = leakCheck();
       const c = make();
@@ -107,6 +104,12 @@ export function transportConformance(make: () => TransportCase): void {
       await done();
     });
   };
+}
+
+/** Register the transport conformance tests for the case that `make` builds, under `transport conformance: ${name}`. */
+export function transportConformance(make: () => TransportCase): void {
+  const c0 = make();
+  const it = caseTest(make);
 
   describe(`transport conformance: ${c0.name}`, () => {
     it("listen reports its bound URL; connect reaches it; both ends report URLs", async (c, loop) => {

@@ -10,6 +10,7 @@
  * | `inproc://name` | {@link InprocTransport} | memory, one loop |
  * | `zmq+tcp://host:port`, `zmq+ipc:///path` | {@link ZmqTransport} | ZeroMQ (zeromq.js) |
  * | `nats://host:port[,host:port...]/service` | {@link NatsTransport} | NATS (the `nats` client) |
+ * | `udp://host:port` | {@link UdpTransport} | node:dgram (datagram conversations) |
  * | all of the above, between simulated hosts | {@link SimNetwork} | memory, in simulated time (docs/simulation.md) |
  *
  * Call {@link registerTransports} once per loop (it is idempotent), then use
@@ -34,6 +35,7 @@ import { netTransport } from "./net.js";
 import { tlsTransport } from "./tls.js";
 import { zmqTransport } from "./zmq.js";
 import { NatsTransport } from "./nats.js";
+import { udpTransport } from "./udp.js";
 
 export * from "./errors.js";
 export * from "./framing.js";
@@ -46,16 +48,34 @@ export { SimNetwork, SimConnection, SimListener, SIM_SCHEMES, type LinkPolicy } 
 export { NatsTransport, NatsListener, natsTransport, natsTarget, type NatsTarget, type NatsInstanceInfo, type NatsListenOptions, type NatsTransportOptions } from "./nats.js";
 export { DEFAULT_HIGH_WATER_MARK } from "./internal/ConnectionBase.js";
 export { DEFAULT_BACKLOG } from "./internal/ListenerBase.js";
+// Datagrams (udp, the in-memory datagram network).
+export { UdpTransport, udpTransport, UdpConversation, UdpListener, type UdpOptions } from "./udp.js";
+export { DatagramNetwork, DatagramNetworkConversation, DatagramNetworkListener, type DatagramNetworkOptions } from "./datagram-network.js";
+export {
+  DatagramConversation,
+  DatagramListener,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_MAX_CONVERSATIONS,
+  DEFAULT_MAX_QUEUED,
+  DEFAULT_MAX_QUEUED_BYTES,
+  DEFAULT_LISTENER_QUEUED_BYTES,
+  DEFAULT_DATAGRAM_HIGH_WATER_MARK,
+  UDP4_MAX_PAYLOAD,
+  UDP6_MAX_PAYLOAD,
+  type ConversationStats,
+  type DatagramListenerStats,
+  type DatagramOptions,
+} from "./internal/Datagram.js";
 
 /** The URL schemes {@link registerTransports} registers: what a settings file may name without a transport of its own. */
 export function standardSchemes(): string[] {
-  return [...netTransport.schemes, ...tlsTransport.schemes, ...new InprocTransport().schemes, ...zmqTransport.schemes, "nats"];
+  return [...netTransport.schemes, ...tlsTransport.schemes, ...new InprocTransport().schemes, ...zmqTransport.schemes, "nats", ...udpTransport.schemes];
 }
 
 /**
  * Register tcp, ipc, tls, inproc, zmq+tcp and zmq+ipc (ZeroMQ: needs the
- * optional zeromq package when used) and nats (the optional nats package)
- * on `loop.transports`, leaving any scheme
+ * optional zeromq package when used), nats (the optional nats package) and
+ * udp on `loop.transports`, leaving any scheme
  * already registered alone (so calling it again, or after registering your
  * own tcp, changes nothing). Each loop gets its own inproc namespace.
  * Returns the loop.
@@ -71,5 +91,6 @@ export function registerTransports<L extends Loop>(loop: L): L {
   if (!r.has("inproc")) r.register(new InprocTransport());
   if (!r.has("zmq+tcp") && !r.has("zmq+ipc")) r.register(zmqTransport);
   if (!r.has("nats")) r.register(new NatsTransport());
+  if (!r.has("udp")) r.register(udpTransport);
   return loop;
 }

@@ -24,6 +24,7 @@ import { registerTransports } from "../../transports/index.js";
 import { MailerService, Outbox, type MailerAPI } from "../../examples/service/mailer.js";
 import settingsData from "../../examples/service/settings.js";
 import { capture } from "./svc-helpers.js";
+import { watch } from "../helpers/child.js";
 
 test("the mailer in virtual time: digests every interval, retries, RPC, a full outbox refuses, stop drains", async () => {
   const loop = new VirtualLoop();
@@ -83,26 +84,7 @@ test("tilth run mailer with --set and --APP.OPTION overrides: health, metrics an
     [cli, "run", "mailer", "--settings", file, "--set", "mailer.http.port=0", "--set", 'mailer.rpc.bind="drpc+tcp://127.0.0.1:0"', "--mailer.digest.interval=200"],
     { env: { ...process.env, TILTH__RUN__DIR: runDir }, stdio: ["ignore", "pipe", "pipe"] },
   );
-  let out = "";
-  const waiters: (() => void)[] = [];
-  const feed = (c: Buffer): void => {
-    out += String(c);
-    for (const w of waiters.splice(0)) w();
-  };
-  child.stdout.on("data", feed);
-  child.stderr.on("data", feed);
-  const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
-  const waitFor = async (re: RegExp): Promise<RegExpExecArray> => {
-    for (let i = 0; i < 300; i++) {
-      const m = re.exec(out);
-      if (m) return m;
-      await new Promise<void>((r) => {
-        waiters.push(r);
-        setTimeout(r, 100);
-      });
-    }
-    throw new Error(`timed out waiting for ${re} in:\n${out}`);
-  };
+  const { waitFor, exited, output } = watch(child);
   const loop = new NodeLoop();
   registerTransports(loop);
   try {
@@ -128,9 +110,9 @@ test("tilth run mailer with --set and --APP.OPTION overrides: health, metrics an
     assert.match(metrics.body, /^tilth_task_runs_total\{task="digest"\} \d+$/m);
 
     child.kill("SIGTERM");
-    assert.equal(await exited, 0, out);
-    assert.match(out, /mailer INFO tilth\.service: stopped every task/);
-    assert.match(out, /mailer INFO tilth\.app: stopped/);
+    assert.equal(await exited, 0, output());
+    assert.match(output(), /mailer INFO tilth\.service: stopped every task/);
+    assert.match(output(), /mailer INFO tilth\.app: stopped/);
     await assert.rejects(get(`${httpUrl}/health`), (e) => (e as NodeJS.ErrnoException).code === "ECONNREFUSED");
   } finally {
     child.kill("SIGKILL");

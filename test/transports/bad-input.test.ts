@@ -489,7 +489,7 @@ describe("URLs and registration", () => {
     await assert.rejects(loop.listen("tcp://:80"), (e) => code(e, "ERR_INVALID_URL"));
     await assert.rejects(loop.connect("ipc://"), (e) => code(e, "ERR_INVALID_URL"));
     await assert.rejects(loop.connect("inproc://"), (e) => code(e, "ERR_INVALID_URL"));
-    await assert.rejects(loop.connect("udp://127.0.0.1:1"), (e) => code(e, "ERR_UNKNOWN_SCHEME"));
+    await assert.rejects(loop.connect("sctp://127.0.0.1:1"), (e) => code(e, "ERR_UNKNOWN_SCHEME"));
     await assert.rejects(loop.connect("tcp://127.0.0.1:1", { highWaterMark: -1 }), RangeError);
   });
 });

@@ -4,7 +4,6 @@
  * parameters from options.
  * Internal module: not part of the public API.
  */
-import type { Server, Socket } from "node:net";
 import { abortReason } from "../../core/errors.js";
 import { InvalidUrlError, type ConnectOptions } from "../../core/Transport.js";
 import { framingLimits, type FramingOptions } from "../framing.js";
@@ -73,7 +72,7 @@ export function connectionParams(scheme: string, localUrl: string, remoteUrl: st
  * removed.
  */
 export function waitFor<T>(
-  emitter: Socket | Server,
+  emitter: NodeJS.EventEmitter,
   event: string,
   signal: AbortSignal | undefined,
   mapError: (e: unknown) => Error,
