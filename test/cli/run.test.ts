@@ -31,8 +31,16 @@ interface Run {
   exit: Promise<number | null>;
 }
 
+/** Every runner a test started: one that a failed test left running is killed at the end (its apps then see it go and stop). */
+const runners = new Set<ChildProcess>();
+after(() => {
+  for (const c of runners) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+});
+
 function tilth(args: string[]): Run {
   const child = spawn(process.execPath, [cli, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  runners.add(child);
+  child.once("exit", () => runners.delete(child));
   let text = "";
   const waiters: { re: RegExp; resolve: () => void }[] = [];
   const feed = (c: Buffer): void => {
