@@ -27,7 +27,7 @@ import { ClosedError, TimeoutError, abortReason, isTilthError } from "../core/er
 import type { Loop } from "../core/Loop.js";
 import type { Scope } from "../core/Scope.js";
 import { parseUrl, schemeOf, type Discovery, type Endpoint } from "../core/Transport.js";
-import type { CallOptions, CallPromise } from "./PendingCall.js";
+import { laterStream, type CallOptions, type CallPromise } from "./PendingCall.js";
 import { UnavailableError } from "./ServerCalls.js";
 import { formatRpcUrl, parseRpcUrl } from "./url.js";
 
@@ -358,18 +358,7 @@ export class Balancer {
       current?.cancel(reason);
       this.#notify();
     };
-    value[Symbol.asyncIterator] = () => {
-      let it: AsyncIterator<unknown> | undefined;
-      const get = async (): Promise<AsyncIterator<unknown>> => (it ??= (await box).call[Symbol.asyncIterator]());
-      return {
-        next: async () => (await get()).next(),
-        return: async () => {
-          if (it) return it.return!();
-          value.cancel("stream abandoned by the consumer");
-          return { value: undefined, done: true as const };
-        },
-      };
-    };
+    value[Symbol.asyncIterator] = laterStream(box, value.cancel);
     return value;
   }
 }

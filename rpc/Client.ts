@@ -28,7 +28,7 @@ import { sleep } from "../core/time.js";
 import type { MethodInfo } from "./api.js";
 import { badTimeout } from "./ClientCalls.js";
 import type { Middleware } from "./context.js";
-import type { CallOptions, CallPromise, PendingCall } from "./PendingCall.js";
+import { laterStream, type CallOptions, type CallPromise, type PendingCall } from "./PendingCall.js";
 import { Scope } from "../core/Scope.js";
 import { checkPeerOptions, type ClientSessionLike, type PeerOptions, type RpcProtocol } from "./protocol.js";
 import { protocolFor } from "./protocols.js";
@@ -437,20 +437,10 @@ function deferredCall(started: Promise<{ call: PendingCall<unknown> }>): CallPro
     );
   };
   value.cancel = (reason: unknown = "cancelled") => cancel(reason);
-  value[Symbol.asyncIterator] = () => {
-    let it: AsyncIterator<unknown> | undefined;
-    const get = async (): Promise<AsyncIterator<unknown>> => (it ??= (await box).call[Symbol.asyncIterator]());
-    return {
-      next: async () => (await get()).next(),
-      return: async () => {
-        if (it) return it.return!();
-        cancel("stream abandoned by the consumer");
-        return { value: undefined, done: true as const };
-      },
-    };
-  };
+  value[Symbol.asyncIterator] = laterStream(box, cancel);
   return value;
 }
+
 
 const CLIENT = Symbol("tilth.rpc.client");
 const OPTIONS = Symbol("tilth.rpc.options");

@@ -395,3 +395,22 @@ function abortReasonOf(reason: unknown): Error {
   return abortReason(ac.signal);
 }
 
+/**
+ * The async iterator of a call that is made later (`box` resolves to it): its
+ * items once it is made; abandoned before that, it is cancelled with `cancel`.
+ * Internal: shared by the client's deferred calls and the Balancer's.
+ */
+export function laterStream(box: Promise<{ call: AsyncIterable<unknown> }>, cancel: (reason: unknown) => void): () => AsyncIterator<unknown> {
+  return () => {
+    let it: AsyncIterator<unknown> | undefined;
+    const get = async (): Promise<AsyncIterator<unknown>> => (it ??= (await box).call[Symbol.asyncIterator]());
+    return {
+      next: async () => (await get()).next(),
+      return: async () => {
+        if (it) return it.return!();
+        cancel("stream abandoned by the consumer");
+        return { value: undefined, done: true as const };
+      },
+    };
+  };
+}
