@@ -111,7 +111,6 @@ export class LocalClientSession implements ClientSessionLike, CallSender {
   readonly #calls: ClientCalls;
   readonly #ids = new IdCounter(0x7fffffff);
   readonly #hooks: ClientSessionHooks;
-  readonly #loop: Loop;
   /** Values from caller to handler, and back. */
   readonly copy: <T>(v: T) => T;
   /** The server's engine keeps each call's deadline, on this loop. */
@@ -127,7 +126,6 @@ export class LocalClientSession implements ClientSessionLike, CallSender {
   #outbox: unknown[] = [];
 
   constructor(loop: Loop, peerUrl: string, options: LocalClientOptions) {
-    this.#loop = loop;
     this.peerUrl = peerUrl;
     this.#hooks = options;
     this.copy = options.copy === "structured" ? structuredClone : identity;
@@ -231,11 +229,6 @@ export class LocalClientSession implements ClientSessionLike, CallSender {
       this.#server.ended(new ConnectionLostError("connection closed by peer"));
     }
     return Promise.resolve();
-  }
-
-  /** @internal */
-  get loop(): Loop {
-    return this.#loop;
   }
 }
 

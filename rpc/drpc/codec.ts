@@ -164,7 +164,7 @@ export class ItemBatch {
 
   /** Whether the batch is as large as it grows: send it now. */
   get full(): boolean {
-    return this.#p - ITEMS_HEAD >= this.#limit - ITEMS_HEAD;
+    return this.#p >= this.#limit;
   }
 
   /** Bytes the ITEMS message would have now, header included. */
