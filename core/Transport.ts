@@ -25,6 +25,12 @@ export type Frame = Uint8Array;
 /** A message: one or more frames, delivered together. */
 export type Message = Frame[];
 
+/** Writes one frame in place: see {@link Connection.sendFrame}. */
+export interface FrameWriter {
+  /** Write the frame, exactly the `size` given to `sendFrame`, at `dst[at]` onwards. */
+  writeFrame(dst: Uint8Array, at: number): void;
+}
+
 /** How a connection ended: who ended it, and the error if it was not a clean close. */
 export interface ConnectionEnd {
   /** `local`: this side closed or destroyed it. `peer`: the other side did, or the network broke. */
@@ -99,6 +105,14 @@ export interface Connection extends AsyncDisposable {
    * sender may reuse its buffers at once.
    */
   send(msg: Message, owned?: boolean): boolean;
+  /**
+   * Optional: queue a message of one frame of `size` bytes that `writer`
+   * writes straight into the transport's send buffer, which saves the sender
+   * a buffer of its own per message. The same result and errors as `send`
+   * (nothing is written when it throws). Where a transport lacks it, use
+   * `send`.
+   */
+  sendFrame?(size: number, writer: FrameWriter): boolean;
   /** Bytes queued and not yet handed to the OS (or the peer, in memory). */
   readonly bufferedAmount: number;
   /** Resolves when buffered bytes fall below the low-water mark; rejects if the connection ends first. */

@@ -25,10 +25,10 @@
  */
 import type { OnReadOpts, Socket } from "node:net";
 import type { Loop } from "../core/Loop.js";
-import type { Message } from "../core/Transport.js";
+import type { FrameWriter, Message } from "../core/Transport.js";
 import { BrokenError, toError } from "../core/errors.js";
 import { ioError } from "./errors.js";
-import { checkMessage, FrameDecoder, FrameEncoder, wireSize } from "./framing.js";
+import { checkFrameSize, checkMessage, FrameDecoder, FrameEncoder, HEADER_SIZE, wireSize } from "./framing.js";
 import { ConnectionBase, type ConnectionParams } from "./internal/ConnectionBase.js";
 import { RESOLVED } from "../core/resolved.js";
 
@@ -143,6 +143,19 @@ export class StreamConnection extends ConnectionBase {
     if (this.#writeClosed || this.ended !== undefined) throw this.sendError();
     this.checkBuffered(wireSize(checkMessage(msg, this.limits), msg.length));
     this.#encoder.push(msg);
+    return this.#queued();
+  }
+
+  sendFrame(size: number, writer: FrameWriter): boolean {
+    if (this.#writeClosed || this.ended !== undefined) throw this.sendError();
+    checkFrameSize(size, this.limits);
+    this.checkBuffered(size + HEADER_SIZE);
+    this.#encoder.pushFrame(size, writer);
+    return this.#queued();
+  }
+
+  /** A message was queued: flush now, or once this run of code is over. */
+  #queued(): boolean {
     if (this.#encoder.pending >= BATCH_MAX) this.#flush();
     else if (!this.#flushQueued && !this.#inData) {
       // Sent from elsewhere than our own message handler: flush once this

@@ -23,7 +23,7 @@
  * ```
  * @module
  */
-import type { Frame, Message } from "../core/Transport.js";
+import type { Frame, FrameWriter, Message } from "../core/Transport.js";
 import { byteBudget, type ByteBudget } from "../core/Budget.js";
 import { BusyError } from "../core/errors.js";
 import { InvalidMessageError, MalformedFrameError, MessageTooLargeError } from "./errors.js";
@@ -98,6 +98,12 @@ export function checkMessage(msg: Message, limits: FramingLimits): number {
   return size;
 }
 
+/** Check the size of a message of one frame written in place (`Connection.sendFrame`) against `limits`. */
+export function checkFrameSize(size: number, limits: FramingLimits): void {
+  if (size > MAX_FRAME_LENGTH) throw new MessageTooLargeError(size, MAX_FRAME_LENGTH, "bytes in one frame");
+  if (size > limits.maxMessageSize) throw new MessageTooLargeError(size, limits.maxMessageSize);
+}
+
 /** Bytes a message takes on the wire, given its payload size and frame count. */
 export function wireSize(payload: number, frames: number): number {
   return payload + HEADER_SIZE * frames;
@@ -130,6 +136,15 @@ const GROW_FROM = 16 * 1024;
 /** Frames up to this size are copied into the batch slab; larger ones are written as they are (no copy). */
 const COPY_MAX = 8 * 1024;
 const SLAB_SIZE = 64 * 1024;
+
+/** Write a frame header (big-endian) at `p`; returns the position after it. */
+function putHeader(slab: Uint8Array, p: number, word: number): number {
+  slab[p] = word >>> 24;
+  slab[p + 1] = word >>> 16;
+  slab[p + 2] = word >>> 8;
+  slab[p + 3] = word;
+  return p + HEADER_SIZE;
+}
 
 /**
  * Collects encoded messages for one write batch. Small frames (and every
@@ -165,12 +180,7 @@ export class FrameEncoder {
       if (len <= COPY_MAX) {
         this.#reserve(HEADER_SIZE + len);
         const slab = this.#slab;
-        let p = this.#pos;
-        slab[p] = word >>> 24;
-        slab[p + 1] = word >>> 16;
-        slab[p + 2] = word >>> 8;
-        slab[p + 3] = word;
-        p += HEADER_SIZE;
+        const p = putHeader(slab, this.#pos, word);
         if (len === 1) slab[p] = f[0]!;
         else if (len > 0) slab.set(f, p);
         this.#pos = p + len;
@@ -182,6 +192,21 @@ export class FrameEncoder {
         this.#chunks.push(f);
       }
       this.#pending += HEADER_SIZE + len;
+    }
+  }
+
+  /** Append a message of one frame of `size` bytes that `writer` writes in place (its size checked by the caller). */
+  pushFrame(size: number, writer: FrameWriter): void {
+    if (size <= COPY_MAX) {
+      this.#reserve(HEADER_SIZE + size);
+      const p = putHeader(this.#slab, this.#pos, size);
+      writer.writeFrame(this.#slab, p);
+      this.#pos = p + size;
+      this.#pending += HEADER_SIZE + size;
+    } else {
+      const frame = Buffer.allocUnsafe(size);
+      writer.writeFrame(frame, 0);
+      this.push([frame]);
     }
   }
 

@@ -11,7 +11,7 @@ import type { ClientSessionHooks, ClientSessionLike } from "../protocol.js";
 import { ProtocolError, RemoteError } from "../errors.js";
 import { STREAM_WINDOW, STREAM_WINDOW_BYTES, type CallOptions, type PendingCall } from "../PendingCall.js";
 import { IdCounter } from "../internal/IdTable.js";
-import { MAX_ID, T, encodeCall, type Msg } from "./codec.js";
+import { MAX_ID, T, type Msg } from "./codec.js";
 import { Peer, type PeerOptions } from "./Peer.js";
 import { notDrpcError } from "./sniff.js";
 
@@ -55,7 +55,7 @@ export class ClientSession extends Peer implements CallSender, ClientSessionLike
   // ---- CallSender: drpc's form of calls ----
 
   sendCall(call: PendingCall<any>, kwargs: Record<string, unknown> | null, timeoutMs: number | undefined): void {
-    this.sendEncoded(encodeCall(call.id, call.method, call.args, kwargs, timeoutMs ?? null, STREAM_WINDOW));
+    this.sendCallMessage(call.id, call.method, call.args, kwargs, timeoutMs ?? null, STREAM_WINDOW);
   }
 
   grant(call: PendingCall<any>, n: number, bytes: number): void {

@@ -27,7 +27,7 @@ import type { Connection, ConnectionEnd, Message } from "../../core/Transport.js
 import { describe as describeError, excerpt, formatMs } from "../../core/errors.js";
 import { ConnectionLostError, IncompatiblePeerError, ProtocolError, type RemoteErrorInfo } from "../errors.js";
 import type { PeerOptions } from "../protocol.js";
-import { PROTOCOL, T, VERSION, decode, encode, type HelloInfo, type Msg } from "./codec.js";
+import { FRAME, PROTOCOL, T, VERSION, decode, encode, encodeCall, encodeValue, prepareCall, prepareValue, type HelloInfo, type Msg } from "./codec.js";
 
 export type { PeerOptions } from "../protocol.js";
 
@@ -153,6 +153,28 @@ export abstract class Peer {
   sendEncoded(frame: Uint8Array): boolean {
     this.#sentSinceTick = true;
     return this.conn.send([frame], true);
+  }
+
+  /** Send a RESULT or an ITEM: written straight into the transport's buffer where the transport and the value allow. As `send`. */
+  sendValue(type: T.RESULT | T.ITEM, id: number, value: unknown): boolean {
+    this.#sentSinceTick = true;
+    const conn = this.conn;
+    if (conn.sendFrame !== undefined) {
+      const size = prepareValue(type, id, value);
+      if (size >= 0) return conn.sendFrame(size, FRAME);
+    }
+    return conn.send([encodeValue(type, id, value)], true);
+  }
+
+  /** Send a CALL, as {@link sendValue}. */
+  sendCallMessage(id: number, method: string, args: readonly unknown[], kwargs: Record<string, unknown> | null, deadline: number | null, credit: number): boolean {
+    this.#sentSinceTick = true;
+    const conn = this.conn;
+    if (conn.sendFrame !== undefined) {
+      const size = prepareCall(id, method, args, kwargs, deadline, credit);
+      if (size >= 0) return conn.sendFrame(size, FRAME);
+    }
+    return conn.send([encodeCall(id, method, args, kwargs, deadline, credit)], true);
   }
 
   /** Send without throwing (the connection may have ended meanwhile). */

@@ -11,7 +11,7 @@ import { ProtocolError, errorInfo } from "../errors.js";
 import type { ServerCore, ServerSessionLike } from "../protocol.js";
 import { ServerCalls, type CallWire, type ServerCall } from "../ServerCalls.js";
 import { OutputGuard } from "../internal/OutputGuard.js";
-import { ItemBatch, T, encodeValue, type Msg } from "./codec.js";
+import { ItemBatch, T, type Msg } from "./codec.js";
 import { Peer, type PeerOptions } from "./Peer.js";
 
 /** The least byte window a client may ask for: one batch of items. */
@@ -120,12 +120,12 @@ export class ServerSession extends Peer implements ServerSessionLike, CallWire<n
   // ---- CallWire: drpc's form of answers ----
 
   answer(id: number, _id: number, value: unknown): void {
-    this.#output.sent(this.sendEncoded(encodeValue(T.RESULT, id, value)));
+    this.#output.sent(this.sendValue(T.RESULT, id, value));
   }
 
   item(call: ServerCall<number>, value: unknown): boolean {
     if (!this.#batching) {
-      const ok = this.sendEncoded(encodeValue(T.ITEM, call.id, value));
+      const ok = this.sendValue(T.ITEM, call.id, value);
       if (!ok) this.#output.sent(ok);
       return ok;
     }

@@ -15,6 +15,7 @@
  * Internal module: not part of the public API.
  */
 import { excerpt } from "../../core/errors.js";
+import type { FrameWriter } from "../../core/Transport.js";
 import { ProtocolError, ValueError, type RemoteErrorInfo } from "../errors.js";
 import { ARGS, NOT_SIMPLE, packMessage, packValue, readArrayHead, readEnd, readName, readSimple, readValue, readValues, sizeOfSimple, unpackValue, writeSimple } from "../msgpack.js";
 
@@ -139,6 +140,42 @@ export function encodeValue(type: T.RESULT | T.ITEM, id: number, value: unknown)
   return withHead(putUint(2, id), value, type === T.RESULT ? "result" : "item");
 }
 
+// ---- writing in place (Connection.sendFrame) ----
+
+/** The header and value of the message last prepared, for {@link FRAME} to write. */
+let preparedHead = 0;
+let preparedTail: unknown;
+
+/** The message last prepared (by {@link prepareValue} or {@link prepareCall}), written in place by the transport. */
+export const FRAME: FrameWriter = {
+  writeFrame(dst: Uint8Array, at: number): void {
+    const n = preparedHead;
+    for (let i = 0; i < n; i++) dst[at + i] = head[i]!;
+    writeSimple(dst, at + n, preparedTail);
+    preparedTail = undefined;
+  },
+};
+
+/** The size of the prepared message whose header is `len` bytes and whose value is `value`; -1 when the value is not simple. */
+function prepare(len: number, value: unknown): number {
+  const size = sizeOfSimple(value);
+  if (size < 0) return -1;
+  preparedHead = len;
+  preparedTail = value;
+  return len + size;
+}
+
+/**
+ * Prepare a RESULT or an ITEM for {@link FRAME}: its size, or -1 for a
+ * message that needs {@link encodeValue} (a value that is not simple).
+ */
+export function prepareValue(type: T.RESULT | T.ITEM, id: number, value: unknown): number {
+  if (!isUint32(id)) return -1;
+  head[0] = 0x93;
+  head[1] = type;
+  return prepare(putUint(2, id), value);
+}
+
 /** An ITEMS message grows to about this size before it is sent; an item larger than this goes in one of its own. */
 export const BATCH_BYTES = 64 * 1024;
 /** Room for an ITEMS header: fixarray, type, id (up to a uint32), array32 head. */
@@ -243,19 +280,29 @@ export class ItemBatch {
   }
 }
 
+/** Write a CALL's header into `head`; its length, or -1 for a CALL the header cannot carry (kwargs, a long or non-ASCII name). */
+function callHead(id: number, method: string, kwargs: Record<string, unknown> | null, deadline: number | null, credit: number): number {
+  if (kwargs !== null || !isUint32(id) || !isUint32(credit) || (deadline !== null && !isUint32(deadline))) return -1;
+  head[0] = 0x97;
+  head[1] = T.CALL;
+  let p = putAscii(putUint(2, id), method);
+  if (p < 0 || p > MAX_HEAD - 12) return -1;
+  head[p++] = 0xc0; // kwargs: nil
+  p = deadline === null ? ((head[p] = 0xc0), p + 1) : putUint(p, deadline);
+  return putUint(p, credit);
+}
+
 /** A CALL, without building the message first. */
 export function encodeCall(id: number, method: string, args: readonly unknown[], kwargs: Record<string, unknown> | null, deadline: number | null, credit: number): Uint8Array {
-  if (kwargs === null && isUint32(id) && isUint32(credit) && (deadline === null || isUint32(deadline))) {
-    head[0] = 0x97;
-    head[1] = T.CALL;
-    let p = putAscii(putUint(2, id), method);
-    if (p >= 0 && p <= MAX_HEAD - 12) {
-      head[p++] = 0xc0; // kwargs: nil
-      p = deadline === null ? ((head[p] = 0xc0), p + 1) : putUint(p, deadline);
-      return withHead(putUint(p, credit), args, "args");
-    }
-  }
+  const len = callHead(id, method, kwargs, deadline, credit);
+  if (len >= 0) return withHead(len, args, "args");
   return packMessage([T.CALL, id, method, kwargs, deadline, credit, args], 0, ROOTS[T.CALL]);
+}
+
+/** Prepare a CALL for {@link FRAME}: its size, or -1 for one that needs {@link encodeCall}. */
+export function prepareCall(id: number, method: string, args: readonly unknown[], kwargs: Record<string, unknown> | null, deadline: number | null, credit: number): number {
+  const len = callHead(id, method, kwargs, deadline, credit);
+  return len < 0 ? -1 : prepare(len, args);
 }
 
 /** Encode a message. Throws a ValueError for a value outside the model (nothing is sent then). */

@@ -12,6 +12,7 @@ import { encodeMessage, registerTransports, SocketReader, StreamConnection } fro
 import { connectionParams } from "../../transports/internal/socket.js";
 import { leakCheck } from "../helpers/leaks.js";
 import { collect, defer } from "./util.js";
+import type { Connection, FrameWriter } from "../../core/Transport.js";
 
 test("bytes a SocketReader read before its StreamConnection was built are delivered first, in order, once started", { timeout: 60_000 }, async () => {
   const done = leakCheck();
@@ -111,4 +112,44 @@ test("drain() resolves whatever the mix of writes made before and while someone 
   assert.ok(d3.done, "the third drain() resolved");
   conn.destroy();
   await conn.closed;
+});
+
+test("sendFrame writes a frame in place: in order with send, small and large, and a frame above the limit is refused before anything is written", { timeout: 30_000 }, async () => {
+  const done = leakCheck();
+  const loop = registerTransports(new NodeLoop());
+  const listener = await loop.listen("tcp://127.0.0.1:0", { maxMessageSize: 20_000 });
+  const accepted = defer<Connection>();
+  listener.start((c) => accepted.resolve(c));
+  const client = await loop.connect(listener.url, { maxMessageSize: 20_000 });
+  const server = await accepted.promise;
+  const got = collect(server);
+  const writer = (fill: number): FrameWriter => ({
+    writeFrame(dst, at) {
+      dst.fill(fill, at, at + sizes.get(fill)!);
+    },
+  });
+  const sizes = new Map([
+    [1, 3],
+    [2, 0],
+    [3, 12_000],
+  ]);
+  assert.ok(client.sendFrame, "tcp connections write frames in place");
+  client.send([Buffer.from("a")]);
+  client.sendFrame(3, writer(1));
+  client.sendFrame(0, writer(2));
+  client.send([Buffer.from("b"), Buffer.from("c")]);
+  client.sendFrame(12_000, writer(3)); // larger than the batch copies: a buffer of its own
+  const calls: number[] = [];
+  assert.throws(
+    () => client.sendFrame!(20_001, { writeFrame: () => void calls.push(1) }),
+    (e: Error & { code?: string }) => e.code === "ERR_MESSAGE_TOO_LARGE",
+  );
+  assert.deepEqual(calls, [], "nothing is written for a refused frame");
+  await got.until(5);
+  const shown = got.msgs.map((m) => m.map((f) => (f.length > 0 && f.every((b) => b === f[0]) && f[0]! < 4 ? `${f[0]}x${f.length}` : Buffer.from(f).toString())).join("+"));
+  assert.deepEqual(shown, ["a", "1x3", "", "b+c", "3x12000"]);
+  await client.close();
+  await server.closed;
+  await listener.close();
+  await done();
 });
