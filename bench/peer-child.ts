@@ -23,8 +23,9 @@ import { monitorEventLoopDelay, performance, type EventLoopUtilization, type Int
 import { type EchoClient, type Payload, type System, SYSTEMS } from "./peer-systems.js";
 
 export interface Scenario {
-  mode: "echo" | "stream";
-  /** Argument size, bytes (or characters for string systems). */
+  /** echo: `echo(x)` calls; stream: one `count(n)`; burn: `burn(size)` calls (CPU time in the server, the fleet scenario). */
+  mode: "echo" | "stream" | "burn";
+  /** Argument size, bytes (or characters for string systems); for burn, the µs of CPU each call takes in the server. */
   size: number;
   /** Calls in flight per connection. */
   inflight: number;
@@ -151,6 +152,8 @@ async function withTimeout<T>(p: Promise<T> | T, ms: number): Promise<T | undefi
 
 async function echoLoad(sys: System, clients: EchoClient[], sc: Scenario, monitor: LoopMonitor | undefined): Promise<ChildResult> {
   const timing = clients.length === 1 && sc.inflight === 1;
+  const burn = sc.mode === "burn";
+  if (burn && !sys.fleet) die("this system has no burn(us)");
   let lat = new Float64Array(timing ? 1 << 16 : 0);
   let nlat = 0;
   let phase = 0; // 0 warm-up, 1 measured, 2 stopping
@@ -184,11 +187,12 @@ async function echoLoad(sys: System, clients: EchoClient[], sc: Scenario, monito
       }
       sent = make(seq++);
       if (timing) t = performance.now();
-      c.echo(sent, onReply);
+      if (burn) c.burn!(sc.size, onReply);
+      else c.echo(sent, onReply);
     };
     const onReply = (e: Error | null, r?: unknown): void => {
       if (e) failure ??= e;
-      else if (!same(r, sent)) failure ??= new CheckError(`wrong echo (slot ${id}, call ${seq - 1})`);
+      else if (burn ? r !== sc.size : !same(r, sent)) failure ??= new CheckError(`wrong echo (slot ${id}, call ${seq - 1})`);
       else if (phase === 1) {
         calls++;
         if (timing) {

@@ -30,6 +30,8 @@ export type Callback = (err: Error | null, reply?: unknown) => void;
 /** One client connection of a system. */
 export interface EchoClient {
   echo(x: Payload, cb: Callback): void;
+  /** `burn(us)`: the server spends `us` µs of CPU and answers `us` (the fleet scenario). */
+  burn?(us: number, cb: Callback): void;
   /** Stream `count(n)`: `onItem` per item, `onEnd` once; returns a cancel function. */
   stream?(n: number, onItem: (x: unknown) => void, onEnd: (err?: Error | null) => void): () => void;
   close(): Promise<void> | void;
@@ -42,12 +44,32 @@ export interface System {
   inProcess?: boolean;
   /** Has `count(n)` streams. */
   streams: boolean;
+  /** Has `burn(us)` and runs as several instances behind one URL (the fleet scenario). */
+  fleet?: boolean;
   /** Start the server; resolves to the URL clients connect to. */
   serve(): Promise<string>;
   connect(url: string): Promise<EchoClient>;
 }
 
 const err = (e: unknown): Error => (e instanceof Error ? e : new Error(String(e)));
+
+/** Spend `us` µs of CPU (the handler of the fleet scenario). */
+function burnFor(us: number): number {
+  const end = performance.now() + us / 1000;
+  while (performance.now() < end);
+  return us;
+}
+
+/**
+ * The nats-server of the NATS systems (`host:port`) and the service name the
+ * instances of one run share: set by the suite, which starts the server.
+ */
+function natsServer(): string {
+  const at = process.env.TILTH_BENCH_NATS;
+  if (!at) throw new Error("TILTH_BENCH_NATS is not set: the peers suite starts a nats-server for the NATS systems");
+  return at;
+}
+const benchService = (): string => process.env.TILTH_BENCH_SERVICE ?? "bench";
 
 // ------------------------------------------------------------ raw node:net
 
@@ -531,6 +553,9 @@ const echoService = {
     echo(ctx: { params: { s: string } }) {
       return ctx.params.s;
     },
+    burn(ctx: { params: { us: number } }) {
+      return burnFor(ctx.params.us);
+    },
     count(ctx: { params: { n: number } }) {
       const n = ctx.params.n;
       return Readable.from(
@@ -547,6 +572,12 @@ function moleculerClient(broker: any, close: () => Promise<void>): EchoClient {
   return {
     echo(x, cb) {
       broker.call("echo.echo", { s: x }).then(
+        (r: unknown) => cb(null, r),
+        (e: unknown) => cb(err(e)),
+      );
+    },
+    burn(us, cb) {
+      broker.call("echo.burn", { us }).then(
         (r: unknown) => cb(null, r),
         (e: unknown) => cb(err(e)),
       );
@@ -597,6 +628,31 @@ const moleculerTcpSystem: System = {
   },
 };
 let clientIds = 0;
+
+/**
+ * Moleculer with its NATS transporter, on the suite's nats-server: any number
+ * of server processes (nodes) serve `echo`; a client broker balances over them
+ * (its default, round robin).
+ */
+const moleculerNatsSystem: System = {
+  payload: "string",
+  streams: true,
+  fleet: true,
+  async serve() {
+    const { ServiceBroker } = peerRequire("moleculer");
+    const broker = new ServiceBroker({ ...quietBroker, nodeID: `bench-server-${process.pid}`, namespace: benchService(), transporter: `nats://${natsServer()}` });
+    broker.createService(echoService);
+    await broker.start();
+    return `moleculer+nats://${natsServer()}/${benchService()}`;
+  },
+  async connect() {
+    const { ServiceBroker } = peerRequire("moleculer");
+    const broker = new ServiceBroker({ ...quietBroker, nodeID: `bench-client-${process.pid}-${++clientIds}`, namespace: benchService(), transporter: `nats://${natsServer()}` });
+    await broker.start();
+    await broker.waitForServices(["echo"], 20_000, 50);
+    return moleculerClient(broker, () => broker.stop());
+  },
+};
 
 const moleculerLocalSystem: System = {
   payload: "string",
@@ -698,9 +754,10 @@ export async function loadZrpc(): Promise<unknown | undefined> {
   return undefined;
 }
 
-function tilthSystem(protocol: "drpc" | "zrpc", transport: "tcp" | "inproc" | "local"): System {
+function tilthSystem(protocol: "drpc" | "zrpc", transport: "tcp" | "inproc" | "local" | "nats"): System {
   const api = {
     echo: (x: Uint8Array) => x,
+    burn: burnFor,
     // Items that are ready: a plain generator, as moleculer's count is (tilth streams it without a promise per item).
     *count(n: number) {
       for (let i = 0; i < n; i++) yield i;
@@ -721,23 +778,31 @@ function tilthSystem(protocol: "drpc" | "zrpc", transport: "tcp" | "inproc" | "l
   let shared: ReturnType<typeof setup> | undefined;
   const serve = async (): Promise<string> => {
     const { loop, rpc, protocols } = await (shared ??= setup());
-    const url = transport === "tcp" ? `${protocol}+tcp://127.0.0.1:0` : `${protocol}+${transport}://bench`;
+    const url =
+      transport === "tcp" ? `${protocol}+tcp://127.0.0.1:0` : transport === "nats" ? `${protocol}+nats://${natsServer()}/${benchService()}` : `${protocol}+${transport}://bench`;
     const server = await rpc.serve(api, url, { loop, ...(protocols.length ? { protocols: protocols as never } : {}) });
     return server.urls[0]!;
   };
   let inprocUrl: Promise<string> | undefined;
   return {
     payload: "bytes",
-    inProcess: transport !== "tcp",
+    inProcess: transport === "inproc" || transport === "local",
     streams: true,
+    fleet: transport === "nats",
     serve,
     async connect(url) {
-      if (transport !== "tcp") url = await (inprocUrl ??= serve());
+      if (transport === "inproc" || transport === "local") url = await (inprocUrl ??= serve());
       const { loop, rpc, protocols } = await (shared ??= setup());
       const remote = await rpc.connect<typeof api>(url, { loop, ...(protocols.length ? { protocols: protocols as never } : {}) });
       return {
         echo(x, cb) {
           remote.echo(x as Uint8Array).then(
+            (r) => cb(null, r),
+            (e: unknown) => cb(err(e)),
+          );
+        },
+        burn(us, cb) {
+          remote.burn(us).then(
             (r) => cb(null, r),
             (e: unknown) => cb(err(e)),
           );
@@ -776,4 +841,6 @@ export const SYSTEMS: Record<string, System> = {
   "moleculer-local": moleculerLocalSystem,
   "drpc+inproc": tilthSystem("drpc", "inproc"),
   "drpc+local": tilthSystem("drpc", "local"),
+  "drpc+nats": tilthSystem("drpc", "nats"),
+  "moleculer-nats": moleculerNatsSystem,
 };

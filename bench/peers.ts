@@ -9,11 +9,16 @@
  * ratio), raw zeromq.js DEALER/ROUTER, @grpc/grpc-js unary calls, jayson
  * JSON-RPC over one persistent TCP socket, moleculer with its TCP transporter,
  * the npm zerorpc peer, tilth's drpc+tcp and zrpc+tcp; in one process:
- * moleculer local calls and tilth's drpc+inproc.
+ * moleculer local calls and tilth's drpc+inproc and drpc+local; through a
+ * nats-server the suite starts on loopback: tilth's drpc+nats and moleculer
+ * with its NATS transporter (each server one instance).
  *
  * Scenarios: sequential (1 in flight, 16 B; p50/p99/p99.9; `--pin` runs both
  * processes on CPU 0), pipelined 100 and 1000 in flight, 64 KiB with 10 in
- * flight, 100 connections with 10 in flight each, a stream of 1e6 items.
+ * flight, 100 connections with 10 in flight each, a stream of 1e6 items;
+ * `fleet`: the NATS systems with 1, 2 and 3 instances (each its own process)
+ * of a service whose handler burns 200 µs of CPU, 100 calls in flight, each
+ * count's ratio to one instance of the same system.
  * Each warms up, runs a bounded time, repeats (3; `--quick`: 1) and reports
  * the median and the spread. Beside throughput: the event-loop lag (p99 and
  * max, beyond the 1 ms sampling) and utilization of the server's process over
@@ -35,11 +40,12 @@ import { barChart } from "./chart.js";
 import { type BenchResult, type Suite, formatRate, median, result } from "./lib.js";
 import type { ChildResult, LoopMeasure, Scenario } from "./peer-child.js";
 import { loadZrpc, ROOT, SYSTEMS } from "./peer-systems.js";
+import { natsSkip, startNats, type NatsServer } from "../testing/nats.js";
 
 const child = fileURLToPath(new URL("./peer-child.js", import.meta.url));
 
 /** Table order, labels and kinds. `base`: raw ceilings; `tilth`: ours; `peer`: the others. */
-export const SYSTEM_INFO: { id: string; label: string; kind: "base" | "tilth" | "peer"; inProcess?: boolean }[] = [
+export const SYSTEM_INFO: { id: string; label: string; kind: "base" | "tilth" | "peer"; inProcess?: boolean; nats?: boolean }[] = [
   { id: "net", label: "raw node:net (1 write/msg)", kind: "base" },
   { id: "net-cork", label: "raw node:net, cork/uncork", kind: "base" },
   { id: "zeromq", label: "raw zeromq.js DEALER/ROUTER", kind: "base" },
@@ -52,6 +58,8 @@ export const SYSTEM_INFO: { id: string; label: string; kind: "base" | "tilth" | 
   { id: "drpc+inproc", label: "tilth drpc+inproc", kind: "tilth", inProcess: true },
   { id: "drpc+local", label: "tilth drpc+local (in-process, no encoding)", kind: "tilth", inProcess: true },
   { id: "moleculer-local", label: "moleculer local calls", kind: "peer", inProcess: true },
+  { id: "drpc+nats", label: "tilth drpc+nats (one instance)", kind: "tilth", nats: true },
+  { id: "moleculer-nats", label: "moleculer (NATS transporter)", kind: "peer", nats: true },
 ];
 
 interface ScenarioDef {
@@ -63,6 +71,8 @@ interface ScenarioDef {
   pinnable?: boolean;
   /** Systems for which the scenario does not apply, and why. */
   na?: Record<string, string>;
+  /** The fleet scenario: each system that runs as a fleet, with these numbers of instances (ratios to one instance). */
+  instances?: number[];
 }
 
 export const SCENARIOS: ScenarioDef[] = [
@@ -78,6 +88,7 @@ export const SCENARIOS: ScenarioDef[] = [
     na: { "moleculer-local": "no connections in-process", "drpc+local": "no connections in-process" },
   },
   { id: "stream", title: "stream of 1e6 items", unit: "items/s", sc: { mode: "stream", size: 0, inflight: 1, conns: 1, items: 1_000_000 }, na: { jayson: "no streams" } },
+  { id: "fleet", title: "fleet (100 in flight, 200 µs of CPU per call)", unit: "calls/s", sc: { mode: "burn", size: 200, inflight: 100, conns: 1 }, instances: [1, 2, 3] },
 ];
 
 // ------------------------------------------------------------ processes
@@ -183,14 +194,22 @@ interface RunOut {
   loop: LoopMeasure | undefined;
 }
 
-async function runOnce(system: string, inProcess: boolean, sc: Scenario, pin: boolean): Promise<RunOut> {
+let runs = 0;
+
+/** One measured run; `instances` servers (the fleet scenario), each its own process, behind one URL. */
+async function runOnce(system: string, inProcess: boolean, sc: Scenario, pin: boolean, instances = 1): Promise<RunOut> {
   let server: Child | undefined;
+  const others: Child[] = [];
   let client: Child | undefined;
+  // The instances of one run share a service name no earlier run used.
+  process.env.TILTH_BENCH_SERVICE = `bench${process.pid}r${++runs}`;
   try {
     let url = "inproc";
     if (!inProcess) {
       server = new Child(["server", system], pin);
+      for (let i = 1; i < instances; i++) others.push(new Child(["server", system], pin));
       url = await server.line(30_000, `${system} server URL`);
+      for (const o of others) await o.line(30_000, `${system} server URL`);
     }
     client = new Child(["client", system, url, JSON.stringify(sc)], pin);
     const first = await client.line(sc.warmupMs + 60_000, `${system} client start`);
@@ -206,7 +225,7 @@ async function runOnce(system: string, inProcess: boolean, sc: Scenario, pin: bo
     if (code !== 0) throw new ChildError(`client exit code ${code}`, client);
     return { rate: (run.calls / run.ms) * 1000, run, loop };
   } finally {
-    await Promise.all([client?.stop(), server?.stop()]);
+    await Promise.all([client?.stop(), server?.stop(), ...others.map((o) => o.stop())]);
   }
 }
 
@@ -223,6 +242,13 @@ async function prepare(progress: (l: string) => void): Promise<Map<string, strin
     if (m) missing.set(m[1]!, m[2]!);
   }
   if (!(await loadZrpc())) missing.set("zrpc+tcp", "tilth's zrpc protocol is not in this build yet");
+  let noNats = natsSkip;
+  if (noNats) {
+    // Installs Debian's nats-server when missing and root.
+    spawnSync(process.execPath, [join(ROOT, "scripts", "setup-nats.mjs"), "--optional", "--quiet"], { stdio: "inherit" });
+    noNats = spawnSync("nats-server", ["--version"]).status === 0 ? false : noNats;
+  }
+  if (noNats) for (const s of SYSTEM_INFO) if (s.nats) missing.set(s.id, noNats);
   return missing;
 }
 
@@ -260,16 +286,37 @@ function roundRatio(xs: number[], base: number[]): number {
 }
 
 async function measureAll(quick: boolean, canPin: boolean, progress: (l: string) => void): Promise<BenchResult[]> {
-  const repeats = Number(process.env.TILTH_BENCH_REPEATS) || (quick ? 1 : 3);
-  const warmupMs = quick ? 150 : 500;
-  const runMs = quick ? 300 : 2000;
-  const items = quick ? 100_000 : undefined;
-  const capMs = quick ? 2_000 : 15_000;
   const only = process.env.TILTH_BENCH_SYSTEMS?.split(",");
   const onlyScenarios = process.env.TILTH_BENCH_SCENARIOS?.split(",");
   const missing = await prepare(progress);
   const systems = SYSTEM_INFO.filter((s) => !only || only.includes(s.id) || s.id === "net-cork");
   const scenarios = SCENARIOS.filter((s) => !onlyScenarios || onlyScenarios.includes(s.id));
+  let nats: NatsServer | undefined;
+  if (systems.some((s) => s.nats && !missing.has(s.id))) {
+    // One nats-server on loopback for the whole run; the children find it in their environment.
+    nats = await startNats();
+    process.env.TILTH_BENCH_NATS = nats.hostPort;
+  }
+  try {
+    return await measureScenarios(scenarios, systems, missing, quick, canPin, progress);
+  } finally {
+    await nats?.stop();
+  }
+}
+
+async function measureScenarios(
+  scenarios: ScenarioDef[],
+  systems: typeof SYSTEM_INFO,
+  missing: Map<string, string>,
+  quick: boolean,
+  canPin: boolean,
+  progress: (l: string) => void,
+): Promise<BenchResult[]> {
+  const repeats = Number(process.env.TILTH_BENCH_REPEATS) || (quick ? 1 : 3);
+  const warmupMs = quick ? 150 : 500;
+  const runMs = quick ? 300 : 2000;
+  const items = quick ? 100_000 : undefined;
+  const capMs = quick ? 2_000 : 15_000;
   const out: BenchResult[] = [];
   const started = new Date();
 
@@ -279,40 +326,43 @@ async function measureAll(quick: boolean, canPin: boolean, progress: (l: string)
     const sc: Scenario = { ...def.sc, warmupMs, runMs, items: items ?? def.sc.items ?? 0, capMs };
     const runs = new Map<string, RunOut[]>();
     const skip = (id: string): string | undefined => missing.get(id) ?? def.na?.[id] ?? (def.sc.mode === "stream" && !SYSTEMS[id]!.streams ? "no streams" : undefined);
+    const entries = scenarioEntries(def, systems);
     // Rounds over every system, so drift over time touches all of them alike.
     for (let r = 0; r < repeats; r++) {
-      for (const s of systems) {
-        if (skip(s.id)) continue;
-        const tag = `${def.title} · ${s.id} · run ${r + 1}/${repeats}`;
+      for (const e of entries) {
+        if (skip(e.system)) continue;
+        const tag = `${def.title} · ${e.id} · run ${r + 1}/${repeats}`;
         progress(tag);
         let o: RunOut;
         try {
-          o = await runOnce(s.id, s.inProcess === true, sc, pinned);
-        } catch (e) {
-          if (e instanceof ChildError && e.check) throw new Error(`${tag}: ${e.message}`);
-          progress(`${tag}: failed, once more (${(e as Error).message.split("\n")[0]})`);
+          o = await runOnce(e.system, e.inProcess === true, sc, pinned, e.instances);
+        } catch (err) {
+          if (err instanceof ChildError && err.check) throw new Error(`${tag}: ${err.message}`);
+          progress(`${tag}: failed, once more (${(err as Error).message.split("\n")[0]})`);
           try {
-            o = await runOnce(s.id, s.inProcess === true, sc, pinned);
+            o = await runOnce(e.system, e.inProcess === true, sc, pinned, e.instances);
           } catch (e2) {
             throw new Error(`${tag}: ${(e2 as Error).message}`);
           }
         }
-        if (!runs.has(s.id)) runs.set(s.id, []);
-        runs.get(s.id)!.push(o);
+        if (!runs.has(e.id)) runs.set(e.id, []);
+        runs.get(e.id)!.push(o);
         progress(`${tag}: ${formatRate(o.rate)} ${def.unit}${o.run.complete === false ? " (time cap)" : ""}`);
       }
     }
     const rates = (id: string): number[] => (runs.get(id) ?? []).map((o) => o.rate);
-    const baseline = median(rates("net-cork"));
-    for (const s of systems) {
-      const why = skip(s.id);
-      const extra: Record<string, unknown> = { scenario: def.id, system: s.id, label: s.label, kind: s.kind, inProcess: s.inProcess === true };
+    for (const e of entries) {
+      // Ratios to net-cork; in the fleet, to one instance of the same system.
+      const base = def.instances ? `${e.system}×1` : "net-cork";
+      const baseline = median(rates(base));
+      const why = skip(e.system);
+      const extra: Record<string, unknown> = { scenario: def.id, system: e.id, label: e.label, kind: e.kind, inProcess: e.inProcess === true, ...(def.instances ? { instances: e.instances } : {}) };
       if (why) {
-        out.push(result(`${def.title}: ${s.id}`, def.unit, 0, "net-cork", baseline, { ...extra, na: why }));
+        out.push(result(`${def.title}: ${e.id}`, def.unit, 0, base, baseline, { ...extra, na: why }));
         continue;
       }
-      const os_ = runs.get(s.id)!;
-      const rs = rates(s.id);
+      const os_ = runs.get(e.id)!;
+      const rs = rates(e.id);
       const med = (f: (o: RunOut) => number | undefined): number | null => {
         const xs = os_.map(f).filter((x): x is number => typeof x === "number" && Number.isFinite(x));
         return xs.length ? Math.round(median(xs) * 1000) / 1000 : null;
@@ -332,12 +382,22 @@ async function measureAll(quick: boolean, canPin: boolean, progress: (l: string)
         Object.assign(extra, { p50us: med((o) => o.run.p50), p99us: med((o) => o.run.p99), p999us: med((o) => o.run.p999), netRatio: roundRatio(rs, rates("net")) });
       }
       if (def.sc.mode === "stream") Object.assign(extra, { items: sc.items, complete: os_.every((o) => o.run.complete !== false) });
-      out.push(result(`${def.title}: ${s.id}`, def.unit, median(rs), "net-cork", baseline, extra));
+      out.push(result(`${def.title}: ${e.id}`, def.unit, median(rs), base, baseline, extra));
     }
     load.push(os.loadavg()[0]!);
   }
   writeOutputs(out, quick, { started, machine: machine(), repeats, quick, pinned: canPin, load });
   return out;
+}
+
+/** What one scenario runs: every system once; in the fleet, each system that runs as a fleet at each number of instances. */
+function scenarioEntries(def: ScenarioDef, systems: typeof SYSTEM_INFO): { id: string; system: string; label: string; kind: string; inProcess?: boolean; instances: number }[] {
+  if (!def.instances) return systems.filter((s) => !(def.sc.mode === "burn" && !SYSTEMS[s.id]!.fleet)).map((s) => ({ ...s, system: s.id, instances: 1 }));
+  return systems
+    .filter((s) => SYSTEMS[s.id]!.fleet)
+    .flatMap((s) =>
+      def.instances!.map((k) => ({ ...s, id: `${s.id}×${k}`, system: s.id, label: `${s.label.replace(" (one instance)", "")}, ${k} instance${k > 1 ? "s" : ""}`, instances: k })),
+    );
 }
 
 // ------------------------------------------------------------ output
@@ -363,7 +423,7 @@ export function tables(results: BenchResult[]): string {
     const seq = def.id === "sequential";
     const pinned = rows.some((r) => r.extra?.pinned === true);
     out.push(`### ${def.title}${seq ? (pinned ? ", both processes pinned to CPU 0" : ", unpinned") : ""}`, "");
-    const head = ["system", def.unit, "min–max", "× net-cork"];
+    const head = ["system", def.unit, "min–max", def.instances ? "× one instance" : "× net-cork"];
     if (seq) head.push("× net", "p50 µs", "p99 µs", "p99.9 µs");
     head.push("server loop lag p99 / max ms", "server loop busy");
     out.push(`| ${head.join(" | ")} |`, `|${head.map((h, i) => (i === 0 ? "---" : "---:")).join("|")}|`);
@@ -393,7 +453,8 @@ export function tables(results: BenchResult[]): string {
 
 /** One compact table: a row per system, a column per scenario, value and ratio to net-cork. */
 export function summaryTable(results: BenchResult[]): string {
-  const defs = SCENARIOS.filter((d) => results.some((r) => r.extra?.scenario === d.id));
+  // The fleet has rows of its own (a system at each number of instances): its table is under Per scenario.
+  const defs = SCENARIOS.filter((d) => !d.instances && results.some((r) => r.extra?.scenario === d.id));
   const short: Record<string, string> = {
     sequential: "sequential",
     "pipelined-100": "100 in flight",

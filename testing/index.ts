@@ -8,6 +8,8 @@
  * - {@link loopConformance}: the Loop contract, for an adapter (a subclass of
  *   `LoopBase` or any `Loop`).
  * - {@link transportConformance}: message connections, for a transport.
+ * - {@link startNats}: a real nats-server on loopback for a test (Debian's
+ *   `nats-server` on the PATH), and a cluster of three.
  * - {@link leakCheck} and the connection helpers the transport suite uses,
  *   for tests of your own.
  *
@@ -20,3 +22,4 @@ export * from "./transport.js";
 export * from "./leaks.js";
 export * from "./helpers.js";
 export * from "./datagram.js";
+export * from "./nats.js";
