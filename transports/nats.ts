@@ -44,6 +44,7 @@ import { BrokenError, BusyError, abortReason, formatMs } from "../core/errors.js
 import { importPeer } from "../adapters/peers.js";
 import type { Loop, Timer } from "../core/Loop.js";
 import { Ring } from "../core/Ring.js";
+import { RESOLVED } from "../core/resolved.js";
 import {
   InvalidUrlError,
   type ConnectOptions,
@@ -203,28 +204,43 @@ const K_PART = 2; // [2][piece]: a piece of a long payload, more follow
 const K_LAST = 3; // [3][piece]: the last piece
 const K_CLOSE = 4; // [4][decimal count]: the sender closed the connection, having read that many of our messages
 const K_RESET = 5; // [5][utf8 reason]: the sender destroyed the connection
+const K_BATCH = 6; // [6]([len u32][a message in the K_ONE or K_MANY form]) × n: messages sent in one run of code
+
+/** Bytes of a message in the K_ONE or K_MANY form, given its frames and payload size. */
+function encodedSize(msg: Message, size: number): number {
+  return msg.length === 1 ? 1 + size : 5 + 4 * msg.length + size;
+}
 
 function encodeMessage(msg: Message, size: number): Uint8Array {
+  const out = new Uint8Array(encodedSize(msg, size));
+  encodeInto(out, 0, msg);
+  return out;
+}
+
+/** Write `msg` in the K_ONE or K_MANY form at `out[at]`; returns the position after it. */
+function encodeInto(out: Uint8Array, at: number, msg: Message): number {
   if (msg.length === 1) {
-    const out = new Uint8Array(1 + size);
-    out[0] = K_ONE;
-    out.set(msg[0]!, 1);
-    return out;
+    out[at] = K_ONE;
+    const f = msg[0]!;
+    out.set(f, at + 1);
+    return at + 1 + f.byteLength;
   }
-  const out = new Uint8Array(5 + 4 * msg.length + size);
-  const view = new DataView(out.buffer);
-  out[0] = K_MANY;
-  view.setUint32(1, msg.length);
-  let at = 5;
-  for (const f of msg) {
-    view.setUint32(at, f.byteLength);
-    at += 4;
-  }
+  out[at] = K_MANY;
+  at = putU32(out, at + 1, msg.length);
+  for (const f of msg) at = putU32(out, at, f.byteLength);
   for (const f of msg) {
     out.set(f, at);
     at += f.byteLength;
   }
-  return out;
+  return at;
+}
+
+function putU32(out: Uint8Array, at: number, n: number): number {
+  out[at] = n >>> 24;
+  out[at + 1] = n >>> 16;
+  out[at + 2] = n >>> 8;
+  out[at + 3] = n;
+  return at + 4;
 }
 
 function decodeMessage(p: Uint8Array, maxFrames: number): Message {
@@ -262,6 +278,8 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
   readonly #held = new Ring<Message>(16);
   #heldBytes = 0;
   #paused = false;
+  /** The other end closed (K_CLOSE, with its count) while messages were held: ends once they are delivered. */
+  #closedAfterHeld: number | undefined;
   /** Pieces of a long payload being put together. */
   #pieces: Uint8Array[] | undefined;
   #piecesBytes = 0;
@@ -269,6 +287,11 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
   #unflushed = 0;
   #flushing = false;
   #released = false;
+  /** Messages sent in this run of code, published together as one NATS message (K_BATCH) when it is over. */
+  #batch: Uint8Array | undefined;
+  #batchLen = 0;
+  #batchCount = 0;
+  #batchQueued = false;
 
   constructor(loop: Loop, shared: Shared, out: string, inSubject: string, params: ConnectionParams, release: () => void) {
     super(loop, params);
@@ -292,11 +315,64 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
     if (this.reason !== undefined || this.ended !== undefined) throw this.sendError();
     const size = checkMessage(msg, this.limits);
     this.checkBuffered(size);
-    const payload = encodeMessage(msg, size);
-    const nc = this.#shared.nc;
     const chunk = this.#shared.maxChunk;
-    if (payload.length <= chunk) nc.publish(this.#out, payload, { reply: this.#reply() });
-    else {
+    const n = encodedSize(msg, size);
+    if (n + 5 <= chunk) this.#add(msg, n, chunk);
+    else this.#sendLarge(encodeMessage(msg, size), chunk);
+    this.#unflushed += n;
+    if (this.#unflushed < this.highWaterMark) return true;
+    this.#flush();
+    return false;
+  }
+
+  /** Add a message of `n` bytes (encoded) to this run's batch. */
+  #add(msg: Message, n: number, chunk: number): void {
+    if (this.#batchLen + 4 + n > chunk) this.#publishBatch();
+    // A new batch starts with its kind byte.
+    const at = this.#batchLen === 0 ? 1 : this.#batchLen;
+    const need = at + 4 + n;
+    let b = this.#batch;
+    if (b === undefined || b.length < need) {
+      const grown = new Uint8Array(Math.min(chunk, Math.max(need, 2 * (b?.length ?? 0), 512)));
+      if (b !== undefined) grown.set(b.subarray(0, this.#batchLen));
+      b = this.#batch = grown;
+    }
+    b[0] = K_BATCH;
+    this.#batchLen = encodeInto(b, putU32(b, at, n), msg);
+    this.#batchCount++;
+    if (!this.#batchQueued) {
+      this.#batchQueued = true;
+      void RESOLVED.then(this.#publishTask);
+    }
+  }
+
+  readonly #publishTask = (): void => {
+    this.#batchQueued = false;
+    if (this.reason === undefined && this.ended === undefined) this.#publishBatch();
+  };
+
+  /** Publish the batch: one message alone in its own form, several as one K_BATCH. */
+  #publishBatch(): void {
+    const b = this.#batch;
+    if (b === undefined || this.#batchCount === 0) return;
+    // Handed to the nats client, which may hold it until it writes: the next batch gets a buffer of its own.
+    const out = this.#batchCount === 1 ? b.subarray(5, this.#batchLen) : b.subarray(0, this.#batchLen);
+    this.#batch = undefined;
+    this.#batchLen = 0;
+    this.#batchCount = 0;
+    try {
+      this.#shared.nc.publish(this.#out, out, { reply: this.#reply() });
+    } catch (e) {
+      // The NATS connection closed meanwhile: the connection ends as it would on the next send.
+      this.#end({ by: "peer", error: new BrokenError(`lost the NATS connection: ${(e as Error).message}`) });
+    }
+  }
+
+  /** A message above the NATS server's payload limit: in pieces, after what is batched (order kept). */
+  #sendLarge(payload: Uint8Array, chunk: number): void {
+    this.#publishBatch();
+    const nc = this.#shared.nc;
+    {
       for (let at = 0; at < payload.length; at += chunk) {
         const piece = payload.subarray(at, Math.min(payload.length, at + chunk));
         const out = new Uint8Array(1 + piece.length);
@@ -305,10 +381,6 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
         nc.publish(this.#out, out, { reply: this.#reply() });
       }
     }
-    this.#unflushed += payload.length;
-    if (this.#unflushed < this.highWaterMark) return true;
-    this.#flush();
-    return false;
   }
 
   /** The reply subject of the next message: a "no responders" answer to it names the message. */
@@ -351,7 +423,10 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
   #deliverHeld(): void {
     while (!this.#paused && this.ended === undefined && this.reason === undefined) {
       const m = this.#held.shift();
-      if (m === undefined) return;
+      if (m === undefined) {
+        if (this.#closedAfterHeld !== undefined) this.#peerClosed(this.#closedAfterHeld);
+        return;
+      }
       for (const f of m) this.#heldBytes -= f.byteLength;
       this.deliver(m);
     }
@@ -377,7 +452,13 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
     const p = m.data;
     if (p.length === 0) return this.#fail(new MalformedFrameError("empty NATS message"));
     const kind = p[0]!;
-    if (kind === K_CLOSE) return this.#peerClosed(Number(dec.decode(p.subarray(1))));
+    if (kind === K_CLOSE) {
+      const read = Number(dec.decode(p.subarray(1)));
+      // What arrived before the close is read first: held messages are delivered, then the connection ends.
+      if (this.#held.length > 0 || !this.started) this.#closedAfterHeld = read;
+      else this.#peerClosed(read);
+      return;
+    }
     this.#received++;
     if (kind === K_RESET) return this.#end({ by: "peer", error: new BrokenError(`connection reset by the other end: ${dec.decode(p.subarray(1)).slice(0, 200)}`) });
     if (kind === K_PART || kind === K_LAST) {
@@ -393,8 +474,25 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
       this.#piecesBytes = 0;
       return this.#take(whole);
     }
+    if (kind === K_BATCH) return this.#takeBatch(p);
     if (kind !== K_ONE && kind !== K_MANY) return this.#fail(new MalformedFrameError(`unknown message kind ${kind}`));
     this.#take(p);
+  }
+
+  /** The messages of a K_BATCH, in order, until the batch ends or the connection does. */
+  #takeBatch(p: Uint8Array): void {
+    let at = 1;
+    while (at < p.length) {
+      if (at + 4 > p.length) return this.#fail(new MalformedFrameError("a batch ends inside a message's length"));
+      const n = p[at]! * 0x1000000 + ((p[at + 1]! << 16) | (p[at + 2]! << 8) | p[at + 3]!);
+      const from = at + 4;
+      at = from + n;
+      if (n === 0 || at > p.length) return this.#fail(new MalformedFrameError(`a message of ${n} bytes in a batch of ${p.length}`));
+      const kind = p[from]!;
+      if (kind !== K_ONE && kind !== K_MANY) return this.#fail(new MalformedFrameError(`unknown message kind ${kind} in a batch`));
+      this.#take(p.subarray(from, at));
+      if (this.reason !== undefined || this.ended !== undefined) return;
+    }
   }
 
   #take(p: Uint8Array): void {
@@ -446,6 +544,8 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
   #send(kind: number, text?: string): void {
     const nc = this.#shared.nc;
     if (nc.isClosed()) return;
+    // After what this end sent before it (a close must not pass the last messages).
+    this.#publishBatch();
     const body = text === undefined ? new Uint8Array(0) : enc.encode(text.slice(0, 200));
     const out = new Uint8Array(1 + body.length);
     out[0] = kind;

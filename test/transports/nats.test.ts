@@ -117,6 +117,41 @@ describe("nats transport", { skip: natsSkip }, () => {
     await done();
   });
 
+  test("messages sent in one run of code travel as one NATS message, in order; a malformed batch ends only its connection with ERR_MALFORMED_FRAME", async () => {
+    const done = leakCheck();
+    const { connect } = await import("nats");
+    const spy = await connect({ servers: nats.hostPort });
+    const loop = registerTransports(new NodeLoop());
+    const url = `nats://${nats.hostPort}/${service()}`;
+    const l = await loop.listen(url);
+    const accepted: ReturnType<typeof collect>[] = [];
+    l.start((c) => accepted.push(collect(c)));
+    const conn = await loop.connect(url);
+    const published: { subject: string; data: Uint8Array }[] = [];
+    const sub = spy.subscribe(">", { callback: (_e, m) => m.subject.endsWith(".d") && published.push({ subject: m.subject, data: m.data }) });
+    await spy.flush();
+    for (let i = 0; i < 100; i++) conn.send([Buffer.from(`m${i}`)]);
+    await new Promise((r) => setTimeout(r, 0));
+    while (accepted.length === 0) await new Promise((r) => setTimeout(r, 5));
+    const got = accepted[0]!;
+    await got.until(100);
+    assert.deepEqual(got.msgs.map((m) => Buffer.from(m[0]!).toString()), Array.from({ length: 100 }, (_, i) => `m${i}`));
+    await spy.flush();
+    const toServer = published.filter((p) => p.data[0] === 6);
+    assert.equal(toServer.length, 1, `100 sends in one turn: ${published.length} NATS messages`);
+    // A batch whose second message claims more bytes than the batch has.
+    const bad = Uint8Array.from([6, 0, 0, 0, 2, 0, 0x61, 0, 0, 0, 99, 0, 0x62]);
+    spy.publish(toServer[0]!.subject, bad);
+    const end = await got.end;
+    assert.ok(isTilthError(end.error, "ERR_MALFORMED_FRAME"), String(end.error));
+    assert.equal(got.msgs.length, 101, "the well-formed message before the bad one is delivered");
+    sub.unsubscribe();
+    await spy.close();
+    await conn.closed;
+    await l.close();
+    await done();
+  });
+
   test("bad URLs: no service, a bad name, an instance id given to listen", async () => {
     const loop = registerTransports(new NodeLoop());
     for (const bad of [`nats://${nats.hostPort}`, `nats://${nats.hostPort}/a.b`, `nats://${nats.hostPort}/a/b/c`]) {
