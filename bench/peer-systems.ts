@@ -53,10 +53,18 @@ export interface System {
 
 const err = (e: unknown): Error => (e instanceof Error ? e : new Error(String(e)));
 
-/** Spend `us` µs of CPU (the handler of the fleet scenario). */
+/**
+ * Spend `us` µs of this process's CPU time (the handler of the fleet
+ * scenario): CPU time rather than the clock, so that a process the system
+ * has descheduled does not count its wait as work.
+ */
 function burnFor(us: number): number {
-  const end = performance.now() + us / 1000;
-  while (performance.now() < end);
+  const cpu = (): number => {
+    const u = process.cpuUsage();
+    return u.user + u.system;
+  };
+  const end = cpu() + us;
+  while (cpu() < end);
   return us;
 }
 

@@ -17,7 +17,7 @@
  * processes on CPU 0), pipelined 100 and 1000 in flight, 64 KiB with 10 in
  * flight, 100 connections with 10 in flight each, a stream of 1e6 items;
  * `fleet`: the NATS systems with 1, 2 and 3 instances (each its own process)
- * of a service whose handler burns 200 µs of CPU, 100 calls in flight, each
+ * of a service whose handler burns 1 ms of CPU, 100 calls in flight, each
  * count's ratio to one instance of the same system.
  * Each warms up, runs a bounded time, repeats (3; `--quick`: 1) and reports
  * the median and the spread. Beside throughput: the event-loop lag (p99 and
@@ -88,7 +88,7 @@ export const SCENARIOS: ScenarioDef[] = [
     na: { "moleculer-local": "no connections in-process", "drpc+local": "no connections in-process" },
   },
   { id: "stream", title: "stream of 1e6 items", unit: "items/s", sc: { mode: "stream", size: 0, inflight: 1, conns: 1, items: 1_000_000 }, na: { jayson: "no streams" } },
-  { id: "fleet", title: "fleet (100 in flight, 200 µs of CPU per call)", unit: "calls/s", sc: { mode: "burn", size: 200, inflight: 100, conns: 1 }, instances: [1, 2, 3] },
+  { id: "fleet", title: "fleet (100 in flight, 1 ms of CPU per call)", unit: "calls/s", sc: { mode: "burn", size: 1000, inflight: 100, conns: 1 }, instances: [1, 2, 3] },
 ];
 
 // ------------------------------------------------------------ processes
