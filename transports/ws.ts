@@ -120,6 +120,9 @@ const SEND_MORE = { binary: true, compress: false, fin: false } as const;
 
 const noop = (): void => {};
 const EMPTY = Buffer.alloc(0);
+const zeroMask = (mask: Buffer): void => {
+  mask.fill(0);
+};
 const allocBuffer = (n: number): Buffer => Buffer.allocUnsafe(n);
 
 /** One WebSocket as one tilth connection. */
@@ -465,6 +468,9 @@ export class WsTransport implements Transport {
     const { host } = hostPort(url);
     const ws = new WebSocket(href, {
       perMessageDeflate: false,
+      // An all-zero mask: ws then sends the payload as it is (no random bytes, no masked copy per message).
+      // Masking protects browsers' network paths from script-made payloads; a Node client is no browser.
+      generateMask: zeroMask,
       maxPayload: maxPayloadOf(params),
       skipUTF8Validation: true,
       ...defined({
