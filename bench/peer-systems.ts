@@ -676,6 +676,51 @@ const moleculerLocalSystem: System = {
   },
 };
 
+// ------------------------------------------------------------ socket.io
+
+/**
+ * socket.io with acknowledgements: `emitWithAck("echo", x)` answered by the
+ * server's ack callback, over the WebSocket transport only (no HTTP
+ * long-polling upgrade), strings as its natural argument; no streams.
+ */
+const socketioSystem: System = {
+  payload: "string",
+  streams: false,
+  async serve() {
+    const http = await import("node:http");
+    const { Server } = peerRequire("socket.io");
+    const httpServer = http.createServer();
+    const io = new Server(httpServer, { serveClient: false, transports: ["websocket"], perMessageDeflate: false, maxHttpBufferSize: 1e8 });
+    io.on("connection", (socket: any) => {
+      socket.on("echo", (x: unknown, ack: (r: unknown) => void) => ack(x));
+    });
+    await new Promise<void>((resolve, reject) => {
+      httpServer.once("error", reject);
+      httpServer.listen(0, "127.0.0.1", () => resolve());
+    });
+    return `http://127.0.0.1:${(httpServer.address() as net.AddressInfo).port}`;
+  },
+  async connect(url) {
+    const { io } = peerRequire("socket.io-client");
+    const socket = io(url, { transports: ["websocket"], forceNew: true, reconnection: false });
+    await new Promise<void>((resolve, reject) => {
+      socket.once("connect", resolve);
+      socket.once("connect_error", reject);
+    });
+    return {
+      echo(x, cb) {
+        (socket.emitWithAck("echo", x) as Promise<unknown>).then(
+          (r) => cb(null, r),
+          (e: unknown) => cb(err(e)),
+        );
+      },
+      close() {
+        socket.close();
+      },
+    };
+  },
+};
+
 // ------------------------------------------------------------ npm zerorpc
 
 const zerorpcSystem: System = {
@@ -762,7 +807,7 @@ export async function loadZrpc(): Promise<unknown | undefined> {
   return undefined;
 }
 
-function tilthSystem(protocol: "drpc" | "zrpc", transport: "tcp" | "inproc" | "local" | "nats"): System {
+function tilthSystem(protocol: "drpc" | "zrpc", transport: "tcp" | "inproc" | "local" | "nats" | "ws"): System {
   const api = {
     echo: (x: Uint8Array) => x,
     burn: burnFor,
@@ -787,7 +832,7 @@ function tilthSystem(protocol: "drpc" | "zrpc", transport: "tcp" | "inproc" | "l
   const serve = async (): Promise<string> => {
     const { loop, rpc, protocols } = await (shared ??= setup());
     const url =
-      transport === "tcp" ? `${protocol}+tcp://127.0.0.1:0` : transport === "nats" ? `${protocol}+nats://${natsServer()}/${benchService()}` : `${protocol}+${transport}://bench`;
+      transport === "tcp" || transport === "ws" ? `${protocol}+${transport}://127.0.0.1:0${transport === "ws" ? "/bench" : ""}` : transport === "nats" ? `${protocol}+nats://${natsServer()}/${benchService()}` : `${protocol}+${transport}://bench`;
     const server = await rpc.serve(api, url, { loop, ...(protocols.length ? { protocols: protocols as never } : {}) });
     return server.urls[0]!;
   };
@@ -851,4 +896,6 @@ export const SYSTEMS: Record<string, System> = {
   "drpc+local": tilthSystem("drpc", "local"),
   "drpc+nats": tilthSystem("drpc", "nats"),
   "moleculer-nats": moleculerNatsSystem,
+  "drpc+ws": tilthSystem("drpc", "ws"),
+  "socket.io": socketioSystem,
 };

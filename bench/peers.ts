@@ -60,6 +60,8 @@ export const SYSTEM_INFO: { id: string; label: string; kind: "base" | "tilth" | 
   { id: "moleculer-local", label: "moleculer local calls", kind: "peer", inProcess: true },
   { id: "drpc+nats", label: "tilth drpc+nats (one instance)", kind: "tilth", nats: true },
   { id: "moleculer-nats", label: "moleculer (NATS transporter)", kind: "peer", nats: true },
+  { id: "drpc+ws", label: "tilth drpc+ws (Node client and server)", kind: "tilth" },
+  { id: "socket.io", label: "socket.io (emitWithAck, websocket transport)", kind: "peer" },
 ];
 
 interface ScenarioDef {

@@ -66,6 +66,12 @@ export interface ServerOptions extends PeerOptions, ExposeOptions {
   debug?: boolean;
   /** Serve the debug API over zrpc too (off by default: ZeroRPC peers see only the API's own methods). */
   zrpcDebug?: boolean;
+  /**
+   * Serve the debug API on ws:// and wss:// listeners too (off by default:
+   * those face browsers, which see only the API's own methods, `.ping` and
+   * `.inspect`).
+   */
+  wsDebug?: boolean;
   /** Extra facts for `.debug.settings` (the app's settings, with secrets masked by the server). */
   debugInfo?: () => Record<string, unknown>;
   /** Where the server's log lines go (a handler's result that cannot be sent, ...). Default: `console.warn`. */

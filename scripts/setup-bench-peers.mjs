@@ -25,7 +25,7 @@ const log = (m) => {
   if (!quiet) console.error(`[setup-bench-peers] ${m}`);
 };
 
-const PEERS = ["@grpc/grpc-js", "jayson", "moleculer", "nats"];
+const PEERS = ["@grpc/grpc-js", "jayson", "moleculer", "nats", "socket.io", "socket.io-client"];
 
 function loads(cwd, modules) {
   const code = modules.map((m) => `require(${JSON.stringify(m)});`).join("");

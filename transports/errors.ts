@@ -130,3 +130,13 @@ export function ioError(e: unknown): Error {
         : `connection broken${e instanceof Error ? `: ${e.message}` : ""}`;
   return new BrokenError(what, { cause: e, context: code ? { errno: code } : undefined });
 }
+
+/**
+ * A WebSocket peer sent a text message: tilth messages are binary (one binary
+ * WebSocket message each). The connection ends with it (close code 1003).
+ */
+export class TextMessageError extends TilthError {
+  constructor(options: TilthErrorOptions = {}) {
+    super("ERR_TEXT_MESSAGE", "the peer sent a text WebSocket message: tilth messages are binary, one binary WebSocket message each", options);
+  }
+}

@@ -10,6 +10,7 @@
  * | `inproc://name` | {@link InprocTransport} | memory, one loop |
  * | `zmq+tcp://host:port`, `zmq+ipc:///path` | {@link ZmqTransport} | ZeroMQ (zeromq.js) |
  * | `nats://host:port[,host:port...]/service` | {@link NatsTransport} | NATS (the `nats` client) |
+ * | `ws://host:port/path`, `wss://host:port/path` | {@link WsTransport} | WebSocket (the `ws` library) |
  * | `udp://host:port` | {@link UdpTransport} | node:dgram (datagram conversations) |
  * | all of the above, between simulated hosts | {@link SimNetwork} | memory, in simulated time (docs/simulation.md) |
  *
@@ -36,6 +37,7 @@ import { tlsTransport } from "./tls.js";
 import { zmqTransport } from "./zmq.js";
 import { NatsTransport } from "./nats.js";
 import { udpTransport } from "./udp.js";
+import { wsTransport } from "./ws.js";
 
 export * from "./errors.js";
 export * from "./framing.js";
@@ -46,6 +48,7 @@ export { InprocTransport, InprocConnection, InprocListener, inprocName } from ".
 export { ZmqTransport, zmqTransport, ZmqListener, ZmqDealerConnection, ZmqPeerConnection, zmqEndpoint } from "./zmq.js";
 export { SimNetwork, SimConnection, SimListener, SIM_SCHEMES, type LinkPolicy } from "./sim.js";
 export { NatsTransport, NatsListener, natsTransport, natsTarget, type NatsTarget, type NatsInstanceInfo, type NatsListenOptions, type NatsTransportOptions } from "./nats.js";
+export { WsTransport, WsConnection, WsListener, wsTransport, DEFAULT_WS_PING_INTERVAL_MS, type WsConnectOptions, type WsListenOptions } from "./ws.js";
 export { DEFAULT_HIGH_WATER_MARK } from "./internal/ConnectionBase.js";
 export { DEFAULT_BACKLOG } from "./internal/ListenerBase.js";
 // Datagrams (udp, the in-memory datagram network).
@@ -69,13 +72,13 @@ export {
 
 /** The URL schemes {@link registerTransports} registers: what a settings file may name without a transport of its own. */
 export function standardSchemes(): string[] {
-  return [...netTransport.schemes, ...tlsTransport.schemes, ...new InprocTransport().schemes, ...zmqTransport.schemes, "nats", ...udpTransport.schemes];
+  return [...netTransport.schemes, ...tlsTransport.schemes, ...new InprocTransport().schemes, ...zmqTransport.schemes, "nats", ...udpTransport.schemes, ...wsTransport.schemes];
 }
 
 /**
  * Register tcp, ipc, tls, inproc, zmq+tcp and zmq+ipc (ZeroMQ: needs the
- * optional zeromq package when used), nats (the optional nats package) and
- * udp on `loop.transports`, leaving any scheme
+ * optional zeromq package when used), nats (the optional nats package),
+ * udp, and ws and wss (WebSocket) on `loop.transports`, leaving any scheme
  * already registered alone (so calling it again, or after registering your
  * own tcp, changes nothing). Each loop gets its own inproc namespace.
  * Returns the loop.
@@ -92,5 +95,6 @@ export function registerTransports<L extends Loop>(loop: L): L {
   if (!r.has("zmq+tcp") && !r.has("zmq+ipc")) r.register(zmqTransport);
   if (!r.has("nats")) r.register(new NatsTransport());
   if (!r.has("udp")) r.register(udpTransport);
+  if (!r.has("ws") && !r.has("wss")) r.register(wsTransport);
   return loop;
 }

@@ -30,12 +30,21 @@ export class ServerSession extends Peer implements ServerSessionLike, CallWire<n
   /** What the last send of items returned: false while the writer should wait for drain. */
   #writable = true;
 
-  constructor(server: ServerCore, conn: Connection, loop: Loop, options: PeerOptions) {
+  /** Over ws and wss (browsers), `.debug.*` is not served unless the server asks (`wsDebug`). */
+  readonly #noDebug: boolean;
+
+  constructor(server: ServerCore, conn: Connection, loop: Loop, options: PeerOptions & { wsDebug?: boolean }) {
     super(loop, conn, options);
     this.#server = server;
+    this.#noDebug = (conn.scheme === "ws" || conn.scheme === "wss") && options.wsDebug !== true;
     this.#calls = new ServerCalls<number>(server, loop, this, conn.remoteUrl, conn.peerIdentity);
     this.#output = new OutputGuard(conn, server.outputBudget);
     this.startPeer();
+  }
+
+  /** CallWire: the methods this connection may call (the debug API is off on ws unless enabled). */
+  serves(method: string): boolean {
+    return !(this.#noDebug && method.startsWith(".debug."));
   }
 
   /** Calls in flight. */

@@ -80,6 +80,9 @@ export const cases = {
     ),
   tls: (): TransportCase =>
     nodeCase("tls", () => "tls://127.0.0.1:0", async () => `tls://127.0.0.1:${await freePort()}`, { key: tlsKey, cert: tlsCert }, { ca: tlsCert }),
+  ws: (): TransportCase => nodeCase("ws", () => "ws://127.0.0.1:0/t", async () => `ws://127.0.0.1:${await freePort()}/t`),
+  wss: (): TransportCase =>
+    nodeCase("wss", () => "wss://127.0.0.1:0/t", async () => `wss://127.0.0.1:${await freePort()}/t`, { key: tlsKey, cert: tlsCert }, { ca: tlsCert }),
   inprocNode: (): TransportCase => nodeCase("inproc (node loop)", () => `inproc://t-${unique()}`, async () => `inproc://nobody-${unique()}`),
   inprocVirtual: (): TransportCase => ({
     name: "inproc (virtual loop)",
