@@ -18,6 +18,7 @@ import { Deadlines } from "../core/Deadlines.js";
 import type { Loop } from "../core/Loop.js";
 import { TimeoutError, abortReason } from "../core/errors.js";
 import type { Middleware } from "./context.js";
+import type { Metadata } from "./meta.js";
 import { RemoteError, type RemoteErrorInfo } from "./errors.js";
 import { IdTable } from "./internal/IdTable.js";
 import { PendingCall, type CallOptions, type CallOwner } from "./PendingCall.js";
@@ -66,8 +67,12 @@ export class ClientCalls implements CallOwner {
   #idle: Promise<void> | undefined;
   #resolveIdle: (() => void) | undefined;
 
-  constructor(loop: Loop, middleware: readonly Middleware[], sender: CallSender) {
+  /** Metadata every call on this connection sends (the client's `meta`). */
+  readonly #meta: Metadata | undefined;
+
+  constructor(loop: Loop, middleware: readonly Middleware[], sender: CallSender, meta?: Metadata) {
     this.#middleware = middleware;
+    this.#meta = meta;
     this.#sender = sender;
     this.#deadlines = new Deadlines(loop, (call) => {
       if (this.#pending.get(call.id) === call) call.cancel(new TimeoutError(call.limitMs!, `call ${call.method}`));
@@ -123,6 +128,8 @@ export class ClientCalls implements CallOwner {
       return call;
     }
     if (timeoutMs !== undefined) call.limitMs = options?.limitMs ?? timeoutMs;
+    const meta = options?.meta;
+    if (meta !== undefined || this.#meta !== undefined) call._initMeta({ ...this.#meta, ...meta });
     const kwargs = options?.kwargs ?? null;
     const mw = this.#middleware;
     if (mw.length === 0) {

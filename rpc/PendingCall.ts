@@ -12,6 +12,7 @@ import { abortReason } from "../core/errors.js";
 import { Ring } from "../core/Ring.js";
 import type { CallContext } from "./context.js";
 import { ProtocolError } from "./errors.js";
+import { wireMeta, type Metadata } from "./meta.js";
 
 /** What a PendingCall needs from the protocol session that owns it. */
 export interface CallOwner {
@@ -37,6 +38,11 @@ export interface CallOptions {
   limitMs?: number | undefined;
   /** Named arguments, bound to the handler's parameters by name. */
   kwargs?: Record<string, unknown>;
+  /**
+   * Metadata sent with the call (auth tokens, trace context): string keys,
+   * string or byte values, over the client's own `meta` (see docs/drpc.md).
+   */
+  meta?: Metadata;
 }
 
 /** Stream credit a call starts with: items the server may send ahead of the consumer. */
@@ -131,6 +137,16 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
   }
   get meta(): Record<string, unknown> {
     return (this.#meta ??= {});
+  }
+
+  /** @internal the metadata given, before any middleware read `meta` */
+  _initMeta(meta: Record<string, unknown>): void {
+    this.#meta = meta;
+  }
+
+  /** @internal what of `meta` goes on the wire (undefined: nothing); throws a MetadataError over the limits */
+  _wireMeta(): Metadata | undefined {
+    return this.#meta === undefined ? undefined : wireMeta(this.#meta);
   }
 
   // ---- promise side ----

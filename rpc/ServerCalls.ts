@@ -24,6 +24,7 @@
 import { Deadlines, type Deadline } from "../core/Deadlines.js";
 import type { Loop } from "../core/Loop.js";
 import type { PeerIdentity } from "../core/Transport.js";
+import { checkMeta, MetadataError } from "./meta.js";
 import { BusyError, CancelledError, TilthError, TimeoutError, excerpt, type TilthErrorOptions } from "../core/errors.js";
 import { bindArguments, type ExposedMethod } from "./api.js";
 import type { CallContext, Middleware } from "./context.js";
@@ -103,8 +104,14 @@ export class ServerCall<R = unknown> implements CallContext {
     return this.state === DONE;
   }
 
+  /** The metadata the client sent (string or byte values), and what middleware adds. */
   get meta(): Record<string, unknown> {
     return (this.#meta ??= {});
+  }
+
+  /** @internal the metadata from the wire */
+  _initMeta(meta: Record<string, unknown>): void {
+    this.#meta = meta;
   }
 
   /** Loop time of the deadline, while it is pending. */
@@ -293,9 +300,16 @@ export class ServerCalls<R> {
    * none; any finite number of ms works, also beyond a host timer's range);
    * `credit` the stream items the client takes before it grants more.
    */
-  dispatch(ref: R, id: number, method: string, args: unknown[], kwargs: Record<string, unknown> | null, deadlineMs: number | null, credit: number): void {
+  dispatch(ref: R, id: number, method: string, args: unknown[], kwargs: Record<string, unknown> | null, deadlineMs: number | null, credit: number, meta?: Record<string, unknown>): void {
     const server = this.#server;
     const wire = this.#wire;
+    if (meta !== undefined) {
+      const bad = checkMeta(meta);
+      if (bad !== undefined) {
+        wire.answerError(ref, id, new MetadataError(bad));
+        return;
+      }
+    }
     if (this.#draining) {
       wire.answerError(ref, id, new UnavailableError("server is closing; call again elsewhere", { data: { started: false } }));
       return;
@@ -315,6 +329,12 @@ export class ServerCalls<R> {
       return;
     }
     const mw = server.middleware;
+    if (meta !== undefined) {
+      const call = this.#track(ref, id, method, bound, deadlineMs, credit);
+      call._initMeta(meta);
+      this.#before(call, m, mw, 0);
+      return;
+    }
     if (mw.length === 0 && !m.contextual) {
       // No hook and no context wanted: run the handler first. A plain value
       // answers at once; the call is only tracked (deadline, status, cancel)
