@@ -35,6 +35,8 @@ export interface CallSender {
   closed?(call: PendingCall<any>): void;
   /** The remote end, as a URL. */
   readonly peerUrl: string;
+  /** The protocol's name (`drpc`, `zrpc`). */
+  readonly protocol?: string;
   /**
    * The server keeps every call's deadline on this same loop and answers
    * ERR_TIMEOUT when it passes (in-process calls): the client needs no timer
@@ -111,6 +113,10 @@ export class ClientCalls implements CallOwner {
 
   get peerUrl(): string {
     return this.#sender.peerUrl;
+  }
+
+  get protocol(): string | undefined {
+    return this.#sender.protocol;
   }
 
   /**

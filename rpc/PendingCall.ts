@@ -22,6 +22,8 @@ export interface CallOwner {
   cancelCall(call: PendingCall<any>, reason: Error): void;
   /** The remote end, as a URL. */
   readonly peerUrl: string;
+  /** The protocol's name (`drpc`, `zrpc`). */
+  readonly protocol?: string | undefined;
 }
 
 /** Per-call options. */
@@ -138,6 +140,13 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
   get meta(): Record<string, unknown> {
     return (this.#meta ??= {});
   }
+
+  get protocol(): string | undefined {
+    return this.#session?.protocol;
+  }
+
+  /** Stream items received. */
+  items = 0;
 
   /** @internal the metadata given, before any middleware read `meta` */
   _initMeta(meta: Record<string, unknown>): void {
@@ -292,6 +301,7 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
 
   /** @internal */
   _item(v: unknown): void {
+    this.items++;
     if (!this.#isStream) this.#answered();
     (this.#items ??= new Ring(16)).push(v);
     this.#wakeUp();
@@ -299,6 +309,7 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
 
   /** @internal several items in one message of `bytes` bytes (credit is given back by the message, once all its items are taken) */
   _items(vs: readonly unknown[], bytes: number): void {
+    this.items += vs.length;
     if (!this.#isStream) this.#answered();
     const items = (this.#items ??= new Ring(vs.length < 16 ? 16 : vs.length));
     for (let i = 0; i < vs.length; i++) items.push(vs[i]);

@@ -86,6 +86,10 @@ export class ServerCall<R = unknown> implements CallContext {
   timer: Deadline | undefined = undefined;
   /** @internal */
   creditWaiter: (() => void) | undefined = undefined;
+  /** The protocol, from its session. */
+  protocol: string | undefined = undefined;
+  /** Stream items sent. */
+  items = 0;
   #meta: Record<string, unknown> | undefined;
   #ac: AbortController | undefined;
   #reason: unknown;
@@ -146,6 +150,8 @@ export class ServerCall<R = unknown> implements CallContext {
 
 /** How a protocol puts answers on its wire. */
 export interface CallWire<R> {
+  /** The protocol's name, for call contexts (`drpc`, `zrpc`). */
+  readonly protocol?: string;
   /** Answer with a plain value. Throws when it cannot be sent (too large, not encodable): the engine answers with that error instead. */
   answer(ref: R, id: number, value: unknown): void;
   /**
@@ -405,6 +411,7 @@ export class ServerCalls<R> {
     }
     call.credit = credit;
     call.creditBytes = this.windowBytes;
+    call.protocol = this.#wire.protocol;
     this.#wire.opened?.(call);
     return call;
   }
@@ -428,8 +435,7 @@ export class ServerCalls<R> {
           return;
         }
       }
-      const args = call.args as unknown[];
-      r = m.contextual ? m.fn(call, ...args) : m.fn(...args);
+      r = invoke(call, m, mw);
     } catch (e) {
       this.#fail(call, e);
       return;
@@ -607,6 +613,7 @@ export class ServerCalls<R> {
   /** One stream item to the wire; false when it cannot be sent (the call has failed with why). */
   #send(call: ServerCall<R>, value: unknown): boolean {
     call.credit--;
+    call.items++;
     if (call.timer !== undefined) {
       // The first item answers the call: the deadline is met.
       call.timer.cancel();
@@ -640,4 +647,17 @@ export class ServerCalls<R> {
       idle();
     }
   }
+}
+
+/** Run the handler of `call`, inside the `around` hooks of `mw` (the first outermost). */
+function invoke(call: ServerCall<any>, m: ExposedMethod, mw: readonly Middleware[]): unknown {
+  const args = call.args as unknown[];
+  let run = (): unknown => (m.contextual ? m.fn(call, ...args) : m.fn(...args));
+  for (let i = mw.length - 1; i >= 0; i--) {
+    const hook = mw[i]!;
+    if (hook.around === undefined) continue;
+    const next = run;
+    run = () => hook.around!(call, next);
+  }
+  return run();
 }

@@ -108,6 +108,7 @@ const CANCEL = Symbol("cancel");
 
 /** The client's end of an in-process pair: calls go to the server's engine on a microtask, answers come back as values. */
 export class LocalClientSession implements ClientSessionLike, CallSender {
+  readonly protocol = "drpc";
   readonly peerUrl: string;
   readonly #calls: ClientCalls;
   readonly #ids = new IdCounter(0x7fffffff);
@@ -237,6 +238,7 @@ export class LocalClientSession implements ClientSessionLike, CallSender {
 
 /** The server's end of an in-process pair: the server's call engine, answering with values. */
 export class LocalServerSession implements ServerSessionLike, CallWire<number> {
+  readonly protocol = "drpc";
   readonly #server: ServerCore;
   readonly #client: LocalClientSession;
   readonly #calls: ServerCalls<number>;

@@ -18,6 +18,7 @@ import { notDrpcError } from "./sniff.js";
 export interface ClientSessionOptions extends PeerOptions, ClientSessionHooks {}
 
 export class ClientSession extends Peer implements CallSender, ClientSessionLike {
+  readonly protocol = "drpc";
   readonly #calls: ClientCalls;
   readonly #ids = new IdCounter(MAX_ID);
   #draining = false;

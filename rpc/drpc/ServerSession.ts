@@ -18,6 +18,7 @@ import { Peer, type PeerOptions } from "./Peer.js";
 const MIN_WINDOW_BYTES = 64 * 1024;
 
 export class ServerSession extends Peer implements ServerSessionLike, CallWire<number> {
+  readonly protocol = "drpc";
   readonly #server: ServerCore;
   readonly #calls: ServerCalls<number>;
   readonly #output: OutputGuard;

@@ -48,6 +48,7 @@ export function remoteErrorOf(args: unknown, method: string): RemoteError {
 }
 
 export class ZrpcClientSession implements CallSender, ClientSessionLike {
+  readonly protocol = "zrpc";
   readonly #loop: Loop;
   readonly #conn: Connection;
   readonly #hbMs: number;

@@ -53,6 +53,7 @@ function describeMethod(m: ExposedMethod): { args: { name: string; default?: unk
 }
 
 export class ZrpcServerSession implements ServerSessionLike, CallWire<Chan> {
+  readonly protocol = "zrpc";
   readonly #server: ServerCore;
   readonly #conn: Connection;
   readonly #loop: Loop;

@@ -145,3 +145,49 @@ test("drpc compatibility: a client without meta support (its HELLO has no `meta`
   await server.close();
   await done();
 });
+
+for (const p of PROTOCOLS) {
+  test(`${p}: the order of hooks with around (server side: before hooks, then around outermost first, then the handler, then after); an around hook's throw is the call's error with its code`, async () => {
+    const loop = setup();
+    const log: string[] = [];
+    await loop.run(async () => {
+      const hooks = (name: string): Middleware => ({
+        async before(ctx) {
+          await Promise.resolve();
+          log.push(`${name} before ${ctx.method}`);
+        },
+        around(ctx, next) {
+          log.push(`${name} around in`);
+          if (ctx.meta.refuse === name) throw Object.assign(new Error("refused by around"), { code: "ERR_AROUND" });
+          const r = next();
+          log.push(`${name} around out`);
+          return r;
+        },
+        after() {
+          log.push(`${name} after`);
+        },
+        error(_ctx, e) {
+          log.push(`${name} error ${(e as { code?: string }).code}`);
+        },
+      });
+      const server = await serve(
+        {
+          work: () => {
+            log.push("handler");
+            return 1;
+          },
+        },
+        url(p),
+        { loop, middleware: [hooks("one"), hooks("two")] },
+      );
+      const remote = await connect<{ work(): number }>(server.urls[0]!, { loop });
+      assert.equal(await remote.work(), 1);
+      assert.deepEqual(log, ["one before work", "two before work", "one around in", "two around in", "handler", "two around out", "one around out", "one after", "two after"]);
+      log.length = 0;
+      await assert.rejects(withOptions(remote, { meta: { refuse: "two" } }).work(), (e) => (p === "zrpc" ? /refused by around/.test((e as Error).message) : (e as { code?: string }).code === "ERR_AROUND"));
+      assert.deepEqual(log, ["one before work", "two before work", "one around in", "two around in", "one error ERR_AROUND", "two error ERR_AROUND"]);
+      await close(remote);
+      await server.close();
+    });
+  });
+}
