@@ -18,6 +18,7 @@ export interface OtelApi {
     getTracer(name: string, version?: string): OtelTracer;
     setSpan(ctx: unknown, span: OtelSpan): unknown;
     setSpanContext(ctx: unknown, sc: OtelSpanContext): unknown;
+    getSpan(ctx: unknown): OtelSpan | undefined;
   };
   context: { active(): unknown; with<T>(ctx: unknown, fn: () => T): T };
   ROOT_CONTEXT: unknown;
@@ -77,6 +78,7 @@ export function tracing(options: TracingOptions = {}): Middleware {
     if (options.required !== true && isTilthError(e, "ERR_MISSING_PACKAGE")) return {};
     throw e;
   }
+  tracedApi ??= api;
   const tracer = api.trace.getTracer(options.tracerName ?? "tilth");
   const spans = new WeakMap<CallContext, OtelSpan>();
   const attributes = (ctx: CallContext): Record<string, string | number> => ({
@@ -125,10 +127,18 @@ export function tracing(options: TracingOptions = {}): Middleware {
   };
 }
 
-/** The trace and span id of the span active now, for log lines (undefined without one, or without the API). */
-export function activeTraceIds(api: OtelApi | undefined): { traceId: string; spanId: string } | undefined {
+/** The API the first `tracing()` loaded: log lines read the active span through it. */
+let tracedApi: OtelApi | undefined;
+
+/**
+ * The trace and span id of the span active now (a call's, inside its handler
+ * under `tracing()`), for log lines; undefined without one, or before any
+ * `tracing()` was made.
+ */
+export function traceIds(): { traceId: string; spanId: string } | undefined {
+  const api = tracedApi;
   if (api === undefined) return undefined;
-  const span = (api.trace as unknown as { getSpan?(ctx: unknown): OtelSpan | undefined }).getSpan?.(api.context.active());
+  const span = api.trace.getSpan(api.context.active());
   if (span === undefined) return undefined;
   const sc = span.spanContext();
   return { traceId: sc.traceId, spanId: sc.spanId };
