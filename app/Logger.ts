@@ -4,8 +4,13 @@
  *
  *     23:20:21.289 ping INFO tilth.app: binding to drpc+tcp://127.0.0.1:9990
  *
- * or one JSON object per line (`json: true`) for machines. Time comes from the
- * loop's wall clock, so logs in virtual time are deterministic.
+ * or one JSON object per line (`json: true`) for machines, shaped like pino's:
+ * `{"level":30,"time":1733526021289,"app":"ping","name":"tilth.app","msg":"..."}`
+ * (level numbers as pino's: trace 10 ... fatal 60; a child's bindings as
+ * keys; during a traced call, `trace_id` and `span_id`). Time comes from the
+ * loop's wall clock, so logs in virtual time are deterministic. An app may
+ * hand its own pino instance (or anything of the {@link LoggerLike} shape)
+ * as `sink`: every record goes to it instead. See docs/tracing.md.
  *
  * @example
  * ```ts
@@ -16,9 +21,29 @@
  */
 import { inspect } from "node:util";
 import type { Loop } from "../core/Loop.js";
+import { traceIds } from "../rpc/tracing.js";
 
-export type Level = "debug" | "info" | "warn" | "error";
-const RANK: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+export type Level = "trace" | "debug" | "info" | "warn" | "error" | "fatal";
+/** Level numbers, as pino's. */
+export const LEVELS: Record<Level, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
+const RANK = LEVELS;
+
+type LogFn = { (msg: string, ...args: unknown[]): void; (obj: object, msg?: string, ...args: unknown[]): void };
+
+/**
+ * What a logger must do to take tilth's records: a pino instance has this
+ * shape (levels `trace` to `fatal`, each taking an object of fields and a
+ * message; `child(bindings)`).
+ */
+export interface LoggerLike {
+  trace: LogFn;
+  debug: LogFn;
+  info: LogFn;
+  warn: LogFn;
+  error: LogFn;
+  fatal: LogFn;
+  child(bindings: Record<string, unknown>): LoggerLike;
+}
 
 export interface LogRecord {
   time: number;
@@ -43,6 +68,10 @@ export interface LoggerOptions {
   color?: boolean;
   /** Where lines go. Default: process.stderr for warn/error, process.stdout otherwise. */
   write?: (line: string, level: Level) => void;
+  /** A logger of the app's own (a pino instance): every record goes to it, with the bindings, instead of a line written here. */
+  sink?: LoggerLike;
+  /** @internal bindings of a child */
+  bindings?: Record<string, unknown>;
 }
 
 const COLORS = [36, 32, 33, 35, 34, 96, 92, 93, 95, 94];
@@ -77,11 +106,13 @@ export function clockText(ms: number): string {
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
 }
 
-export class Logger {
+export class Logger implements LoggerLike {
   readonly app: string;
   readonly name: string;
   readonly level: Level;
   readonly #o: LoggerOptions;
+  /** The sink's child for this logger's name and bindings. */
+  #sink: LoggerLike | undefined;
 
   constructor(options: LoggerOptions) {
     this.#o = options;
@@ -90,36 +121,68 @@ export class Logger {
     this.level = options.level ?? "info";
   }
 
-  /** A logger with another name, same app and output. */
-  child(name: string): Logger {
-    return new Logger({ ...this.#o, name });
+  /** A logger with another name (a string), or with more bindings (fields on every record, as pino's `child`); same app and output. */
+  child(nameOrBindings: string | Record<string, unknown>): Logger {
+    if (typeof nameOrBindings === "string") return new Logger({ ...this.#o, name: nameOrBindings });
+    return new Logger({ ...this.#o, bindings: { ...this.#o.bindings, ...nameOrBindings } });
   }
 
-  debug(msg: string, ...args: unknown[]): void {
-    this.log("debug", msg, args);
+  trace(msg: string | object, ...args: unknown[]): void {
+    this.#at("trace", msg, args);
   }
-  info(msg: string, ...args: unknown[]): void {
-    this.log("info", msg, args);
-  }
-  warn(msg: string, ...args: unknown[]): void {
-    this.log("warn", msg, args);
-  }
-  error(msg: string, ...args: unknown[]): void {
-    this.log("error", msg, args);
+  fatal(msg: string | object, ...args: unknown[]): void {
+    this.#at("fatal", msg, args);
   }
 
-  log(level: Level, msg: string, args: unknown[] = []): void {
+  /** pino's form `(fields, msg, ...args)` or tilth's `(msg, ...args)`. */
+  #at(level: Level, msg: string | object, args: unknown[]): void {
+    if (typeof msg === "string") this.log(level, msg, args);
+    else this.log(level, typeof args[0] === "string" ? args[0] : "", args.slice(1), msg as Record<string, unknown>);
+  }
+
+  debug(msg: string | object, ...args: unknown[]): void {
+    this.#at("debug", msg, args);
+  }
+  info(msg: string | object, ...args: unknown[]): void {
+    this.#at("info", msg, args);
+  }
+  warn(msg: string | object, ...args: unknown[]): void {
+    this.#at("warn", msg, args);
+  }
+  error(msg: string | object, ...args: unknown[]): void {
+    this.#at("error", msg, args);
+  }
+
+  log(level: Level, msg: string, args: unknown[] = [], fields?: Record<string, unknown>): void {
     if (RANK[level] < RANK[this.level]) return;
     const o = this.#o;
     const text = args.length ? `${msg} ${args.map((a) => (typeof a === "string" ? a : inspect(a, { depth: 4, breakLength: Infinity }))).join(" ")}` : msg;
+    // During a traced call (tracing() with an active span): its ids, as OpenTelemetry's log fields.
+    const ids = traceIds();
+    if (o.sink !== undefined) {
+      const sink = (this.#sink ??= o.sink.child({ app: this.app, name: this.name, ...o.bindings }));
+      const rec = ids === undefined ? fields : { ...fields, trace_id: ids.traceId, span_id: ids.spanId };
+      if (rec === undefined) sink[level](text);
+      else sink[level](rec, text);
+      return;
+    }
     const time = o.loop.wallTime();
     let line: string;
     if (o.json) {
-      line = JSON.stringify({ time: new Date(time).toISOString(), app: this.app, level, logger: this.name, msg: text });
+      const rec: Record<string, unknown> = { level: LEVELS[level], time, app: this.app, name: this.name, ...o.bindings, ...fields };
+      if (ids !== undefined) {
+        rec.trace_id = ids.traceId;
+        rec.span_id = ids.spanId;
+      }
+      rec.msg = text;
+      line = JSON.stringify(rec);
     } else {
       const color = o.color ?? colorEnabled(process.stdout);
       const app = color ? `\x1b[${colorOf(this.app)}m${this.app}\x1b[0m` : this.app;
-      line = `${clockText(time)} ${app} ${level.toUpperCase()} ${this.name}: ${text}`;
+      const extra = { ...o.bindings, ...fields };
+      const more = Object.keys(extra).length > 0 ? ` ${inspect(extra, { depth: 4, breakLength: Infinity })}` : "";
+      const trace = ids === undefined ? "" : ` trace_id=${ids.traceId} span_id=${ids.spanId}`;
+      line = `${clockText(time)} ${app} ${level.toUpperCase()} ${this.name}: ${text}${more}${trace}`;
     }
     if (o.write) o.write(line, level);
     else (RANK[level] >= RANK.warn ? process.stderr : process.stdout).write(line + "\n");

@@ -63,14 +63,14 @@ const appSchema = z
     instances: z.number().int().min(1).max(64).default(1),
     /** Open a REPL into the live app: `ipc:///path.sock` (mode 0600) or `tcp://127.0.0.1:PORT` (with a token). */
     backdoor: z.string().optional(),
-    log: z.object({ level: z.enum(["debug", "info", "warn", "error"]).optional() }).strict().optional(),
+    log: z.object({ level: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).optional() }).strict().optional(),
   })
   .strict();
 
 const settingsSchema = z
   .object({
     apps: z.record(z.string().regex(/^[A-Za-z_][\w-]*$/, "app names are letters, digits, _ and -"), appSchema),
-    log: z.object({ level: z.enum(["debug", "info", "warn", "error"]).optional(), json: z.boolean().optional() }).strict().optional(),
+    log: z.object({ level: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).optional(), json: z.boolean().optional() }).strict().optional(),
     /** URL schemes of transports the program registers on its loop itself, beyond tilth's (tcp, ipc, tls, inproc, zmq+tcp, zmq+ipc). */
     transports: z.array(z.string().min(1)).optional(),
     /** Folder for pidfiles, relative to the settings file. */

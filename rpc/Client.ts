@@ -28,6 +28,7 @@ import { sleep } from "../core/time.js";
 import type { MethodInfo } from "./api.js";
 import { badTimeout } from "./ClientCalls.js";
 import type { Middleware } from "./context.js";
+import type { Metadata } from "./meta.js";
 import { laterStream, type CallOptions, type CallPromise, type PendingCall } from "./PendingCall.js";
 import { Scope } from "../core/Scope.js";
 import { checkPeerOptions, type ClientSessionLike, type PeerOptions, type RpcProtocol } from "./protocol.js";
@@ -82,6 +83,11 @@ export interface ClientOptions extends PeerOptions {
   maxBackoffMs?: number;
   /** Hooks around every call. */
   middleware?: Middleware[];
+  /**
+   * Metadata every call sends (string keys, string or byte values); a call's
+   * own `meta` (see {@link withOptions}) adds to it and wins on a shared key.
+   */
+  meta?: Metadata;
   /** Passed to the transport (TLS options, ...). */
   transport?: ConnectOptions;
   /**
@@ -321,6 +327,7 @@ export class RpcClient implements AsyncDisposable {
     const done = new Promise<void>((resolve) => (ended = resolve));
     const session = connectLocal(this.loop, this.#transportUrl, {
       middleware: this.#middleware,
+      meta: this.#options.meta,
       copy: this.#options.copy,
       onGoaway: (s) => {
         if (this.#session === s) this.#session = undefined;
@@ -492,11 +499,16 @@ export function remoteOf<T>(client: RpcClient): Remote<T> {
   return makeProxy<T>(client, undefined);
 }
 
-/** The same proxy with per-call options (timeout, signal, kwargs) for every call made through it. */
+/**
+ * The same proxy with per-call options (timeout, signal, kwargs, meta) for
+ * every call made through it. Metadata adds to the proxy's own.
+ */
 export function withOptions<P extends object>(proxy: P, options: CallOptions): P {
   const client = clientOf(proxy);
   const base = (proxy as Record<symbol, CallOptions | undefined>)[OPTIONS];
-  return makeProxy<unknown>(client, { ...base, ...options }) as P;
+  const merged = { ...base, ...options };
+  if (base?.meta !== undefined && options.meta !== undefined) merged.meta = { ...base.meta, ...options.meta };
+  return makeProxy<unknown>(client, merged) as P;
 }
 
 /** The RpcClient behind a proxy. */

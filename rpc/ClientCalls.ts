@@ -18,6 +18,7 @@ import { Deadlines } from "../core/Deadlines.js";
 import type { Loop } from "../core/Loop.js";
 import { TimeoutError, abortReason } from "../core/errors.js";
 import type { Middleware } from "./context.js";
+import type { Metadata } from "./meta.js";
 import { RemoteError, type RemoteErrorInfo } from "./errors.js";
 import { IdTable } from "./internal/IdTable.js";
 import { PendingCall, type CallOptions, type CallOwner } from "./PendingCall.js";
@@ -34,6 +35,8 @@ export interface CallSender {
   closed?(call: PendingCall<any>): void;
   /** The remote end, as a URL. */
   readonly peerUrl: string;
+  /** The protocol's name (`drpc`, `zrpc`). */
+  readonly protocol?: string;
   /**
    * The server keeps every call's deadline on this same loop and answers
    * ERR_TIMEOUT when it passes (in-process calls): the client needs no timer
@@ -66,8 +69,12 @@ export class ClientCalls implements CallOwner {
   #idle: Promise<void> | undefined;
   #resolveIdle: (() => void) | undefined;
 
-  constructor(loop: Loop, middleware: readonly Middleware[], sender: CallSender) {
+  /** Metadata every call on this connection sends (the client's `meta`). */
+  readonly #meta: Metadata | undefined;
+
+  constructor(loop: Loop, middleware: readonly Middleware[], sender: CallSender, meta?: Metadata) {
     this.#middleware = middleware;
+    this.#meta = meta;
     this.#sender = sender;
     this.#deadlines = new Deadlines(loop, (call) => {
       if (this.#pending.get(call.id) === call) call.cancel(new TimeoutError(call.limitMs!, `call ${call.method}`));
@@ -108,6 +115,10 @@ export class ClientCalls implements CallOwner {
     return this.#sender.peerUrl;
   }
 
+  get protocol(): string | undefined {
+    return this.#sender.protocol;
+  }
+
   /**
    * Make a call with id `id`. `timeoutMs` is what is left of its time limit
    * (`options.limitMs`, when given, is the limit the caller set: errors name it).
@@ -123,6 +134,8 @@ export class ClientCalls implements CallOwner {
       return call;
     }
     if (timeoutMs !== undefined) call.limitMs = options?.limitMs ?? timeoutMs;
+    const meta = options?.meta;
+    if (meta !== undefined || this.#meta !== undefined) call._initMeta({ ...this.#meta, ...meta });
     const kwargs = options?.kwargs ?? null;
     const mw = this.#middleware;
     if (mw.length === 0) {

@@ -12,6 +12,7 @@ import { abortReason } from "../core/errors.js";
 import { Ring } from "../core/Ring.js";
 import type { CallContext } from "./context.js";
 import { ProtocolError } from "./errors.js";
+import { wireMeta, type Metadata } from "./meta.js";
 
 /** What a PendingCall needs from the protocol session that owns it. */
 export interface CallOwner {
@@ -21,6 +22,8 @@ export interface CallOwner {
   cancelCall(call: PendingCall<any>, reason: Error): void;
   /** The remote end, as a URL. */
   readonly peerUrl: string;
+  /** The protocol's name (`drpc`, `zrpc`). */
+  readonly protocol?: string | undefined;
 }
 
 /** Per-call options. */
@@ -37,6 +40,11 @@ export interface CallOptions {
   limitMs?: number | undefined;
   /** Named arguments, bound to the handler's parameters by name. */
   kwargs?: Record<string, unknown>;
+  /**
+   * Metadata sent with the call (auth tokens, trace context): string keys,
+   * string or byte values, over the client's own `meta` (see docs/drpc.md).
+   */
+  meta?: Metadata;
 }
 
 /** Stream credit a call starts with: items the server may send ahead of the consumer. */
@@ -131,6 +139,23 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
   }
   get meta(): Record<string, unknown> {
     return (this.#meta ??= {});
+  }
+
+  get protocol(): string | undefined {
+    return this.#session?.protocol;
+  }
+
+  /** Stream items received. */
+  items = 0;
+
+  /** @internal the metadata given, before any middleware read `meta` */
+  _initMeta(meta: Record<string, unknown>): void {
+    this.#meta = meta;
+  }
+
+  /** @internal what of `meta` goes on the wire (undefined: nothing); throws a MetadataError over the limits */
+  _wireMeta(): Metadata | undefined {
+    return this.#meta === undefined ? undefined : wireMeta(this.#meta);
   }
 
   // ---- promise side ----
@@ -276,6 +301,7 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
 
   /** @internal */
   _item(v: unknown): void {
+    this.items++;
     if (!this.#isStream) this.#answered();
     (this.#items ??= new Ring(16)).push(v);
     this.#wakeUp();
@@ -283,6 +309,7 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
 
   /** @internal several items in one message of `bytes` bytes (credit is given back by the message, once all its items are taken) */
   _items(vs: readonly unknown[], bytes: number): void {
+    this.items += vs.length;
     if (!this.#isStream) this.#answered();
     const items = (this.#items ??= new Ring(vs.length < 16 ? 16 : vs.length));
     for (let i = 0; i < vs.length; i++) items.push(vs[i]);

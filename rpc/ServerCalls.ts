@@ -24,6 +24,7 @@
 import { Deadlines, type Deadline } from "../core/Deadlines.js";
 import type { Loop } from "../core/Loop.js";
 import type { PeerIdentity } from "../core/Transport.js";
+import { checkMeta, MetadataError } from "./meta.js";
 import { BusyError, CancelledError, TilthError, TimeoutError, excerpt, type TilthErrorOptions } from "../core/errors.js";
 import { bindArguments, type ExposedMethod } from "./api.js";
 import type { CallContext, Middleware } from "./context.js";
@@ -85,6 +86,10 @@ export class ServerCall<R = unknown> implements CallContext {
   timer: Deadline | undefined = undefined;
   /** @internal */
   creditWaiter: (() => void) | undefined = undefined;
+  /** The protocol, from its session. */
+  protocol: string | undefined = undefined;
+  /** Stream items sent. */
+  items = 0;
   #meta: Record<string, unknown> | undefined;
   #ac: AbortController | undefined;
   #reason: unknown;
@@ -103,8 +108,14 @@ export class ServerCall<R = unknown> implements CallContext {
     return this.state === DONE;
   }
 
+  /** The metadata the client sent (string or byte values), and what middleware adds. */
   get meta(): Record<string, unknown> {
     return (this.#meta ??= {});
+  }
+
+  /** @internal the metadata from the wire */
+  _initMeta(meta: Record<string, unknown>): void {
+    this.#meta = meta;
   }
 
   /** Loop time of the deadline, while it is pending. */
@@ -139,6 +150,8 @@ export class ServerCall<R = unknown> implements CallContext {
 
 /** How a protocol puts answers on its wire. */
 export interface CallWire<R> {
+  /** The protocol's name, for call contexts (`drpc`, `zrpc`). */
+  readonly protocol?: string;
   /** Answer with a plain value. Throws when it cannot be sent (too large, not encodable): the engine answers with that error instead. */
   answer(ref: R, id: number, value: unknown): void;
   /**
@@ -293,9 +306,16 @@ export class ServerCalls<R> {
    * none; any finite number of ms works, also beyond a host timer's range);
    * `credit` the stream items the client takes before it grants more.
    */
-  dispatch(ref: R, id: number, method: string, args: unknown[], kwargs: Record<string, unknown> | null, deadlineMs: number | null, credit: number): void {
+  dispatch(ref: R, id: number, method: string, args: unknown[], kwargs: Record<string, unknown> | null, deadlineMs: number | null, credit: number, meta?: Record<string, unknown>): void {
     const server = this.#server;
     const wire = this.#wire;
+    if (meta !== undefined) {
+      const bad = checkMeta(meta);
+      if (bad !== undefined) {
+        wire.answerError(ref, id, new MetadataError(bad));
+        return;
+      }
+    }
     if (this.#draining) {
       wire.answerError(ref, id, new UnavailableError("server is closing; call again elsewhere", { data: { started: false } }));
       return;
@@ -315,6 +335,12 @@ export class ServerCalls<R> {
       return;
     }
     const mw = server.middleware;
+    if (meta !== undefined) {
+      const call = this.#track(ref, id, method, bound, deadlineMs, credit);
+      call._initMeta(meta);
+      this.#before(call, m, mw, 0);
+      return;
+    }
     if (mw.length === 0 && !m.contextual) {
       // No hook and no context wanted: run the handler first. A plain value
       // answers at once; the call is only tracked (deadline, status, cancel)
@@ -385,6 +411,7 @@ export class ServerCalls<R> {
     }
     call.credit = credit;
     call.creditBytes = this.windowBytes;
+    call.protocol = this.#wire.protocol;
     this.#wire.opened?.(call);
     return call;
   }
@@ -408,8 +435,7 @@ export class ServerCalls<R> {
           return;
         }
       }
-      const args = call.args as unknown[];
-      r = m.contextual ? m.fn(call, ...args) : m.fn(...args);
+      r = invoke(call, m, mw);
     } catch (e) {
       this.#fail(call, e);
       return;
@@ -587,6 +613,7 @@ export class ServerCalls<R> {
   /** One stream item to the wire; false when it cannot be sent (the call has failed with why). */
   #send(call: ServerCall<R>, value: unknown): boolean {
     call.credit--;
+    call.items++;
     if (call.timer !== undefined) {
       // The first item answers the call: the deadline is met.
       call.timer.cancel();
@@ -620,4 +647,17 @@ export class ServerCalls<R> {
       idle();
     }
   }
+}
+
+/** Run the handler of `call`, inside the `around` hooks of `mw` (the first outermost). */
+function invoke(call: ServerCall<any>, m: ExposedMethod, mw: readonly Middleware[]): unknown {
+  const args = call.args as unknown[];
+  let run = (): unknown => (m.contextual ? m.fn(call, ...args) : m.fn(...args));
+  for (let i = mw.length - 1; i >= 0; i--) {
+    const hook = mw[i]!;
+    if (hook.around === undefined) continue;
+    const next = run;
+    run = () => hook.around!(call, next);
+  }
+  return run();
 }

@@ -28,8 +28,16 @@ export interface CallContext {
    * `before` middleware or a `contextual` handler.
    */
   readonly peerIdentity?: PeerIdentity | undefined;
-  /** Free slot for middleware (timings, trace ids). */
+  /**
+   * The call's metadata: on a server, what the client sent (string or byte
+   * values; see docs/drpc.md, "Metadata"); on a client, what it sends (string
+   * and byte values go on the wire). Middleware may keep its own values here.
+   */
   readonly meta: Record<string, unknown>;
+  /** The protocol the call travels by: `drpc` (drpc+local too) or `zrpc`. */
+  readonly protocol?: string | undefined;
+  /** Stream items so far: sent (server) or received (client). */
+  readonly items?: number;
 }
 
 /**
@@ -45,10 +53,21 @@ export interface CallContext {
  * - An `after` hook that throws or rejects turns the call into that error, and
  *   the `error` hooks then run.
  * - An `error` hook that throws or rejects replaces the call's error with its own.
+ * - On a server, `around` hooks wrap the handler's invocation (outermost first),
+ *   after the `before` hooks.
  */
 export interface Middleware {
   /** Returns nothing, or a promise that is awaited (any other value is ignored). */
   before?(ctx: CallContext): unknown;
+  /**
+   * Server side only: wraps the handler's invocation, after every `before`
+   * hook. It must call `next()` once and return what it returns (the
+   * handler's result, a promise or a stream). The first middleware's
+   * `around` is the outermost. For what must run with the handler in its
+   * scope: an OpenTelemetry context (see `tracing()`), an
+   * AsyncLocalStorage.
+   */
+  around?(ctx: CallContext, next: () => unknown): unknown;
   after?(ctx: CallContext, result: unknown): unknown;
   error?(ctx: CallContext, error: unknown): unknown;
 }

@@ -33,6 +33,7 @@ import { ClientCalls, type CallSender } from "./ClientCalls.js";
 import { ConnectionLostError, errorInfo } from "./errors.js";
 import { IdCounter } from "./internal/IdTable.js";
 import { STREAM_WINDOW, type CallOptions, type PendingCall } from "./PendingCall.js";
+import type { Metadata } from "./meta.js";
 import type { ClientSessionHooks, ClientSessionLike, ServerCore, ServerSessionLike } from "./protocol.js";
 import { ServerCalls, type CallWire, type ServerCall } from "./ServerCalls.js";
 
@@ -107,6 +108,7 @@ const CANCEL = Symbol("cancel");
 
 /** The client's end of an in-process pair: calls go to the server's engine on a microtask, answers come back as values. */
 export class LocalClientSession implements ClientSessionLike, CallSender {
+  readonly protocol = "drpc";
   readonly peerUrl: string;
   readonly #calls: ClientCalls;
   readonly #ids = new IdCounter(0x7fffffff);
@@ -129,7 +131,7 @@ export class LocalClientSession implements ClientSessionLike, CallSender {
     this.peerUrl = peerUrl;
     this.#hooks = options;
     this.copy = options.copy === "structured" ? structuredClone : identity;
-    this.#calls = new ClientCalls(loop, options.middleware, this);
+    this.#calls = new ClientCalls(loop, options.middleware, this, options.meta);
   }
 
   /** @internal */
@@ -165,7 +167,9 @@ export class LocalClientSession implements ClientSessionLike, CallSender {
     const copy = this.copy;
     // Copied now (a structured copy), so what cannot be copied fails the call before it is sent.
     const args = copy === identity ? call.args : copy(call.args);
-    this.#post(copy === identity ? call : { id: call.id, method: call.method, args }, kwargs === null || copy === identity ? kwargs : copy(kwargs), timeoutMs ?? null);
+    let wire = call._wireMeta();
+    if (wire !== undefined && copy !== identity) wire = copy(wire);
+    this.#post(copy === identity && wire === undefined ? call : { id: call.id, method: call.method, args, wire }, kwargs === null || copy === identity ? kwargs : copy(kwargs), timeoutMs ?? null);
   }
 
   grant(call: PendingCall<any>, n: number): void {
@@ -195,8 +199,8 @@ export class LocalClientSession implements ClientSessionLike, CallSender {
       const b = out[i + 1];
       if (b === CANCEL) server.cancel(out[i] as number, out[i + 2] as string);
       else {
-        const call = out[i] as { id: number; method: string; args: readonly unknown[] };
-        server.dispatch(call.id, call.method, call.args as unknown[], b as Record<string, unknown> | null, out[i + 2] as number | null);
+        const call = out[i] as { id: number; method: string; args: readonly unknown[]; wire?: Metadata | undefined };
+        server.dispatch(call.id, call.method, call.args as unknown[], b as Record<string, unknown> | null, out[i + 2] as number | null, call.wire);
       }
     }
   };
@@ -234,6 +238,7 @@ export class LocalClientSession implements ClientSessionLike, CallSender {
 
 /** The server's end of an in-process pair: the server's call engine, answering with values. */
 export class LocalServerSession implements ServerSessionLike, CallWire<number> {
+  readonly protocol = "drpc";
   readonly #server: ServerCore;
   readonly #client: LocalClientSession;
   readonly #calls: ServerCalls<number>;
@@ -256,14 +261,14 @@ export class LocalServerSession implements ServerSessionLike, CallWire<number> {
   }
 
   /** @internal a call from the client */
-  dispatch(id: number, method: string, args: unknown[], kwargs: Record<string, unknown> | null, deadlineMs: number | null): void {
+  dispatch(id: number, method: string, args: unknown[], kwargs: Record<string, unknown> | null, deadlineMs: number | null, meta?: Metadata): void {
     if (this.#ended) return;
     if (this.#calls.has(id)) {
       // Never from this project's client (its ids are unique in flight, its cancels go first): answered, not dropped.
       this.#client.calls.failRemote(id, { name: "ProtocolError", message: `call id ${id} reused while in flight`, code: "ERR_PROTOCOL" });
       return;
     }
-    this.#calls.dispatch(id, id, method, args, kwargs, deadlineMs, STREAM_WINDOW);
+    this.#calls.dispatch(id, id, method, args, kwargs, deadlineMs, STREAM_WINDOW, meta);
   }
 
   /** @internal */

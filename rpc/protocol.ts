@@ -10,6 +10,7 @@ import type { Connection } from "../core/Transport.js";
 import type { ExposedMethod, MethodInfo } from "./api.js";
 import type { ClientOptions } from "./Client.js";
 import type { Middleware } from "./context.js";
+import type { Metadata } from "./meta.js";
 import type { CallOptions, PendingCall } from "./PendingCall.js";
 import type { ServerOptions } from "./Server.js";
 
@@ -102,6 +103,8 @@ export interface ClientSessionLike {
 /** Callbacks a client gives each session it opens. */
 export interface ClientSessionHooks {
   middleware: readonly Middleware[];
+  /** Metadata every call sends (the client's `meta`). */
+  meta?: Metadata | undefined;
   /** The server asked for new calls to go elsewhere. */
   onGoaway(s: ClientSessionLike): void;
   /** The connection ended. */

@@ -18,15 +18,18 @@ import { notDrpcError } from "./sniff.js";
 export interface ClientSessionOptions extends PeerOptions, ClientSessionHooks {}
 
 export class ClientSession extends Peer implements CallSender, ClientSessionLike {
+  readonly protocol = "drpc";
   readonly #calls: ClientCalls;
   readonly #ids = new IdCounter(MAX_ID);
   #draining = false;
+  /** Calls with metadata made before the server's HELLO came. */
+  #early: { call: PendingCall<any>; kwargs: Record<string, unknown> | null; timeoutMs: number | undefined; at: number }[] | undefined;
   readonly #opts: ClientSessionOptions;
 
   constructor(loop: Loop, conn: Connection, options: ClientSessionOptions) {
     super(loop, conn, options);
     this.#opts = options;
-    this.#calls = new ClientCalls(loop, options.middleware, this);
+    this.#calls = new ClientCalls(loop, options.middleware, this, options.meta);
     this.startPeer();
     this.sendHello(STREAM_WINDOW_BYTES);
   }
@@ -55,7 +58,34 @@ export class ClientSession extends Peer implements CallSender, ClientSessionLike
   // ---- CallSender: drpc's form of calls ----
 
   sendCall(call: PendingCall<any>, kwargs: Record<string, unknown> | null, timeoutMs: number | undefined): void {
-    this.sendCallMessage(call.id, call.method, call.args, kwargs, timeoutMs ?? null, STREAM_WINDOW);
+    let meta = call._wireMeta();
+    if (meta !== undefined) {
+      const hello = this.peerHello;
+      if (hello === undefined) {
+        // Whether the server reads metadata is known from its HELLO: a call with some waits for it (once per connection).
+        (this.#early ??= []).push({ call, kwargs, timeoutMs, at: this.loop.now() });
+        return;
+      }
+      // Metadata only to a server that reads it (its HELLO has `meta`): an older one gets the CALL of 7 items it knows.
+      if (hello.meta !== true) meta = undefined;
+    }
+    this.sendCallMessage(call.id, call.method, call.args, kwargs, timeoutMs ?? null, STREAM_WINDOW, meta);
+  }
+
+  /** The server's HELLO came: calls with metadata held for it go out, their time limits less the wait. */
+  #sendEarly(): void {
+    const early = this.#early!;
+    this.#early = undefined;
+    const now = this.loop.now();
+    for (const e of early) {
+      if (this.#calls.get(e.call.id) !== e.call) continue; // cancelled or timed out meanwhile
+      const left = e.timeoutMs === undefined ? undefined : Math.max(0, e.timeoutMs - (now - e.at));
+      try {
+        this.sendCall(e.call, e.kwargs, left);
+      } catch (err) {
+        this.#calls.lose(e.call, err);
+      }
+    }
   }
 
   grant(call: PendingCall<any>, n: number, bytes: number): void {
@@ -77,7 +107,7 @@ export class ClientSession extends Peer implements CallSender, ClientSessionLike
         this.fail(new RemoteError(m[2]));
         return;
       }
-      this.acceptHello(m);
+      if (this.acceptHello(m) && this.#early !== undefined) this.#sendEarly();
       return;
     }
     switch (m[0]) {

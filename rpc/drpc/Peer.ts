@@ -26,6 +26,7 @@ import type { Loop, Timer } from "../../core/Loop.js";
 import type { Connection, ConnectionEnd, Message } from "../../core/Transport.js";
 import { describe as describeError, excerpt, formatMs } from "../../core/errors.js";
 import { ConnectionLostError, IncompatiblePeerError, ProtocolError, type RemoteErrorInfo } from "../errors.js";
+import type { Metadata } from "../meta.js";
 import type { PeerOptions } from "../protocol.js";
 import { FRAME, PROTOCOL, T, VERSION, decode, encode, encodeCall, encodeValue, prepareCall, prepareValue, type HelloInfo, type Msg } from "./codec.js";
 
@@ -105,7 +106,7 @@ export abstract class Peer {
 
   /** Sends HELLO; `windowBytes` (a client's) is the byte window of its streams. */
   protected sendHello(windowBytes?: number): void {
-    const info: HelloInfo = { heartbeatMs: this.heartbeatMs, maxMessageSize: this.maxMessageSize, items: true };
+    const info: HelloInfo = { heartbeatMs: this.heartbeatMs, maxMessageSize: this.maxMessageSize, items: true, meta: true };
     if (windowBytes !== undefined) info.windowBytes = windowBytes;
     if (this.#name !== undefined) info.name = this.#name;
     this.send([T.HELLO, PROTOCOL, VERSION, info]);
@@ -138,6 +139,7 @@ export abstract class Peer {
       const wb = info.windowBytes;
       if (typeof wb === "number" && wb > 0) this.peerHello.windowBytes = wb;
     }
+    if (info.meta === true) this.peerHello.meta = true;
     this.#handshake?.cancel();
     this.#handshake = undefined;
     return true;
@@ -167,9 +169,10 @@ export abstract class Peer {
   }
 
   /** Send a CALL, as {@link sendValue}. */
-  sendCallMessage(id: number, method: string, args: readonly unknown[], kwargs: Record<string, unknown> | null, deadline: number | null, credit: number): boolean {
+  sendCallMessage(id: number, method: string, args: readonly unknown[], kwargs: Record<string, unknown> | null, deadline: number | null, credit: number, meta?: Metadata): boolean {
     this.#sentSinceTick = true;
     const conn = this.conn;
+    if (meta !== undefined) return conn.send([encodeCall(id, method, args, kwargs, deadline, credit, meta)], true);
     if (conn.sendFrame !== undefined) {
       const size = prepareCall(id, method, args, kwargs, deadline, credit);
       if (size >= 0) return conn.sendFrame(size, FRAME);

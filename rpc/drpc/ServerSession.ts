@@ -18,6 +18,7 @@ import { Peer, type PeerOptions } from "./Peer.js";
 const MIN_WINDOW_BYTES = 64 * 1024;
 
 export class ServerSession extends Peer implements ServerSessionLike, CallWire<number> {
+  readonly protocol = "drpc";
   readonly #server: ServerCore;
   readonly #calls: ServerCalls<number>;
   readonly #output: OutputGuard;
@@ -96,7 +97,7 @@ export class ServerSession extends Peer implements ServerSessionLike, CallWire<n
     switch (m[0]) {
       case T.CALL:
         if (this.#reused(m[1])) return;
-        this.#calls.dispatch(m[1], m[1], m[2], m[3], m[4], m[5], m[6]);
+        this.#calls.dispatch(m[1], m[1], m[2], m[3], m[4], m[5], m[6], m[7]);
         return;
       case T.CANCEL:
         this.#calls.cancel(m[1], new CancelledError(`cancelled by the client: ${m[2]}`));

@@ -17,6 +17,7 @@
 import { excerpt } from "../../core/errors.js";
 import type { FrameWriter } from "../../core/Transport.js";
 import { ProtocolError, ValueError, type RemoteErrorInfo } from "../errors.js";
+import type { Metadata } from "../meta.js";
 import { ARGS, NOT_SIMPLE, packMessage, packValue, readArrayHead, readEnd, readName, readSimple, readValue, readValues, sizeOfSimple, unpackValue, writeSimple } from "../msgpack.js";
 
 export const PROTOCOL = "drpc";
@@ -54,6 +55,8 @@ export interface HelloInfo {
   items?: boolean;
   /** With `items`: the bytes of stream messages the sender takes per call before it grants more. */
   windowBytes?: number;
+  /** The sender reads a CALL's metadata (its optional 8th item); a peer without this key is sent none. */
+  meta?: boolean;
 }
 
 /**
@@ -62,8 +65,8 @@ export interface HelloInfo {
  */
 export type Msg =
   | [T.HELLO, string, number, HelloInfo]
-  /** [CALL, id, method, args, kwargs, deadline ms left or nil, initial stream credit] */
-  | [T.CALL, number, string, unknown[], Record<string, unknown> | null, number | null, number]
+  /** [CALL, id, method, args, kwargs, deadline ms left or nil, initial stream credit, metadata (from a peer that sends it)] */
+  | [T.CALL, number, string, unknown[], Record<string, unknown> | null, number | null, number, Metadata?]
   | [T.RESULT, number, unknown]
   | [T.ERROR, number, RemoteErrorInfo]
   | [T.CANCEL, number, string]
@@ -80,7 +83,7 @@ export type Msg =
 
 /** What a refused value of each message was, for its error's path. */
 const ROOTS: Record<number, readonly (string | undefined)[]> = {
-  [T.CALL]: [undefined, undefined, "method", "kwargs", "deadline", "credit", "args"],
+  [T.CALL]: [undefined, undefined, "method", "kwargs", "deadline", "credit", "args", "meta"],
   [T.RESULT]: [undefined, undefined, "result"],
   [T.ITEM]: [undefined, undefined, "item"],
   [T.ITEMS]: [undefined, undefined, "items"],
@@ -292,8 +295,13 @@ function callHead(id: number, method: string, kwargs: Record<string, unknown> | 
   return putUint(p, credit);
 }
 
-/** A CALL, without building the message first. */
-export function encodeCall(id: number, method: string, args: readonly unknown[], kwargs: Record<string, unknown> | null, deadline: number | null, credit: number): Uint8Array {
+/**
+ * A CALL, without building the message first. With metadata it has an 8th
+ * item (only for a peer whose HELLO has `meta: true`) and takes the general
+ * encoder.
+ */
+export function encodeCall(id: number, method: string, args: readonly unknown[], kwargs: Record<string, unknown> | null, deadline: number | null, credit: number, meta?: Metadata): Uint8Array {
+  if (meta !== undefined) return packMessage([T.CALL, id, method, kwargs, deadline, credit, args, meta], 0, ROOTS[T.CALL]);
   const len = callHead(id, method, kwargs, deadline, credit);
   if (len >= 0) return withHead(len, args, "args");
   return packMessage([T.CALL, id, method, kwargs, deadline, credit, args], 0, ROOTS[T.CALL]);
@@ -313,7 +321,7 @@ export function encode(m: Msg): Uint8Array {
       if (isUint32(m[1])) return encodeValue(m[0], m[1], m[2]);
       break;
     case T.CALL:
-      return encodeCall(m[1], m[2], m[3], m[4], m[5], m[6]);
+      return encodeCall(m[1], m[2], m[3], m[4], m[5], m[6], m[7]);
     case T.ITEMS:
       return packMessage([T.ITEMS, m[1], m[2]], 0, ROOTS[T.ITEMS]);
     case T.CREDIT:
@@ -487,9 +495,9 @@ function decodeSlow(frame: Uint8Array): Msg {
     case T.REFUSED:
       return m as Msg;
     case T.CALL:
-      // on the wire: [CALL, id, method, kwargs, deadline, credit, args]
+      // on the wire: [CALL, id, method, kwargs, deadline, credit, args] and, from a client that sends metadata, a map after them
       if (
-        m.length === 7 &&
+        (m.length === 7 || (m.length === 8 && isObj(m[7]))) &&
         isId(m[1]) &&
         typeof m[2] === "string" &&
         (m[3] === null || isObj(m[3])) &&
@@ -498,7 +506,9 @@ function decodeSlow(frame: Uint8Array): Msg {
         (m[5] as number) >= 0 &&
         Array.isArray(m[6])
       )
-        return [T.CALL, m[1], m[2], m[6], m[3] as Record<string, unknown> | null, m[4] as number | null, m[5] as number];
+        return m.length === 7
+          ? [T.CALL, m[1], m[2], m[6], m[3] as Record<string, unknown> | null, m[4] as number | null, m[5] as number]
+          : [T.CALL, m[1], m[2], m[6], m[3] as Record<string, unknown> | null, m[4] as number | null, m[5] as number, m[7] as Metadata];
       break;
     case T.RESULT:
     case T.ITEM:

@@ -15,7 +15,7 @@ import { ConnectionLostError, ProtocolError, RemoteError } from "../errors.js";
 import { STREAM_WINDOW, type CallOptions, type PendingCall } from "../PendingCall.js";
 import type { ClientSessionHooks, ClientSessionLike } from "../protocol.js";
 import { IdTable } from "../internal/IdTable.js";
-import { encodeWith, IdGenerator, readEvent } from "./codec.js";
+import { encodeWith, encodeWithMeta, IdGenerator, readEvent } from "./codec.js";
 import { DEFAULT_HEARTBEAT_MS } from "./ServerSession.js";
 
 /** The stable code of every error a ZeroRPC server answers with (the kind is in `remoteName`). */
@@ -48,6 +48,7 @@ export function remoteErrorOf(args: unknown, method: string): RemoteError {
 }
 
 export class ZrpcClientSession implements CallSender, ClientSessionLike {
+  readonly protocol = "zrpc";
   readonly #loop: Loop;
   readonly #conn: Connection;
   readonly #hbMs: number;
@@ -66,7 +67,7 @@ export class ZrpcClientSession implements CallSender, ClientSessionLike {
     this.#conn = conn;
     this.#hbMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
     this.#onEnded = options.onEnded;
-    this.#calls = new ClientCalls(loop, options.middleware, this);
+    this.#calls = new ClientCalls(loop, options.middleware, this, options.meta);
     this.#beats = new Deadlines(loop, this.#beat);
     conn.start({ message: (m) => this.#onMessage(m), end: (e) => this.#onEnd(e.error) });
   }
@@ -97,7 +98,8 @@ export class ZrpcClientSession implements CallSender, ClientSessionLike {
     if (kwargs !== null && Object.keys(kwargs).length > 0) throw new ProtocolError("ZeroRPC has no named arguments; pass them by position");
     const n = call.id;
     const now = this.#loop.now();
-    this.#conn.send(encodeWith(this.#ids, n, undefined, call.method, call.args));
+    const meta = call._wireMeta();
+    this.#conn.send(meta === undefined ? encodeWith(this.#ids, n, undefined, call.method, call.args) : encodeWithMeta(this.#ids, n, call.method, call.args, meta));
     const ch: Chan = { call, n, lastSeen: now, hb: undefined, answered: false };
     this.#chans.set(n, ch);
     if (this.#hbMs > 0) ch.hb = this.#beats.add(this.#hbMs, ch, now);

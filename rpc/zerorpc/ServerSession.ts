@@ -14,6 +14,7 @@ import { ConnectionLostError } from "../errors.js";
 import type { ServerCore, ServerSessionLike } from "../protocol.js";
 import type { ServerOptions } from "../Server.js";
 import { ServerCalls, type CallWire, type ServerCall } from "../ServerCalls.js";
+import type { Metadata } from "../meta.js";
 import { encodeWith, idRefKey, IdGenerator, readEvent, type IdRef } from "./codec.js";
 
 export const DEFAULT_HEARTBEAT_MS = 5000;
@@ -52,6 +53,7 @@ function describeMethod(m: ExposedMethod): { args: { name: string; default?: unk
 }
 
 export class ZrpcServerSession implements ServerSessionLike, CallWire<Chan> {
+  readonly protocol = "zrpc";
   readonly #server: ServerCore;
   readonly #conn: Connection;
   readonly #loop: Loop;
@@ -141,10 +143,10 @@ export class ZrpcServerSession implements ServerSessionLike, CallWire<Chan> {
       return;
     }
     if (name.startsWith("_zpc_")) return;
-    this.#onRequest(ev.id, name, args, refused);
+    this.#onRequest(ev.id, name, args, refused, ev.meta);
   }
 
-  #onRequest(msgId: IdRef, method: string, rawArgs: unknown, refused: Error | undefined): void {
+  #onRequest(msgId: IdRef, method: string, rawArgs: unknown, refused: Error | undefined, meta: Metadata | undefined): void {
     // A reused id while its channel is open: drop it, as an unroutable event.
     if (this.#channels.size > 0 && this.#channels.has(idRefKey(msgId))) return;
     const ch: Chan = { msgId, key: undefined, lastSeen: this.#loop.now(), hb: undefined, call: undefined };
@@ -160,7 +162,7 @@ export class ZrpcServerSession implements ServerSessionLike, CallWire<Chan> {
       return;
     }
     // ZeroRPC allows no deadline on the wire; a stream starts with credit for one reply.
-    this.#calls.dispatch(ch, ++this.#seq, method, args as unknown[], null, null, 1);
+    this.#calls.dispatch(ch, ++this.#seq, method, args as unknown[], null, null, 1, meta);
   }
 
   // ---- CallWire: ZeroRPC's form of answers ----

@@ -9,6 +9,7 @@ import { randomBytesFrom } from "../../core/random.js";
 import { ProtocolError, ValueError } from "../errors.js";
 import { ARGS, INT64_AUTO, NOT_SIMPLE, packValue, readArrayHead, readEnd, readName, readSimple, readValue, sizeOfSimple, unpackValue, WIDE_INTS, writeSimple } from "../msgpack.js";
 import { IdCounter, type IdTable } from "../internal/IdTable.js";
+import type { Metadata } from "../meta.js";
 
 /** Protocol version written in every header. */
 export const ZRPC_VERSION = 3;
@@ -328,6 +329,39 @@ export interface EventView {
   args: unknown;
   /** Set when the arguments are outside the value model: why. */
   refused: ValueError | undefined;
+  /** Call metadata: the header's keys other than ZeroRPC's own whose values are strings or bytes. */
+  meta?: Metadata | undefined;
+}
+
+/** The header keys ZeroRPC itself writes; any other carries call metadata. */
+const OWN_KEYS = new Set(["message_id", "v", "response_to"]);
+
+/** The metadata in a header (undefined when there is none). */
+function headerMeta(h: Record<string, unknown>): Metadata | undefined {
+  let meta: Metadata | undefined;
+  for (const k in h) {
+    if (OWN_KEYS.has(k)) continue;
+    const v = h[k];
+    if (typeof v === "string" || v instanceof Uint8Array) (meta ??= {})[k] = v;
+  }
+  return meta;
+}
+
+/**
+ * A request event whose header carries `meta` as extra keys (ZeroRPC peers
+ * ignore keys they do not know), as `[b"", payload]`.
+ */
+export function encodeWithMeta(ids: IdGenerator, own: number, name: string, args: unknown, meta: Metadata): Uint8Array[] {
+  const header: Record<string, unknown> = { message_id: ids.text(own), v: ZRPC_VERSION };
+  for (const k in meta) if (!OWN_KEYS.has(k)) header[k] = meta[k];
+  const head = packValue(header, 1, 0, "header");
+  const nameBytes = idSize(name);
+  if (nameBytes < 0) throw new ProtocolError("event name too long");
+  const out = packValue(args, 1 + (head.length - 1) + nameBytes, WIDE_INTS | ARGS, "args");
+  out[0] = 0x93;
+  head.copy(out, 1, 1);
+  writeId(out, head.length, name);
+  return [EMPTY, out];
 }
 
 /** Read an id (str or bin) at `p`; undefined for anything else. */
@@ -403,5 +437,5 @@ export function readEvent(frames: readonly Uint8Array[]): EventView {
   }
   const ev = decodeEvent(frames);
   const rt = ev.header.response_to;
-  return { id: refOf(ev.header.message_id), rt: rt === undefined || rt === null ? undefined : refOf(rt), name: ev.name, args: ev.args, refused: ev.refused };
+  return { id: refOf(ev.header.message_id), rt: rt === undefined || rt === null ? undefined : refOf(rt), name: ev.name, args: ev.args, refused: ev.refused, meta: headerMeta(ev.header as unknown as Record<string, unknown>) };
 }

@@ -113,6 +113,31 @@ describe("interop: npm zerorpc 0.9.8 client -> tilth zrpc server", { skip }, () 
 });
 
 describe("interop: tilth zrpc client -> npm zerorpc 0.9.8 server", { skip }, () => {
+  test("call metadata as extra header keys: the peer ignores them and answers every call", { timeout: 60_000 }, async () => {
+    const done = leakCheck();
+    const loop = registerTransports(new NodeLoop());
+    const endpoint = `tcp://127.0.0.1:${await freePort()}`;
+    const p = peer(["server", endpoint, String(HB)]);
+    try {
+      assert.equal(await line(p), "ready");
+      const c = await connect<{ hello(n: string): string; count(n: number): AsyncGenerator<number> }>(`zrpc+${endpoint}`, {
+        loop,
+        heartbeatMs: HB,
+        meta: { tenant: "acme", traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" },
+      });
+      const m = withOptions(c, { meta: { auth: "t0k3n", blob: new Uint8Array([0, 1, 2]) } });
+      assert.equal(await m.hello("Meta"), "Hello, Meta");
+      const got: number[] = [];
+      for await (const x of m.count(3)) got.push(x);
+      assert.deepEqual(got, [0, 1, 2]);
+      assert.equal(await c.hello("Plain"), "Hello, Plain");
+      await close(c);
+    } finally {
+      await stop(p);
+    }
+    await done();
+  });
+
   test("plain calls, streams, errors, inspect, heartbeats past twice the interval; the peer's quirks", { timeout: 60_000 }, async () => {
     const done = leakCheck();
     const loop = registerTransports(new NodeLoop());
