@@ -37,6 +37,16 @@ export class NodeLoop extends LoopBase {
     return performance.now();
   }
 
+  #elu: ReturnType<typeof performance.eventLoopUtilization> | undefined;
+
+  /** Node's event-loop utilisation since the previous call (the first: since the process started). */
+  utilization(): number {
+    const now = performance.eventLoopUtilization();
+    const u = this.#elu === undefined ? now.utilization : performance.eventLoopUtilization(now, this.#elu).utilization;
+    this.#elu = now;
+    return u;
+  }
+
   override wallTime(): number {
     return Date.now();
   }

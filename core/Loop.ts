@@ -76,6 +76,13 @@ export interface Loop {
   random(): number;
   /** Timers pending on this loop (for tests and leak checks). */
   readonly pendingTimers: number;
+  /**
+   * The share of time the host loop was busy (not waiting for I/O or timers)
+   * since the previous call, in [0, 1]; the first call measures from the
+   * loop's start. Optional: a loop that cannot tell (virtual time) leaves it
+   * out, and the utilisation metric with it.
+   */
+  utilization?(): number;
 
   /** The transports this loop resolves URL schemes with. */
   readonly transports: TransportRegistry;

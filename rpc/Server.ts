@@ -20,6 +20,7 @@ import { checkPeerOptions, type PeerOptions, type RpcProtocol, type ServerCore, 
 import { protocolFor } from "./protocols.js";
 import { formatRpcUrl, parseRpcUrl } from "./url.js";
 import { LOCAL_SCHEME, checkLocalProtocol, listenLocal } from "./local.js";
+import type { ServerStats } from "./stats.js";
 
 /** How long closing one connection (flush, the peer's end) may take before it is destroyed, ms. */
 export const DEFAULT_CLOSE_TIMEOUT_MS = 2000;
@@ -76,6 +77,12 @@ export interface ServerOptions extends PeerOptions, ExposeOptions {
   debugInfo?: () => Record<string, unknown>;
   /** Where the server's log lines go (a handler's result that cannot be sent, ...). Default: `console.warn`. */
   log?: (line: string) => void;
+  /**
+   * Per-call recording (duration by method and outcome, stream items), for
+   * metrics. Default: none. `RpcServerTask` passes the service's metrics
+   * unless its `stats` option is false.
+   */
+  stats?: ServerStats;
 }
 
 export interface CloseOptions {
@@ -125,7 +132,7 @@ export class RpcServer implements ServerCore, AsyncDisposable {
     scope.signal.addEventListener("abort", () => {
       for (const s of this.#sessions.keys()) void this.#shutdown(s, "server closed before the call finished");
     }, { once: true });
-    const listing = (): MethodInfo[] => [...this.methods.values()].filter((m) => !m.name.startsWith(".")).map(({ fn: _fn, contextual: _c, ...info }) => info);
+    const listing = (): MethodInfo[] => [...this.methods.values()].filter((m) => !m.name.startsWith(".")).map(({ fn: _fn, contextual: _c, stats: _s, ...info }) => info);
     this.#builtin(".inspect", "The methods of this server, with parameters and docs.", () => ({ methods: listing() }));
     this.#builtin(".ping", "Answers \"pong\".", () => "pong");
     this.#startedAt = this.loop.now();
@@ -133,6 +140,8 @@ export class RpcServer implements ServerCore, AsyncDisposable {
       this.#builtin(".debug.status", "Uptime, calls in flight with their age, loop lag and memory.", () => this.status());
       this.#builtin(".debug.settings", "The settings this server runs with, secrets masked.", () => maskSecrets(options.debugInfo?.() ?? {}));
     }
+    const stats = options.stats;
+    if (stats !== undefined) for (const m of this.methods.values()) m.stats = stats.method(m.name);
   }
 
   readonly #startedAt: number;
@@ -172,6 +181,13 @@ export class RpcServer implements ServerCore, AsyncDisposable {
   /** Connections open now. */
   get connections(): number {
     return this.#sessions.size;
+  }
+
+  /** Calls in flight now, all connections together. */
+  get inFlight(): number {
+    let n = 0;
+    for (const s of this.#sessions.keys()) n += s.active;
+    return n;
   }
 
   use(mw: Middleware): this {

@@ -31,6 +31,7 @@ import type { CallContext, Middleware } from "./context.js";
 import { IdTable } from "./internal/IdTable.js";
 import { isObservableLike, observableItems } from "./observable.js";
 import type { ServerCore } from "./protocol.js";
+import { outcomeCode, type MethodStats } from "./stats.js";
 
 /** The method is not served here. `context.method` names it. */
 export class UnknownMethodError extends TilthError {
@@ -88,7 +89,9 @@ export class ServerCall<R = unknown> implements CallContext {
   creditWaiter: (() => void) | undefined = undefined;
   /** The protocol, from its session. */
   protocol: string | undefined = undefined;
-  /** Stream items sent. */
+  /** @internal where the call's end is recorded (the server's `stats`) */
+  stats: MethodStats | undefined = undefined;
+  /** Stream items sent so far. */
   items = 0;
   #meta: Record<string, unknown> | undefined;
   #ac: AbortController | undefined;
@@ -336,7 +339,7 @@ export class ServerCalls<R> {
     }
     const mw = server.middleware;
     if (meta !== undefined) {
-      const call = this.#track(ref, id, method, bound, deadlineMs, credit);
+      const call = this.#track(ref, id, method, bound, deadlineMs, credit, m.stats, -1);
       call._initMeta(meta);
       this.#before(call, m, mw, 0);
       return;
@@ -345,21 +348,24 @@ export class ServerCalls<R> {
       // No hook and no context wanted: run the handler first. A plain value
       // answers at once; the call is only tracked (deadline, status, cancel)
       // when it goes on: a promise, a stream, or a throw to report.
+      const st = m.stats;
+      const t0 = st === undefined ? 0 : this.#loop.now();
       let r: unknown;
       try {
         r = m.fn(...bound);
       } catch (e) {
-        this.#fail(this.#track(ref, id, method, bound, deadlineMs, credit), e);
+        this.#fail(this.#track(ref, id, method, bound, deadlineMs, credit, st, t0), e);
         return;
       }
       if (typeof r !== "object" || r === null || ArrayBuffer.isView(r)) {
-        this.#answer(ref, id, r, method);
+        const code = this.#answer(ref, id, r, method);
+        if (st !== undefined) st.end(code, this.#loop.now() - t0, 0);
         return;
       }
-      this.#settleLater(this.#track(ref, id, method, bound, deadlineMs, credit), r);
+      this.#settleLater(this.#track(ref, id, method, bound, deadlineMs, credit, st, t0), r);
       return;
     }
-    this.#before(this.#track(ref, id, method, bound, deadlineMs, credit), m, mw, 0);
+    this.#before(this.#track(ref, id, method, bound, deadlineMs, credit, m.stats, -1), m, mw, 0);
   }
 
   /** The client cancelled the call: its signal aborts; nothing more is sent for it. */
@@ -387,7 +393,7 @@ export class ServerCalls<R> {
     const err = new CancelledError(reason);
     for (const call of this.#calls.values()) {
       this.#wire.answerError(call.ref, call.id, new UnavailableError(reason));
-      this.#finish(call, err);
+      this.#finish(call, err, "ERR_UNAVAILABLE");
     }
   }
 
@@ -397,11 +403,12 @@ export class ServerCalls<R> {
     for (const call of this.#calls.values()) this.#finish(call, error);
   }
 
-  /** A call in flight from now on: in the table, with its deadline. */
-  #track(ref: R, id: number, method: string, bound: unknown[], deadlineMs: number | null, credit: number): ServerCall<R> {
+  /** A call in flight from now on: in the table, with its deadline. `t0`: when its handler was called (negative: now). */
+  #track(ref: R, id: number, method: string, bound: unknown[], deadlineMs: number | null, credit: number, stats: MethodStats | undefined, t0: number): ServerCall<R> {
     const call = new ServerCall<R>(ref, id, method, bound.length ? bound : NO_ARGS, this.#peer, this.#peerIdentity);
     const now = this.#loop.now();
-    call.startedAt = now;
+    call.startedAt = t0 < 0 ? now : t0;
+    call.stats = stats;
     this.#calls.set(id, call);
     // A limit the wire may carry but that is none (Infinity; NaN from a foreign
     // codec) leaves the call without a deadline rather than with a broken timer.
@@ -452,14 +459,16 @@ export class ServerCalls<R> {
     } else this.#result(call, r);
   }
 
-  /** A plain value returned at once, with nobody to tell: the answer. */
-  #answer(ref: R, id: number, v: unknown, method: string): void {
+  /** A plain value returned at once, with nobody to tell: the answer. Returns the error code when it could not be sent. */
+  #answer(ref: R, id: number, v: unknown, method: string): string | undefined {
     try {
       this.#wire.answer(ref, id, v);
+      return undefined;
     } catch (e) {
       // Unsendable result (too large, not encodable): answer with the error instead.
       this.#unsendable(method, "result", e);
       this.#wire.answerError(ref, id, e);
+      return outcomeCode(e);
     }
   }
 
@@ -512,9 +521,17 @@ export class ServerCalls<R> {
 
   #sendResult(call: ServerCall<R>, v: unknown, stream: boolean): void {
     if (call.state === DONE) return;
+    if (stream) {
+      this.#finish(call, undefined, undefined);
+      this.#wire.end(call);
+      return;
+    }
+    // Recorded after the answer: a result that cannot be sent counts as its error.
+    const st = call.stats;
+    call.stats = undefined;
     this.#finish(call);
-    if (stream) this.#wire.end(call);
-    else this.#answer(call.ref, call.id, v, call.method);
+    const code = this.#answer(call.ref, call.id, v, call.method);
+    if (st !== undefined) st.end(code, this.#loop.now() - call.startedAt, 0);
   }
 
   #fail(call: ServerCall<R>, e: unknown): void {
@@ -542,7 +559,7 @@ export class ServerCalls<R> {
 
   #sendError(call: ServerCall<R>, e: unknown): void {
     if (call.state === DONE) return;
-    this.#finish(call, isTimeout(e) ? e : undefined);
+    this.#finish(call, isTimeout(e) ? e : undefined, outcomeCode(e));
     this.#wire.answerError(call.ref, call.id, e);
   }
 
@@ -630,10 +647,15 @@ export class ServerCalls<R> {
     }
   }
 
-  /** The call ends: out of the table, deadline off, signal aborted when `reason` is given, pump woken. */
-  #finish(call: ServerCall<R>, reason?: unknown): void {
+  /**
+   * The call ends: out of the table, deadline off, signal aborted when
+   * `reason` is given, pump woken, its end recorded with `code` (default:
+   * the code of `reason`; success when neither is given).
+   */
+  #finish(call: ServerCall<R>, reason?: unknown, code: string | undefined = reason === undefined ? undefined : outcomeCode(reason)): void {
     if (call.state === DONE) return;
     call.state = DONE;
+    if (call.stats !== undefined) call.stats.end(code, this.#loop.now() - call.startedAt, call.items);
     call.timer?.cancel();
     call.timer = undefined;
     if (reason !== undefined) call.abort(reason);

@@ -20,6 +20,7 @@
 
 import { excerpt } from "../core/errors.js";
 import { isContextual } from "./context.js";
+import type { MethodStats } from "./stats.js";
 
 const DOC = Symbol.for("tilth.rpc.doc");
 const STREAM = Symbol.for("tilth.rpc.stream");
@@ -83,6 +84,8 @@ export interface ExposedMethod extends MethodInfo {
   fn: (...args: unknown[]) => unknown;
   /** Called as fn(ctx, ...args). */
   contextual: boolean;
+  /** Where the server records the method's calls (its `stats` option). */
+  stats?: MethodStats | undefined;
 }
 
 export interface ExposeOptions {

@@ -10,6 +10,7 @@ export { doc, params, streaming, exposedMethods, parseParams, type MethodInfo, t
 export { contextual, type CallContext, type Middleware } from "./context.js";
 export { tracing, TRACEPARENT, type TracingOptions, type OtelApi } from "./tracing.js";
 export { MAX_META_KEYS, MAX_META_BYTES, MetadataError, type Metadata } from "./meta.js";
+export type { ServerStats, MethodStats } from "./stats.js";
 export { RpcServer, serve, maskSecrets, type ServerOptions, type CloseOptions } from "./Server.js";
 export { RpcClient, connect, remoteOf, withOptions, clientOf, close, DEFAULT_TIMEOUT_MS, type Remote, type RemoteCall, type RemoteStream, type ObservableLike, type ClientOptions, type CallOptions } from "./Client.js";
 export { bindArguments, type ExposedMethod } from "./api.js";

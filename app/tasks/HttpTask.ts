@@ -3,9 +3,9 @@
  *
  * - `GET /health`: 200 while every task of the service is running, 503
  *   otherwise; the body is JSON: `{"status":"ok","service":"svc","tasks":{"http":"running","tick":"running"}}`.
- * - `GET /metrics`: the service's counters and gauges as plain text (the
- *   Prometheus text format): task runs, errors and failures, queue depth,
- *   RPC calls.
+ * - `GET /metrics`: the service's metrics in the Prometheus text format:
+ *   task runs, errors and failures, queue depth, RPC call durations, loop
+ *   lag and utilisation, the process's default metrics (docs/observability.md).
  *
  * Binds `127.0.0.1` by default (`host`), port `port` (default 0: any free
  * port; the bound URL is logged and in `url`). On stop the server stops
@@ -45,6 +45,7 @@ export class HttpTask extends Task {
   readonly port: number;
   #server: Server | undefined;
   #url: string | undefined;
+  #unwatch: (() => void) | undefined;
 
   constructor(ctx: AppContext, options: HttpTaskOptions = {}) {
     super(ctx, options, httpShape); // named "http" by default (from the class name)
@@ -83,10 +84,13 @@ export class HttpTask extends Task {
     server.on("error", (e) => this.fail(e));
     const a = server.address() as AddressInfo;
     this.#url = `http://${a.family === "IPv6" ? `[${a.address}]` : a.address}:${a.port}`;
+    this.#unwatch = this.metrics.watchLoop(this.loop);
     this.log.info(`health and metrics on ${this.#url}`);
   }
 
   override async stop(cancelSignal: AbortSignal): Promise<void> {
+    this.#unwatch?.();
+    this.#unwatch = undefined;
     const server = this.#server;
     if (server === undefined) return;
     this.#server = undefined;
@@ -114,7 +118,13 @@ export class HttpTask extends Task {
       return true;
     }
     if (path === "/metrics") {
-      send(res, 200, "text/plain; version=0.0.4; charset=utf-8", this.metrics.text());
+      this.metrics.text().then(
+        (body) => send(res, 200, "text/plain; version=0.0.4; charset=utf-8", body),
+        (e: unknown) => {
+          this.log.error(`GET /metrics failed: ${(e as Error).message}`);
+          if (!res.headersSent) send(res, 500, "text/plain; charset=utf-8", "internal error\n");
+        },
+      );
       return true;
     }
     return false;

@@ -9,9 +9,11 @@
  * 1 s, is kept for closing connections) and then cancels them: callers get
  * `ERR_UNAVAILABLE`, handlers' signals abort.
  *
- * Every call is counted through the server's middleware hooks:
- * `tilth_rpc_calls_total{task,method}`, `tilth_rpc_errors_total{task,method}`
- * and the gauge `tilth_rpc_in_flight{task}`.
+ * Every call is recorded in the service's metrics (unless `stats: false`):
+ * the histogram `tilth_rpc_server_call_duration_seconds{task,method,code}`,
+ * `tilth_rpc_server_stream_items_total{task,method}`, and the gauges
+ * `tilth_rpc_server_calls_in_flight{task}` and
+ * `tilth_rpc_server_connections{task}` (docs/observability.md).
  *
  * @example
  * ```ts
@@ -24,7 +26,8 @@
 import "../../rpc/index.js"; // registers drpc and zrpc
 import { z } from "zod";
 import { TilthError, describe } from "../../core/errors.js";
-import type { CallContext, Middleware } from "../../rpc/context.js";
+import type { MethodStats, ServerStats } from "../../rpc/stats.js";
+import type { HistogramSeries } from "../Metrics.js";
 import { RpcServer, type ServerOptions } from "../../rpc/Server.js";
 import type { AppContext } from "../App.js";
 import { Task, type TaskOptions } from "../Service.js";
@@ -38,6 +41,8 @@ export interface RpcServerTaskOptions extends TaskOptions {
   server?: Partial<Omit<ServerOptions, "loop">>;
   /** How long calls in flight may finish on stop, ms. Default: `stopTimeout` less a fifth (at most 1 s). */
   graceMs?: number;
+  /** Record every call in the service's metrics (duration by method and outcome, stream items). Default true; false turns the per-call recording off (the in-flight and connection gauges stay). */
+  stats?: boolean;
 }
 
 /** Options of an RpcServerTask that the settings may set. */
@@ -51,8 +56,6 @@ export class RpcServerTask extends Task {
   readonly graceMs: number;
   readonly #o: RpcServerTaskOptions;
   #server: RpcServer | undefined;
-  #inFlight = 0;
-  #metered = false;
 
   constructor(ctx: AppContext, options: RpcServerTaskOptions = {}) {
     super(ctx, { ...options, name: options.name ?? (new.target === RpcServerTask ? "rpc" : undefined) }, rpcServerShape);
@@ -79,11 +82,12 @@ export class RpcServerTask extends Task {
       throw new TilthError("ERR_TASK_CLASS", `task ${this.name}: no API to serve (pass an api option or give the service an api object)`);
     if (this.bind.length === 0)
       throw new TilthError("ERR_TASK_CLASS", `task ${this.name}: no URL to serve on (set options.${this.name}.bind in the settings, or a bind option)`);
+    this.#gauges();
     const server = new RpcServer(api, {
       log: (line) => this.log.warn(line),
       ...this.#o.server,
       loop: this.loop,
-      middleware: [...(this.#o.server?.middleware ?? []), this.#middleware()],
+      ...(this.#o.stats === false ? {} : { stats: this.#stats() }),
     });
     this.#server = server;
     for (const url of this.bind) {
@@ -103,34 +107,45 @@ export class RpcServerTask extends Task {
     }
   }
 
-  #middleware(): Middleware {
+  #metered = false;
+
+  /** The in-flight and connection gauges, read from the server when the metrics are written. */
+  #gauges(): void {
+    if (this.#metered) return;
+    this.#metered = true;
     const m = this.metrics;
-    const calls = m.counter("tilth_rpc_calls_total", "RPC calls received, by method.");
-    const errors = m.counter("tilth_rpc_errors_total", "RPC calls that failed, by method.");
-    if (!this.#metered) {
-      this.#metered = true;
-      m.gauge("tilth_rpc_in_flight", "RPC calls in progress.", () => [[{ task: this.name }, this.#inFlight]]);
-    }
     const task = this.name;
-    // A call ends with `after` or `error`, or silently when it is cancelled
-    // (client cancel, deadline, lost peer, server close): its signal aborts.
-    // `meta` marks a counted call so each is uncounted once.
-    const end = (ctx: CallContext): void => {
-      if (ctx.meta.tilthOpen !== true) return;
-      ctx.meta.tilthOpen = false;
-      this.#inFlight--;
-    };
+    m.gauge("tilth_rpc_server_calls_in_flight", "RPC calls in progress.", () => [[{ task }, this.#server?.inFlight ?? 0]]);
+    m.gauge("tilth_rpc_server_connections", "Connections open to the RPC server.", () => [[{ task }, this.#server?.connections ?? 0]]);
+  }
+
+  /** Per-call recording into the service's metrics (histograms bound once per method and outcome). */
+  #stats(): ServerStats {
+    const m = this.metrics;
+    const task = this.name;
+    const durations = m.histogram("tilth_rpc_server_call_duration_seconds", "RPC calls served, by method and outcome (code: ok or the error code), from arrival to answer.");
+    const items = m.counter("tilth_rpc_server_stream_items_total", "Stream items sent by RPC servers, by method.");
     return {
-      before: (ctx: CallContext) => {
-        calls.inc({ task, method: ctx.method });
-        this.#inFlight++;
-        ctx.meta.tilthOpen = true;
-        ctx.signal.addEventListener("abort", () => end(ctx), { once: true });
-      },
-      after: end,
-      error: (ctx: CallContext) => {
-        errors.inc({ task, method: ctx.method });
-        end(ctx);
+      method(method: string): MethodStats {
+        const ok = durations.series({ task, method, code: "ok" });
+        const failed = new Map<string, HistogramSeries>();
+        const itemLabels = { task, method };
+        return {
+          end(code, ms, n) {
+            let s = ok;
+            if (code !== undefined) {
+              s = failed.get(code) ?? failed.get("ERR_OTHER")!;
+              if (s === undefined) {
+                // At most 16 codes per method: a handler's own codes cannot grow the series without bound.
+                const c = failed.size < 15 ? code : "ERR_OTHER";
+                s = durations.series({ task, method, code: c });
+                failed.set(c, s);
+              }
+            }
+            s.observe(ms / 1000);
+            if (n > 0) items.inc(itemLabels, n);
+          },
+        };
       },
     };
   }

@@ -1,6 +1,7 @@
 /**
  * HttpTask for real on 127.0.0.1 port 0: /health (200 while every task runs,
- * 503 otherwise, JSON), /metrics (task runs, queue depth, RPC calls), closing
+ * 503 otherwise, JSON), /metrics (task runs, queue depth, RPC call durations,
+ * loop lag: the scrape parsed strictly and its histograms checked), closing
  * with a keep-alive connection open, a port in use. Every test proves it
  * leaves no socket or timer behind.
  */
@@ -18,6 +19,7 @@ import { isTilthError } from "../../core/errors.js";
 import { sleep } from "../../core/time.js";
 import { close, connect } from "../../rpc/index.js";
 import { leakCheck } from "../helpers/leaks.js";
+import { histogramSeries, parsePrometheus } from "../helpers/prometheus.js";
 import { startService } from "./svc-helpers.js";
 
 interface Reply {
@@ -97,7 +99,24 @@ test("/health is 200 with every task's state while all run, 503 once one failed;
   assert.match(r.body, /^# TYPE tilth_task_runs_total counter$/m);
   assert.match(r.body, /^tilth_queue_depth\{task="jobs"\} 2$/m);
   assert.match(r.body, /^tilth_queue_active\{task="jobs"\} 1$/m);
-  assert.match(r.body, /^tilth_rpc_calls_total\{method="ping",task="rpc"\} 1$/m);
+  // The whole scrape parses strictly; the histograms have cumulative buckets, +Inf = _count, a _sum.
+  const fams = parsePrometheus(r.body);
+  const calls = histogramSeries(fams.get("tilth_rpc_server_call_duration_seconds")!);
+  const ping = calls.find((c) => c.labels.method === "ping" && c.labels.code === "ok");
+  assert.ok(ping, r.body);
+  assert.deepEqual(Object.entries(ping.labels), [["code", "ok"], ["method", "ping"], ["task", "rpc"]], "labels in name order");
+  assert.equal(ping.count, 1);
+  assert.ok(ping.sum >= 0 && ping.sum < 5, `sum ${ping.sum} s`);
+  assert.equal(ping.buckets.length, 18, "17 bounds and +Inf");
+  assert.equal(ping.buckets.at(-1)![1], 1);
+  const lag = histogramSeries(fams.get("tilth_loop_lag_seconds")!);
+  assert.deepEqual(lag.map((l) => l.labels), [{ loop: "node" }]);
+  assert.equal(fams.get("tilth_rpc_server_calls_in_flight")!.type, "gauge");
+  assert.equal(fams.get("tilth_rpc_server_connections")!.samples[0]!.value, 0, "the client has closed");
+  const elu = fams.get("tilth_loop_utilization_ratio")!.samples[0]!.value;
+  assert.ok(elu >= 0 && elu <= 1, `utilisation ${elu}`);
+  assert.equal(fams.get("process_cpu_user_seconds_total")?.type, "counter", "the process's default metrics");
+  assert.equal(fams.get("tilth_task_runs_total")!.type, "counter");
   assert.match(r.body, /^tilth_task_up\{task="breakable"\} 1$/m);
 
   svc.task(Breakable).breakNow();

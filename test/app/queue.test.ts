@@ -79,7 +79,7 @@ test("submit() waits while the queue is full (backpressure); depth is a gauge", 
       accepted.push(loop.now());
       if (i === 2) {
         assert.equal(jobs(svc).depth, 2);
-        assert.match(svc.metrics.text(), /^tilth_queue_depth\{task="jobs"\} 2$/m);
+        assert.match(await svc.metrics.text(), /^tilth_queue_depth\{task="jobs"\} 2$/m);
       }
     }
     await handle.stop();

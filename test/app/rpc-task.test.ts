@@ -1,6 +1,6 @@
 /**
- * RpcServerTask in virtual time over inproc://: serves the API, counts calls
- * through the server's middleware, closes gracefully within the stop deadline.
+ * RpcServerTask in virtual time over inproc://: serves the API, records calls
+ * in the service's metrics (durations by method and outcome), closes gracefully within the stop deadline.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -45,15 +45,18 @@ test("serves the service's api on the URLs of its settings; counts calls and err
     assert.equal(await api.hello("me"), "hello me");
     await assert.rejects(api.broken());
     const m = svc.metrics;
-    assert.equal(m.value("tilth_rpc_calls_total", { task: "rpc", method: "hello" }), 2);
-    assert.equal(m.value("tilth_rpc_calls_total", { task: "rpc", method: "broken" }), 1);
-    assert.equal(m.value("tilth_rpc_errors_total", { task: "rpc", method: "broken" }), 1);
-    assert.equal(m.value("tilth_rpc_in_flight", { task: "rpc" }), 0);
+    const d = "tilth_rpc_server_call_duration_seconds";
+    assert.equal(m.value(`${d}_count`, { task: "rpc", method: "hello", code: "ok" }), 2);
+    assert.equal(m.value(`${d}_count`, { task: "rpc", method: "broken", code: "ERR_REMOTE" }), 1);
+    assert.equal(m.value(`${d}_count`, { task: "rpc", method: "broken", code: "ok" }), 0, "the ok series is bound when the server starts");
+    assert.equal(m.value("tilth_rpc_server_calls_in_flight", { task: "rpc" }), 0);
+    assert.equal(m.value("tilth_rpc_server_connections", { task: "rpc" }), 1);
     const slow = api.slow(100);
     await sleep(loop, 10);
-    assert.equal(m.value("tilth_rpc_in_flight", { task: "rpc" }), 1);
+    assert.equal(m.value("tilth_rpc_server_calls_in_flight", { task: "rpc" }), 1);
     assert.equal(await slow, "done");
-    assert.equal(m.value("tilth_rpc_in_flight", { task: "rpc" }), 0);
+    assert.equal(m.value("tilth_rpc_server_calls_in_flight", { task: "rpc" }), 0);
+    assert.equal(m.value(`${d}_sum`, { task: "rpc", method: "slow", code: "ok" }), 0.1, "100 ms of loop time, in seconds");
     await close(api);
     await handle.stop();
   });
@@ -88,7 +91,7 @@ test("a call longer than the grace is cancelled before the stop deadline; the ca
     await failed;
     assert.ok(loop.now() >= 900 && loop.now() < 1100, `stopped at ${loop.now()}`);
     assert.equal(out.grep(/did not stop/).length, 0, out.lines.join("\n"));
-    assert.equal(svc.metrics.value("tilth_rpc_in_flight", { task: "rpc" }), 0, "a cancelled call is uncounted");
+    assert.equal(svc.metrics.value("tilth_rpc_server_call_duration_seconds_count", { task: "rpc", method: "slow", code: "ERR_UNAVAILABLE" }), 1, "a call cancelled at stop ends ERR_UNAVAILABLE");
     await close(api);
   });
   assert.equal(loop.pendingTimers, 0);
@@ -113,6 +116,25 @@ test("a URL already bound: start fails with the transport's reason", async () =>
   await loop.run(async () => {
     const { handle } = await startService(loop, ApiService, { rpc: { bind: "drpc+inproc://svc-d" } });
     await assert.rejects(startService(loop, ApiService, { rpc: { bind: "drpc+inproc://svc-d" } }), (e) => isTilthError(e, "ERR_APP_START") && /task rpc cannot start/.test((e as Error).message));
+    await handle.stop();
+  });
+  assert.equal(loop.pendingTimers, 0);
+});
+
+test("stats: false records no call (the gauges stay)", async () => {
+  const loop = new VirtualLoop();
+  class Quiet extends ApiService {
+    protected override createTasks(): Task[] {
+      return [new RpcServerTask(this.ctx, { stats: false })];
+    }
+  }
+  await loop.run(async () => {
+    const { handle, svc } = await startService(loop, Quiet, { rpc: { bind: "drpc+inproc://svc-q" } });
+    const api = await connect<Api>("drpc+inproc://svc-q", { loop });
+    assert.equal(await api.hello("you"), "hello you");
+    assert.equal(svc.metrics.value("tilth_rpc_server_call_duration_seconds_count", { task: "rpc", method: "hello", code: "ok" }), undefined);
+    assert.equal(svc.metrics.value("tilth_rpc_server_connections", { task: "rpc" }), 1);
+    await close(api);
     await handle.stop();
   });
   assert.equal(loop.pendingTimers, 0);

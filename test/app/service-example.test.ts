@@ -105,7 +105,7 @@ test("tilth run mailer with --set and --APP.OPTION overrides: health, metrics an
       await close(api);
     }
     const metrics = await get(`${httpUrl}/metrics`);
-    assert.match(metrics.body, /^tilth_rpc_calls_total\{method="send",task="rpc"\} 1$/m);
+    assert.match(metrics.body, /^tilth_rpc_server_call_duration_seconds_count\{code="ok",method="send",task="rpc"\} 1$/m);
     assert.match(metrics.body, /^tilth_queue_items_total\{outcome="done",task="outbox"\} \d+$/m);
     assert.match(metrics.body, /^tilth_task_runs_total\{task="digest"\} \d+$/m);
 
