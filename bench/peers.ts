@@ -328,7 +328,7 @@ async function measureScenarios(
     const sc: Scenario = { ...def.sc, warmupMs, runMs, items: items ?? def.sc.items ?? 0, capMs };
     const runs = new Map<string, RunOut[]>();
     const skip = (id: string): string | undefined => missing.get(id) ?? def.na?.[id] ?? (def.sc.mode === "stream" && !SYSTEMS[id]!.streams ? "no streams" : undefined);
-    const entries = scenarioEntries(def, systems);
+    const entries = scenarioEntries(def, systems, quick);
     // Rounds over every system, so drift over time touches all of them alike.
     for (let r = 0; r < repeats; r++) {
       for (const e of entries) {
@@ -392,13 +392,20 @@ async function measureScenarios(
   return out;
 }
 
-/** What one scenario runs: every system once; in the fleet, each system that runs as a fleet at each number of instances. */
-function scenarioEntries(def: ScenarioDef, systems: typeof SYSTEM_INFO): { id: string; system: string; label: string; kind: string; inProcess?: boolean; instances: number }[] {
+/**
+ * What one scenario runs: every system once; in the fleet, each system that
+ * runs as a fleet at each number of instances (`--quick`: 1 and 2).
+ */
+export function scenarioEntries(
+  def: ScenarioDef,
+  systems: typeof SYSTEM_INFO,
+  quick = false,
+): { id: string; system: string; label: string; kind: string; inProcess?: boolean; instances: number }[] {
   if (!def.instances) return systems.filter((s) => !(def.sc.mode === "burn" && !SYSTEMS[s.id]!.fleet)).map((s) => ({ ...s, system: s.id, instances: 1 }));
   return systems
     .filter((s) => SYSTEMS[s.id]!.fleet)
     .flatMap((s) =>
-      def.instances!.map((k) => ({ ...s, id: `${s.id}×${k}`, system: s.id, label: `${s.label.replace(" (one instance)", "")}, ${k} instance${k > 1 ? "s" : ""}`, instances: k })),
+      def.instances!.filter((k) => !quick || k <= 2).map((k) => ({ ...s, id: `${s.id}×${k}`, system: s.id, label: `${s.label.replace(" (one instance)", "")}, ${k} instance${k > 1 ? "s" : ""}`, instances: k })),
     );
 }
 
