@@ -35,6 +35,7 @@ import { IdCounter } from "./internal/IdTable.js";
 import { STREAM_WINDOW, type CallOptions, type PendingCall } from "./PendingCall.js";
 import type { ClientSessionHooks, ClientSessionLike, ServerCore, ServerSessionLike } from "./protocol.js";
 import { ServerCalls, type CallWire, type ServerCall } from "./ServerCalls.js";
+import { clientSlots } from "./internal/clientSlots.js";
 
 /** The transport part of an in-process URL: `local://NAME`. */
 export const LOCAL_SCHEME = "local:";
@@ -371,3 +372,6 @@ export class LocalServerSession implements ServerSessionLike, CallWire<number> {
     return Promise.resolve();
   }
 }
+
+// The client calls in-process with these when this module is loaded (tilth/rpc and every server load it).
+clientSlots.local = { scheme: LOCAL_SCHEME, check: checkLocalProtocol, connect: connectLocal };
