@@ -182,7 +182,7 @@ function excerptOf(v: unknown): string {
   if (v === null) return "null";
   const o = v as object;
   if (Array.isArray(o)) return `an array of ${o.length} items`;
-  if (o instanceof Uint8Array) return `${o.constructor === Buffer ? "a Buffer" : "a Uint8Array"} of ${o.length} bytes`;
+  if (o instanceof Uint8Array) return `${o.constructor.name === "Buffer" ? "a Buffer" : "a Uint8Array"} of ${o.length} bytes`;
   if (ArrayBuffer.isView(o)) return `a ${o.constructor.name} of ${o.byteLength} bytes`;
   if (o instanceof ArrayBuffer) return `an ArrayBuffer of ${o.byteLength} bytes`;
   if (o instanceof Map) return `a Map of ${o.size} entries`;

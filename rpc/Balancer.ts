@@ -30,6 +30,7 @@ import { parseUrl, schemeOf, type Discovery, type Endpoint } from "../core/Trans
 import { laterStream, type CallOptions, type CallPromise } from "./PendingCall.js";
 import { UnavailableError } from "./ServerCalls.js";
 import { formatRpcUrl, parseRpcUrl } from "./url.js";
+import { clientSlots } from "./internal/clientSlots.js";
 
 /** What the balancer needs of the client of one endpoint (an RpcClient). */
 export interface MemberClient {
@@ -362,3 +363,6 @@ export class Balancer {
     return value;
   }
 }
+
+// The client balances with this when it is loaded (tilth/rpc loads it).
+clientSlots.Balancer = Balancer;

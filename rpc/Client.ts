@@ -34,8 +34,10 @@ import { Scope } from "../core/Scope.js";
 import { checkPeerOptions, type ClientSessionLike, type PeerOptions, type RpcProtocol } from "./protocol.js";
 import { protocolFor } from "./protocols.js";
 import { parseRpcUrl } from "./url.js";
-import { LOCAL_SCHEME, checkLocalProtocol, connectLocal, type LocalCopy } from "./local.js";
-import { Balancer, type EndpointStatus } from "./Balancer.js";
+import type { LocalCopy } from "./local.js";
+import type { Balancer, EndpointStatus } from "./Balancer.js";
+import { clientSlots } from "./internal/clientSlots.js";
+import { TilthError } from "../core/errors.js";
 import { parseUrl, schemeOf } from "../core/Transport.js";
 
 export type { CallOptions, CallPromise, PendingCall } from "./PendingCall.js";
@@ -158,8 +160,9 @@ export class RpcClient implements AsyncDisposable {
     if (urls.length === 0) throw new RangeError("connect() needs at least one URL");
     url = urls.join(",");
     const u = parseRpcUrl(urls[0]!);
-    const local = u.transport.startsWith(LOCAL_SCHEME);
-    if (local) checkLocalProtocol(u.protocol, urls[0]!);
+    const slot = clientSlots.local;
+    const local = slot !== undefined && u.transport.startsWith(slot.scheme);
+    if (local) slot.check(u.protocol, urls[0]!);
     const protocol = protocolFor(u.protocol, urls[0]!, options.protocols);
     this.#protocol = protocol;
     this.url = url;
@@ -184,7 +187,9 @@ export class RpcClient implements AsyncDisposable {
     }, { once: true });
     if (urls.length > 1 || isGroupUrl(this.loop, this.#transportUrl)) {
       const memberOptions: ClientOptions = { ...options, waitForReady: false, scope };
-      this.#balancer = new Balancer(urls, urls.length === 1, {
+      const B = clientSlots.Balancer;
+      if (B === undefined) throw new TilthError("ERR_NO_BALANCER", `${url}: this build of the client has no balancer (the browser client connects to one URL); on Node, import tilth/rpc`);
+      this.#balancer = new B(urls, urls.length === 1, {
         loop: this.loop,
         scope,
         name: url,
@@ -325,7 +330,7 @@ export class RpcClient implements AsyncDisposable {
   #openLocal(): ClientSessionLike {
     let ended!: () => void;
     const done = new Promise<void>((resolve) => (ended = resolve));
-    const session = connectLocal(this.loop, this.#transportUrl, {
+    const session = clientSlots.local!.connect(this.loop, this.#transportUrl, {
       middleware: this.#middleware,
       meta: this.#options.meta,
       copy: this.#options.copy,

@@ -4,6 +4,9 @@
  * drpc protocol. See docs/drpc.md.
  * @module
  */
+// The Node client balances and calls in-process: both fill their slot of the client when loaded.
+import "./Balancer.js";
+import "./local.js";
 export * from "./errors.js";
 export * from "./url.js";
 export { doc, params, streaming, exposedMethods, parseParams, type MethodInfo, type Signature, type ExposeOptions } from "./api.js";

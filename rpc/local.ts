@@ -36,6 +36,7 @@ import { STREAM_WINDOW, type CallOptions, type PendingCall } from "./PendingCall
 import type { Metadata } from "./meta.js";
 import type { ClientSessionHooks, ClientSessionLike, ServerCore, ServerSessionLike } from "./protocol.js";
 import { ServerCalls, type CallWire, type ServerCall } from "./ServerCalls.js";
+import { clientSlots } from "./internal/clientSlots.js";
 
 /** The transport part of an in-process URL: `local://NAME`. */
 export const LOCAL_SCHEME = "local:";
@@ -376,3 +377,6 @@ export class LocalServerSession implements ServerSessionLike, CallWire<number> {
     return Promise.resolve();
   }
 }
+
+// The client calls in-process with these when this module is loaded (tilth/rpc and every server load it).
+clientSlots.local = { scheme: LOCAL_SCHEME, check: checkLocalProtocol, connect: connectLocal };

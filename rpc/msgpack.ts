@@ -31,6 +31,7 @@
 import { excerpt } from "../core/errors.js";
 import { BadValueError, ProtocolError, ValueError, ValueLimitError } from "./errors.js";
 import { Float64 } from "./float64.js";
+import { allocUnsafe, allocUnsafeSlow, asBuffer, bytesView, copyInto, isPlainBytes, readDoubleBE, readFloatBE, utf8Length, utf8Slice, utf8Write } from "./internal/bytes.js";
 
 /** The simple reader's answer for a value it leaves to the general reader. */
 export const NOT_SIMPLE: unique symbol = Symbol("not simple");
@@ -59,7 +60,7 @@ function sizeOfScalar(v: unknown): number {
       return 3;
     case "object":
       if (v === null) return 1;
-      if (v instanceof Uint8Array && (v.constructor === Buffer || v.constructor === Uint8Array)) {
+      if (v instanceof Uint8Array && isPlainBytes(v)) {
         const n = v.length;
         return n < 0x100 ? 2 + n : n < 0x10000 ? 3 + n : 5 + n;
       }
@@ -345,9 +346,9 @@ export function copyBytes(dst: Uint8Array, src: Uint8Array, start: number, n: nu
 function readBin(f: Uint8Array, p: number, n: number, end: number): unknown {
   if (p + n > end) return NOT_SIMPLE;
   at = p + n;
-  if (n > BIN_COPY_MAX) return Buffer.from(f.buffer, f.byteOffset + p, n);
+  if (n > BIN_COPY_MAX) return bytesView(f.buffer, f.byteOffset + p, n);
   // A small value kept by the handler must not keep the whole received chunk (up to 64 KiB) alive.
-  const b = Buffer.allocUnsafe(n);
+  const b = allocUnsafe(n);
   copyBytes(b, f, p, n);
   return b;
 }
@@ -412,7 +413,7 @@ function protoKey(): BadValueError {
 
 /** The buffer values are written into; each value is handed out as a view of it, and the next starts after. */
 const SLAB = 64 * 1024;
-var out: Buffer = Buffer.allocUnsafeSlow(SLAB);
+var out: Buffer = allocUnsafeSlow(SLAB);
 var view = new DataView(out.buffer, out.byteOffset, out.length);
 /** Write position in `out`. */
 var w = 0;
@@ -424,7 +425,7 @@ var wideInts = false;
 var packing = false;
 
 function newSlab(size: number): void {
-  out = Buffer.allocUnsafeSlow(size);
+  out = allocUnsafeSlow(size);
   view = new DataView(out.buffer, out.byteOffset, out.length);
 }
 
@@ -436,7 +437,7 @@ function room(n: number): void {
   const old = out;
   // Doubling while small; past 16 MiB, 16 MiB more at a time.
   newSlab(Math.max(SLAB, need + Math.min(need, 16 * 1024 * 1024)));
-  old.copy(out, 0, base, w);
+  copyInto(old, out, 0, base, w);
   base = 0;
   w = used;
 }
@@ -607,10 +608,10 @@ function writeStr(s: string): void {
     }
   }
   // At most 3 bytes per UTF-16 unit; a long string is measured instead of reserving 3x its length.
-  const max = n < 0x100000 ? n * 3 : Buffer.byteLength(s);
+  const max = n < 0x100000 ? n * 3 : utf8Length(s);
   const h = strHead(max);
   room(h + max);
-  const len = out.write(s, w + h, max, "utf8");
+  const len = utf8Write(out, s, w + h, max);
   const hh = strHead(len);
   if (hh !== h) out.copyWithin(w + hh, w + h, w + h + len);
   if (hh === 1) out[w] = 0xa0 | len;
@@ -785,7 +786,7 @@ function writeDate(date: Date): void {
 // -- reading --
 
 /** The message being read (as a Buffer, for its native UTF-8 decoding) and where its value must end. */
-var src: Buffer = Buffer.alloc(0);
+var src: Buffer = allocUnsafe(0);
 var end = 0;
 /** Items read so far in the value being read. */
 var rItems = 0;
@@ -802,7 +803,7 @@ function truncated(): ProtocolError {
  * outside the model.
  */
 export function readValue(f: Uint8Array, p: number, e: number, flags: number, root: string): unknown {
-  src = Buffer.isBuffer(f) ? f : Buffer.from(f.buffer, f.byteOffset, f.byteLength);
+  src = asBuffer(f);
   end = e;
   at = p;
   rItems = 0;
@@ -817,7 +818,7 @@ export function readValue(f: Uint8Array, p: number, e: number, flags: number, ro
   }
 }
 
-const EMPTY = Buffer.alloc(0);
+const EMPTY = allocUnsafe(0);
 
 /** The number of items of the array header at `p` of `f` (then `readEnd()` is after it); -1 when there is none. */
 export function readArrayHead(f: Uint8Array, p: number): number {
@@ -927,11 +928,11 @@ function readAny(d: number): unknown {
     case 0xca:
       need(p, 5);
       at = p + 5;
-      return f.readFloatBE(p + 1);
+      return readFloatBE(f, p + 1);
     case 0xcb:
       need(p, 9);
       at = p + 9;
-      return f.readDoubleBE(p + 1);
+      return readDoubleBE(f, p + 1);
     case 0xcc:
       need(p, 2);
       at = p + 2;
@@ -1010,10 +1011,7 @@ function int64(hi: number, lo: number): number | bigint {
   return (BigInt(hi) << 32n) + BigInt(lo);
 }
 
-type Utf8Sliced = Buffer & { utf8Slice(start: number, end: number): string };
-/** Node's UTF-8 decoding without `toString`'s argument handling (measured: half the cost for short strings); `toString` where it is missing. */
-const utf8: (b: Buffer, start: number, end: number) => string =
-  typeof (Buffer.prototype as Utf8Sliced).utf8Slice === "function" ? (b, start, e) => (b as Utf8Sliced).utf8Slice(start, e) : (b, start, e) => b.toString("utf8", start, e);
+const utf8 = utf8Slice;
 
 function readStr(p: number, n: number): string {
   const e = p + n;
@@ -1037,8 +1035,8 @@ function readBinAt(p: number, n: number): Buffer {
   const e = p + n;
   if (e > end) throw truncated();
   at = e;
-  if (n > BIN_COPY_MAX) return Buffer.from(src.buffer, src.byteOffset + p, n);
-  const b = Buffer.allocUnsafe(n);
+  if (n > BIN_COPY_MAX) return bytesView(src.buffer, src.byteOffset + p, n);
+  const b = allocUnsafe(n);
   copyBytes(b, src, p, n);
   return b;
 }

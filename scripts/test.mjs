@@ -23,10 +23,21 @@ function testFiles(dir) {
 spawnSync(process.execPath, [join(import.meta.dirname ?? ".", "setup-interop.mjs"), "--optional", "--quiet"], { stdio: "inherit" });
 // nats-server for the NATS tests (Debian's nats-server): installed when missing and root, else those tests skip saying why.
 spawnSync(process.execPath, [join(import.meta.dirname ?? ".", "setup-nats.mjs"), "--optional", "--quiet"], { stdio: "inherit" });
+// Chromium for the browser tests (Debian's chromium): installed when missing and root, else those tests skip saying why.
+spawnSync(process.execPath, [join(import.meta.dirname ?? ".", "setup-browser.mjs"), "--optional", "--quiet"], { stdio: "inherit" });
 
 const args = process.argv.slice(2);
 const paths = args.filter((a) => !a.startsWith("-"));
 const flags = args.filter((a) => a.startsWith("-"));
 const files = (paths.length ? paths : ["dist/test"]).flatMap((p) => (statSync(p).isDirectory() ? testFiles(p) : [p]));
-const r = spawnSync(process.execPath, ["--test", "--test-concurrency=2", ...flags, ...files], { stdio: "inherit" });
-process.exit(r.status ?? 1);
+// The browser tests (a headless Chromium each) run after the others, one file at a time.
+const isBrowser = (f) => /(^|[\\/])test[\\/]browser[\\/]/.test(f);
+const rest = files.filter((f) => !isBrowser(f));
+const browser = files.filter(isBrowser);
+let status = 0;
+if (rest.length > 0) status = spawnSync(process.execPath, ["--test", "--test-concurrency=2", ...flags, ...rest], { stdio: "inherit" }).status ?? 1;
+for (const f of browser) {
+  const r = spawnSync(process.execPath, ["--test", "--test-concurrency=1", ...flags, f], { stdio: "inherit" });
+  if (r.status !== 0) status = r.status ?? 1;
+}
+process.exit(status);

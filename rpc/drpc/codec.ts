@@ -19,6 +19,7 @@ import type { FrameWriter } from "../../core/Transport.js";
 import { ProtocolError, ValueError, type RemoteErrorInfo } from "../errors.js";
 import type { Metadata } from "../meta.js";
 import { ARGS, NOT_SIMPLE, packMessage, packValue, readArrayHead, readEnd, readName, readSimple, readValue, readValues, sizeOfSimple, unpackValue, writeSimple } from "../msgpack.js";
+import { allocUnsafe, copyInto } from "../internal/bytes.js";
 
 export const PROTOCOL = "drpc";
 /** The wire format's version. A peer with another major version is refused at HELLO. */
@@ -125,7 +126,7 @@ function putAscii(p: number, s: string): number {
 function withHead(len: number, value: unknown, root: string): Uint8Array {
   const size = sizeOfSimple(value);
   if (size >= 0) {
-    const frame = Buffer.allocUnsafe(len + size);
+    const frame = allocUnsafe(len + size);
     for (let i = 0; i < len; i++) frame[i] = head[i]!;
     writeSimple(frame, len, value);
     return frame;
@@ -198,7 +199,7 @@ export class ItemBatch {
   readonly #limit: number;
 
   constructor(capacity = 1024, limit = BATCH_BYTES) {
-    this.#buf = Buffer.allocUnsafe(capacity);
+    this.#buf = allocUnsafe(capacity);
     this.#limit = Math.min(limit, BATCH_BYTES);
   }
 
@@ -236,7 +237,7 @@ export class ItemBatch {
       const n = packed.length;
       if (this.count > 0 && this.#p + n > this.#limit) full = this.take(id);
       this.#room(n);
-      packed.copy(this.#buf, this.#p);
+      copyInto(packed, this.#buf, this.#p, 0, packed.length);
       this.#p += n;
       this.lastSize = n;
     }
@@ -247,8 +248,8 @@ export class ItemBatch {
   #room(n: number): void {
     const need = this.#p + n;
     if (need <= this.#buf.length) return;
-    const next = Buffer.allocUnsafe(Math.max(need, this.#buf.length * 2));
-    this.#buf.copy(next, 0, 0, this.#p);
+    const next = allocUnsafe(Math.max(need, this.#buf.length * 2));
+    copyInto(this.#buf, next, 0, 0, this.#p);
     this.#buf = next;
   }
 
@@ -276,7 +277,7 @@ export class ItemBatch {
     for (let i = 0; i < h; i++) buf[start + i] = head[i]!;
     const frame = buf.subarray(start, this.#p);
     this.lastHead = h;
-    this.#buf = Buffer.allocUnsafe(Math.min(Math.max(this.#p, 1024), BATCH_BYTES + ITEMS_HEAD));
+    this.#buf = allocUnsafe(Math.min(Math.max(this.#p, 1024), BATCH_BYTES + ITEMS_HEAD));
     this.#p = ITEMS_HEAD;
     this.count = 0;
     return frame;

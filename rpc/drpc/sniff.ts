@@ -22,7 +22,7 @@ export function recognizePeer(first: Uint8Array): string | undefined {
 /** The bytes as a person reads them: quoted text when printable, else hex. */
 function shown(first: Uint8Array): string {
   const printable = [...first].every((b) => b >= 0x20 && b < 0x7f);
-  return printable ? `"${String.fromCharCode(...first)}"` : `0x${Buffer.from(first).toString("hex")}`;
+  return printable ? `"${String.fromCharCode(...first)}"` : `0x${Array.from(first, (b) => b.toString(16).padStart(2, "0")).join("")}`;
 }
 
 /** The first header word a framing error carries in its context (the peer's first 4 bytes, before any message), if any. */
