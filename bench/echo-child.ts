@@ -20,7 +20,7 @@
 import net from "node:net";
 import { NodeLoop } from "../adapters/node.js";
 import { registerTransports } from "../transports/index.js";
-import { close, connect, serve } from "../rpc/index.js";
+import { close, connect, serve, tracing, type Middleware } from "../rpc/index.js";
 import { percentile } from "./lib.js";
 
 const [role, kind, url, ...rest] = process.argv.slice(2);
@@ -130,17 +130,34 @@ function netClient(cork: boolean, size: number, inflight: number, warmupMs: numb
 
 // ---------------------------------------------------------------- drpc
 
+/**
+ * TILTH_BENCH_TRACING=1: `tracing()` on server and client, with the
+ * OpenTelemetry SDK recording every span (a batch processor whose exporter
+ * drops them), as an app that traces would run. Otherwise no middleware.
+ */
+async function middleware(): Promise<Middleware[]> {
+  if (process.env.TILTH_BENCH_TRACING !== "1") return [];
+  const { context, trace } = await import("@opentelemetry/api");
+  const { AsyncLocalStorageContextManager } = await import("@opentelemetry/context-async-hooks");
+  const { BasicTracerProvider, BatchSpanProcessor } = await import("@opentelemetry/sdk-trace-base");
+  const drop = { export: (_s: unknown[], done: (r: { code: number }) => void) => done({ code: 0 }), shutdown: () => Promise.resolve() };
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(drop)] }));
+  return [tracing({ required: true })];
+}
+
 async function drpcServer(): Promise<void> {
   const loop = registerTransports(new NodeLoop());
-  const server = await serve({ echo: (x: Uint8Array) => x }, url!, { loop });
+  const server = await serve({ echo: (x: Uint8Array) => x }, url!, { loop, middleware: await middleware() });
   process.stdout.write(`${server.urls[0]}\n`);
 }
 
 async function drpcClient(size: number, inflight: number, warmupMs: number, runMs: number): Promise<void> {
   const loop = registerTransports(new NodeLoop());
   // inproc lives in one loop: serve in this process too.
-  const server = url!.startsWith("drpc+inproc:") ? await serve({ echo: (x: Uint8Array) => x }, url!, { loop }) : undefined;
-  const api = await connect<{ echo(x: Uint8Array): Uint8Array }>(url!, { loop });
+  const mw = await middleware();
+  const server = url!.startsWith("drpc+inproc:") ? await serve({ echo: (x: Uint8Array) => x }, url!, { loop, middleware: mw }) : undefined;
+  const api = await connect<{ echo(x: Uint8Array): Uint8Array }>(url!, { loop, middleware: mw });
   const payload = new Uint8Array(size).fill(7);
   let stopped!: () => void;
   const finished = new Promise<void>((r) => (stopped = r));
