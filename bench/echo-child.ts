@@ -17,6 +17,9 @@
  * one frame per message, no framing of its own: the zmq baseline).
  * Every reply is checked: a wrong echo fails the run.
  */
+import { Metrics } from "../app/Metrics.js";
+import { rpcServerStats } from "../app/tasks/RpcServerTask.js";
+import type { ServerStats } from "../rpc/stats.js";
 import net from "node:net";
 import { NodeLoop } from "../adapters/node.js";
 import { registerTransports } from "../transports/index.js";
@@ -130,16 +133,21 @@ function netClient(cork: boolean, size: number, inflight: number, warmupMs: numb
 
 // ---------------------------------------------------------------- drpc
 
+/** Servers record every call, as an RpcServerTask does by default; TILTH_BENCH_STATS=0 turns it off. */
+function stats(): { stats?: ServerStats } {
+  return process.env.TILTH_BENCH_STATS === "0" ? {} : { stats: rpcServerStats(new Metrics(), "bench") };
+}
+
 async function drpcServer(): Promise<void> {
   const loop = registerTransports(new NodeLoop());
-  const server = await serve({ echo: (x: Uint8Array) => x }, url!, { loop });
+  const server = await serve({ echo: (x: Uint8Array) => x }, url!, { loop, ...stats() });
   process.stdout.write(`${server.urls[0]}\n`);
 }
 
 async function drpcClient(size: number, inflight: number, warmupMs: number, runMs: number): Promise<void> {
   const loop = registerTransports(new NodeLoop());
   // inproc lives in one loop: serve in this process too.
-  const server = url!.startsWith("drpc+inproc:") ? await serve({ echo: (x: Uint8Array) => x }, url!, { loop }) : undefined;
+  const server = url!.startsWith("drpc+inproc:") ? await serve({ echo: (x: Uint8Array) => x }, url!, { loop, ...stats() }) : undefined;
   const api = await connect<{ echo(x: Uint8Array): Uint8Array }>(url!, { loop });
   const payload = new Uint8Array(size).fill(7);
   let stopped!: () => void;

@@ -126,7 +126,7 @@ export class RpcServer implements ServerCore, AsyncDisposable {
     scope.signal.addEventListener("abort", () => {
       for (const s of this.#sessions.keys()) void this.#shutdown(s, "server closed before the call finished");
     }, { once: true });
-    const listing = (): MethodInfo[] => [...this.methods.values()].filter((m) => !m.name.startsWith(".")).map(({ fn: _fn, contextual: _c, stats: _s, ...info }) => info);
+    const listing = (): MethodInfo[] => [...this.methods.values()].filter((m) => !m.name.startsWith(".")).map(({ fn: _fn, contextual: _c, stats: _s, validate: _v, ...info }) => info);
     this.#builtin(".inspect", "The methods of this server, with parameters and docs.", () => ({ methods: listing() }));
     this.#builtin(".ping", "Answers \"pong\".", () => "pong");
     this.#startedAt = this.loop.now();
