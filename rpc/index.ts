@@ -10,7 +10,7 @@ export { doc, params, streaming, exposedMethods, parseParams, type MethodInfo, t
 export { contextual, type CallContext, type Middleware } from "./context.js";
 export type { ServerStats, MethodStats } from "./stats.js";
 export { validated, BadResultError, type Schemas, type MethodSchema } from "./validate.js";
-export { RpcServer, serve, maskSecrets, type ServerOptions, type CloseOptions } from "./Server.js";
+export { RpcServer, serve, maskSecrets, isLoopbackUrl, checkDebugAccess, DebugForbiddenError, type ServerOptions, type CloseOptions } from "./Server.js";
 export { RpcClient, connect, remoteOf, withOptions, clientOf, close, DEFAULT_TIMEOUT_MS, type Remote, type RemoteCall, type RemoteStream, type ObservableLike, type ClientOptions, type CallOptions } from "./Client.js";
 export { bindArguments, type ExposedMethod } from "./api.js";
 export { VERSION as DRPC_VERSION } from "./drpc/codec.js";
