@@ -130,6 +130,7 @@ export async function startApp(name: string, settings: Settings, options: StartO
 
   let app: App;
   let server: RpcServer | undefined;
+  let doorToken: string | undefined;
   try {
     const cls = await settings.appClass(name);
     try {
@@ -142,7 +143,8 @@ export async function startApp(name: string, settings: Settings, options: StartO
     if (urls.length > 0) {
       if (app.api === undefined || app.api === null)
         throw new SettingsError([{ file: settings.file, app: name, key: "bind", message: `the app binds ${urls.join(", ")} but ${cls.name} has no api object` }]);
-      const s = (server = new RpcServer(app.api, { loop, debugInfo: () => ({ app: name, settings: appSettings }), log: (line) => log.warn(line), ...options.server }));
+      // On a listener that is not loopback the debug API is off unless debugRemote, and then asks for the backdoor's token.
+      const s = (server = new RpcServer(app.api, { loop, debugInfo: () => ({ app: name, settings: appSettings }), debugToken: () => doorToken, log: (line) => log.warn(line), ...options.server }));
       scope.defer(() => s.close({ graceMs }));
       try {
         for (const url of urls) {
@@ -184,6 +186,7 @@ export async function startApp(name: string, settings: Settings, options: StartO
         mkdirSync(settings.runDir, { recursive: true });
         scope.defer(() => rmSync(doorFile, { force: true }));
         writeFileSync(doorFile, JSON.stringify({ address: door.address, ...(door.token ? { token: door.token } : {}) }) + "\n", { mode: 0o600 });
+        doorToken = door.token;
         log.info(`backdoor on ${door.address}`);
       } catch (e) {
         throw new TilthError("ERR_APP_BIND", `app "${name}" cannot open its backdoor: ${describe(e)}`, { cause: e, context: { app: name } });

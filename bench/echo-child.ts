@@ -17,6 +17,9 @@
  * one frame per message, no framing of its own: the zmq baseline).
  * Every reply is checked: a wrong echo fails the run.
  */
+import { Metrics } from "../app/Metrics.js";
+import { rpcServerStats } from "../app/tasks/RpcServerTask.js";
+import type { ServerStats } from "../rpc/stats.js";
 import net from "node:net";
 import { NodeLoop } from "../adapters/node.js";
 import { registerTransports } from "../transports/index.js";
@@ -146,9 +149,14 @@ async function middleware(): Promise<Middleware[]> {
   return [tracing({ required: true })];
 }
 
+/** Servers record every call, as an RpcServerTask does by default; TILTH_BENCH_STATS=0 turns it off. */
+function stats(): { stats?: ServerStats } {
+  return process.env.TILTH_BENCH_STATS === "0" ? {} : { stats: rpcServerStats(new Metrics(), "bench") };
+}
+
 async function drpcServer(): Promise<void> {
   const loop = registerTransports(new NodeLoop());
-  const server = await serve({ echo: (x: Uint8Array) => x }, url!, { loop, middleware: await middleware() });
+  const server = await serve({ echo: (x: Uint8Array) => x }, url!, { loop, middleware: await middleware(), ...stats() });
   process.stdout.write(`${server.urls[0]}\n`);
 }
 
@@ -156,7 +164,7 @@ async function drpcClient(size: number, inflight: number, warmupMs: number, runM
   const loop = registerTransports(new NodeLoop());
   // inproc lives in one loop: serve in this process too.
   const mw = await middleware();
-  const server = url!.startsWith("drpc+inproc:") ? await serve({ echo: (x: Uint8Array) => x }, url!, { loop, middleware: mw }) : undefined;
+  const server = url!.startsWith("drpc+inproc:") ? await serve({ echo: (x: Uint8Array) => x }, url!, { loop, middleware: mw, ...stats() }) : undefined;
   const api = await connect<{ echo(x: Uint8Array): Uint8Array }>(url!, { loop, middleware: mw });
   const payload = new Uint8Array(size).fill(7);
   let stopped!: () => void;

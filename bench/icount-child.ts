@@ -8,6 +8,8 @@
 import { NodeLoop } from "../adapters/node.js";
 import { registerTransports } from "../transports/index.js";
 import { close, connect, serve } from "../rpc/index.js";
+import { Metrics } from "../app/Metrics.js";
+import { rpcServerStats } from "../app/tasks/RpcServerTask.js";
 
 const [mode = "tcp-seq", nArg = "1000"] = process.argv.slice(2);
 const n = Number(nArg);
@@ -21,7 +23,9 @@ const api = {
 const local = mode.startsWith("local");
 // Under callgrind a process runs some fifty times slower: no heartbeats, no handshake or call time limits.
 const slow = { heartbeatMs: 0, handshakeTimeoutMs: Infinity };
-const server = await serve(api, local ? "drpc+local://icount" : "drpc+tcp://127.0.0.1:0", { loop, ...slow });
+// The server records every call, as an RpcServerTask does by default (TILTH_BENCH_STATS=0: off).
+const stats = process.env.TILTH_BENCH_STATS === "0" ? {} : { stats: rpcServerStats(new Metrics(), "bench") };
+const server = await serve(api, local ? "drpc+local://icount" : "drpc+tcp://127.0.0.1:0", { loop, ...slow, ...stats });
 const remote = await connect<typeof api>(server.urls[0]!, { loop, ...slow, timeout: Infinity });
 const x = new Uint8Array(16);
 // Warm the code paths up (the same for every N, so the difference of two runs holds only the calls).

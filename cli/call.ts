@@ -257,16 +257,33 @@ export function formatInstances(rows: readonly InstanceRow[]): string {
   return `${rows.length} instance${rows.length === 1 ? "" : "s"}\n\n${line(head)}\n${line(w.map((n) => "-".repeat(n)))}\n${cells.map(line).join("\n")}\n`;
 }
 
-/** A table: method(signature), kind, doc. */
+/** A short type for a JSON Schema: `number`, `string[]`, `"a" | "b"`, `object`; `?` when it says nothing known. */
+export function schemaType(s: unknown, depth = 0): string {
+  if (typeof s !== "object" || s === null || depth > 4) return "?";
+  const j = s as { type?: unknown; items?: unknown; enum?: unknown; const?: unknown; anyOf?: unknown; oneOf?: unknown };
+  if (j.const !== undefined) return toJson(j.const, false);
+  if (Array.isArray(j.enum)) return j.enum.map((v) => toJson(v, false)).join(" | ");
+  const alts = Array.isArray(j.anyOf) ? j.anyOf : Array.isArray(j.oneOf) ? j.oneOf : undefined;
+  if (alts) return alts.map((a) => schemaType(a, depth + 1)).join(" | ");
+  if (j.type === "array") return j.items === undefined ? "array" : `${schemaType(j.items, depth + 1)}[]`;
+  if (j.type === "integer") return "integer";
+  if (typeof j.type === "string") return j.type;
+  if (Array.isArray(j.type)) return j.type.join(" | ");
+  return "?";
+}
+
+/** A table: method(signature), kind, doc. Validated methods show their parameters' and result's types. */
 export function formatMethods(url: string, methods: readonly MethodInfo[]): string {
   const rows = methods.map((m) => {
     const params = m.params.map((p, i) => {
-      if (m.rest && i === m.params.length - 1) return `...${p}`;
-      if (m.defaults && p in m.defaults) return `${p} = ${toJson(m.defaults[p], false)}`;
-      return i >= m.required ? `${p}?` : p;
+      const t = m.schema?.params[i] === undefined ? "" : `: ${schemaType(m.schema.params[i])}`;
+      if (m.rest && i === m.params.length - 1) return `...${p}${t}`;
+      if (m.defaults && p in m.defaults) return `${p}${t} = ${toJson(m.defaults[p], false)}`;
+      return i >= m.required ? `${p}?${t}` : `${p}${t}`;
     });
+    const result = m.schema?.result === undefined ? "" : ` -> ${schemaType(m.schema.result)}`;
     // Parameters the server could not read: said so, none made up.
-    const signature = m.unknownParams !== undefined ? `${m.name}(?)` : `${m.name}(${params.join(", ")})`;
+    const signature = m.unknownParams !== undefined ? `${m.name}(?)${result}` : `${m.name}(${params.join(", ")})${result}`;
     const note = m.unknownParams !== undefined ? `(parameters unknown: ${m.unknownParams}; at least ${m.required} argument(s))` : "";
     return [signature, m.stream ? "stream" : "call", [m.doc, note].filter(Boolean).join(" ")];
   });

@@ -11,7 +11,8 @@
  */
 import type { Loop } from "../core/Loop.js";
 import type { ListenOptions } from "../core/Transport.js";
-import { ClosedError } from "../core/errors.js";
+import { timingSafeEqual } from "node:crypto";
+import { ClosedError, TilthError } from "../core/errors.js";
 import { Scope, stopWithin } from "../core/Scope.js";
 import { ByteBudget } from "../core/Budget.js";
 import { exposedMethods, type ExposeOptions, type ExposedMethod, type MethodInfo } from "./api.js";
@@ -62,9 +63,22 @@ export interface ServerOptions extends PeerOptions, ExposeOptions {
   scope?: Scope;
   /**
    * Serve the debug API (`.debug.status`, `.debug.settings`) beside `.ping`
-   * and `.inspect`. Default true.
+   * and `.inspect`. Default true. On a listener that is not loopback (see
+   * `debugRemote`) it answers `ERR_DEBUG_FORBIDDEN` unless enabled there.
    */
   debug?: boolean;
+  /**
+   * Serve the debug API on listeners that are not loopback too (tcp or tls
+   * on an address other than 127.0.0.0/8 and ::1, NATS); each call there
+   * must then pass `debugToken` as its argument
+   * (`tilth call URL .debug.status TOKEN`). Default false: such listeners
+   * answer `ERR_DEBUG_FORBIDDEN`.
+   */
+  debugRemote?: boolean;
+  /** The token debug calls on non-loopback listeners must pass (an app's: its backdoor's). None: they are refused. */
+  debugToken?: string | (() => string | undefined);
+  /** Which listeners count as loopback, by bound URL (default {@link isLoopbackUrl}; a test may force the other rule). */
+  isLoopback?: (url: string) => boolean;
   /** Serve the debug API over zrpc too (off by default: ZeroRPC peers see only the API's own methods). */
   zrpcDebug?: boolean;
   /**
@@ -132,13 +146,14 @@ export class RpcServer implements ServerCore, AsyncDisposable {
     scope.signal.addEventListener("abort", () => {
       for (const s of this.#sessions.keys()) void this.#shutdown(s, "server closed before the call finished");
     }, { once: true });
-    const listing = (): MethodInfo[] => [...this.methods.values()].filter((m) => !m.name.startsWith(".")).map(({ fn: _fn, contextual: _c, stats: _s, ...info }) => info);
+    const listing = (): MethodInfo[] => [...this.methods.values()].filter((m) => !m.name.startsWith(".")).map(({ fn: _fn, contextual: _c, stats: _s, validate: _v, ...info }) => info);
     this.#builtin(".inspect", "The methods of this server, with parameters and docs.", () => ({ methods: listing() }));
     this.#builtin(".ping", "Answers \"pong\".", () => "pong");
     this.#startedAt = this.loop.now();
     if (options.debug !== false) {
-      this.#builtin(".debug.status", "Uptime, calls in flight with their age, loop lag and memory.", () => this.status());
-      this.#builtin(".debug.settings", "The settings this server runs with, secrets masked.", () => maskSecrets(options.debugInfo?.() ?? {}));
+      // The optional `token` is checked only on listeners that are not loopback (#coreFor).
+      this.#builtin(".debug.status", "Uptime, calls in flight with their age, loop lag and memory.", () => this.status(), ["token"]);
+      this.#builtin(".debug.settings", "The settings this server runs with, secrets masked.", () => maskSecrets(options.debugInfo?.() ?? {}), ["token"]);
     }
     const stats = options.stats;
     if (stats !== undefined) for (const m of this.methods.values()) m.stats = stats.method(m.name);
@@ -169,8 +184,40 @@ export class RpcServer implements ServerCore, AsyncDisposable {
     };
   }
 
-  #builtin(name: string, doc: string, fn: () => unknown): void {
-    this.methods.set(name, { name, params: [], rest: false, required: 0, stream: false, doc, fn, contextual: false });
+  #builtin(name: string, doc: string, fn: () => unknown, params: string[] = []): void {
+    this.methods.set(name, { name, params, rest: false, required: 0, stream: false, doc, fn, contextual: false });
+  }
+
+  /**
+   * The server as a listener at `url` shows it to its connections: itself on
+   * loopback; elsewhere the same but with the debug API refused
+   * (ERR_DEBUG_FORBIDDEN) unless `debugRemote`, and then behind the token.
+   */
+  #coreFor(url: string): ServerCore {
+    const o = this.#options;
+    if (o.debug === false || (o.isLoopback ?? isLoopbackUrl)(url)) return this;
+    const methods = new Map(this.methods);
+    for (const [name, m] of methods) {
+      if (!name.startsWith(".debug.")) continue;
+      const inner = m.fn;
+      methods.set(name, {
+        ...m,
+        fn: (token?: unknown) => {
+          checkDebugAccess(url, o.debugRemote === true, typeof o.debugToken === "function" ? o.debugToken() : o.debugToken, token);
+          return inner();
+        },
+      });
+    }
+    return {
+      loop: this.loop,
+      methods,
+      middleware: this.middleware,
+      maxConcurrentCalls: this.maxConcurrentCalls,
+      exposeStack: this.exposeStack,
+      outputBudget: this.outputBudget,
+      log: (line) => this.log(line),
+      sessionEnded: (s) => this.sessionEnded(s),
+    };
   }
 
   /** The bound URLs, with their protocol (port 0 resolved to the real port). */
@@ -222,6 +269,7 @@ export class RpcServer implements ServerCore, AsyncDisposable {
     scope.closing.addEventListener("abort", () => void listener.close(), { once: true });
     const bound = formatRpcUrl(u.protocol, protocol.publicUrl ? protocol.publicUrl(listener.url) : listener.url);
     this.#urls.push(bound);
+    const core = this.#coreFor(bound);
     listener.start((conn) => {
       if (scope.isClosing) {
         conn.destroy();
@@ -229,7 +277,7 @@ export class RpcServer implements ServerCore, AsyncDisposable {
       }
       let ended!: () => void;
       const done = new Promise<void>((resolve) => (ended = resolve));
-      const s = protocol.accept(this, conn, o);
+      const s = protocol.accept(core, conn, o);
       this.#sessions.set(s, ended);
       scope.spawn(() => done, { name: `connection ${conn.remoteUrl}` });
     });
@@ -286,6 +334,41 @@ export class RpcServer implements ServerCore, AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+/** The debug API was called where it is off, or without the right token. */
+export class DebugForbiddenError extends TilthError {
+  constructor(message: string) {
+    super("ERR_DEBUG_FORBIDDEN", message);
+  }
+}
+
+/**
+ * Whether a bound RPC URL listens on loopback only: tcp or tls on
+ * 127.0.0.0/8, ::1 or localhost; unix sockets (ipc), inproc and local://
+ * (the same machine or process). Anything else, NATS included, is not.
+ */
+export function isLoopbackUrl(url: string): boolean {
+  let u: URL;
+  try {
+    u = new URL(url.replace(/^[a-z0-9]+\+/i, ""));
+  } catch {
+    return false;
+  }
+  const scheme = u.protocol.slice(0, -1);
+  if (scheme === "ipc" || scheme === "unix" || scheme === "inproc" || scheme === "local") return true;
+  if (scheme !== "tcp" && scheme !== "tls") return false;
+  const host = u.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/** Throws ERR_DEBUG_FORBIDDEN unless a debug call on the non-loopback listener `url` may go on. */
+export function checkDebugAccess(url: string, enabled: boolean, expected: string | undefined, given: unknown): void {
+  if (!enabled) throw new DebugForbiddenError(`the debug API is off on ${url}, which is not loopback (server option debugRemote enables it, behind the backdoor's token)`);
+  if (expected === undefined || expected === "") throw new DebugForbiddenError(`the debug API on ${url} needs a token and none is set (give the app a backdoor, or the server a debugToken)`);
+  const a = Buffer.from(typeof given === "string" ? given : "");
+  const b = Buffer.from(expected);
+  if (a.length !== b.length || !timingSafeEqual(a, b)) throw new DebugForbiddenError(`the debug API on ${url} needs the backdoor's token as its argument: ${given === undefined ? "none given" : "wrong token"}`);
 }
 
 const SECRET = /pass(word)?|secret|token|key|credential|auth/i;

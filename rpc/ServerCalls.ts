@@ -32,6 +32,7 @@ import { IdTable } from "./internal/IdTable.js";
 import { isObservableLike, observableItems } from "./observable.js";
 import type { ServerCore } from "./protocol.js";
 import { outcomeCode, type MethodStats } from "./stats.js";
+import { BadArgumentsIssues } from "./validate.js";
 
 /** The method is not served here. `context.method` names it. */
 export class UnknownMethodError extends TilthError {
@@ -40,10 +41,12 @@ export class UnknownMethodError extends TilthError {
   }
 }
 
-/** The arguments do not fit the method's parameters. */
+/** The arguments do not fit the method's parameters (or its declared schemas: `data.issues` then lists each problem's path and message). */
 export class BadArgumentsError extends TilthError {
-  constructor(message: string) {
+  readonly data: unknown;
+  constructor(message: string, data?: unknown) {
     super("ERR_BAD_ARGUMENTS", message);
+    this.data = data;
   }
 }
 
@@ -332,10 +335,20 @@ export class ServerCalls<R> {
       wire.answerError(ref, id, new UnknownMethodError(method));
       return;
     }
-    const bound = bindArguments(m, args, kwargs);
+    let bound = bindArguments(m, args, kwargs);
     if (typeof bound === "string") {
+      m.stats?.end("ERR_BAD_ARGUMENTS", 0, 0);
       wire.answerError(ref, id, new BadArgumentsError(bound));
       return;
+    }
+    if (m.validate !== undefined) {
+      const v = m.validate.args(bound);
+      if (v instanceof BadArgumentsIssues) {
+        m.stats?.end("ERR_BAD_ARGUMENTS", 0, 0);
+        wire.answerError(ref, id, new BadArgumentsError(`${m.name}(): ${v.message}`, v.issues.length ? { issues: v.issues } : undefined));
+        return;
+      }
+      bound = v;
     }
     const mw = server.middleware;
     if (meta !== undefined) {

@@ -21,6 +21,7 @@
 import { excerpt } from "../core/errors.js";
 import { isContextual } from "./context.js";
 import type { MethodStats } from "./stats.js";
+import { validationOf, type MethodSchema, type Validation } from "./validate.js";
 
 const DOC = Symbol.for("tilth.rpc.doc");
 const STREAM = Symbol.for("tilth.rpc.stream");
@@ -78,6 +79,8 @@ export interface MethodInfo {
   /** Whether results stream (async generator, or marked `streaming`). */
   stream: boolean;
   doc?: string;
+  /** For a method declared with `validated`: the JSON Schema of each parameter and of the result. */
+  schema?: MethodSchema;
 }
 
 export interface ExposedMethod extends MethodInfo {
@@ -86,6 +89,8 @@ export interface ExposedMethod extends MethodInfo {
   contextual: boolean;
   /** Where the server records the method's calls (its `stats` option). */
   stats?: MethodStats | undefined;
+  /** The argument check of a method declared with `validated`. */
+  validate?: Validation;
 }
 
 export interface ExposeOptions {
@@ -117,14 +122,23 @@ export function exposedMethods(api: object, options: ExposeOptions = {}): Map<st
       }
       const tagged = fn as unknown as Record<symbol, unknown>;
       const docText = (tagged[DOC] as string | undefined) ?? options.docs?.[name];
-      const info: ExposedMethod = {
-        name,
-        ...sig,
-        stream: fn.constructor?.name === "AsyncGeneratorFunction" || fn.constructor?.name === "GeneratorFunction" || tagged[STREAM] === true,
-        fn: fn.bind(api),
-        contextual: ctxual,
-      };
+      const stream = fn.constructor?.name === "AsyncGeneratorFunction" || fn.constructor?.name === "GeneratorFunction" || tagged[STREAM] === true;
+      const info: ExposedMethod = { name, ...sig, stream, fn: fn.bind(api), contextual: ctxual };
       if (docText !== undefined) info.doc = docText;
+      const v = validationOf(fn);
+      if (v !== undefined) {
+        info.validate = v;
+        info.schema = v.schema;
+        info.required = Math.min(info.required, v.required);
+        const check = v.result;
+        if (check !== undefined && !stream) {
+          const bound = info.fn;
+          info.fn = (...args) => {
+            const r = bound(...args);
+            return r instanceof Promise ? r.then(check) : check(r);
+          };
+        }
+      }
       out.set(name, info);
     }
   }

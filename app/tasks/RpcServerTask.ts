@@ -27,7 +27,7 @@ import "../../rpc/index.js"; // registers drpc and zrpc
 import { z } from "zod";
 import { TilthError, describe } from "../../core/errors.js";
 import type { MethodStats, ServerStats } from "../../rpc/stats.js";
-import type { HistogramSeries } from "../Metrics.js";
+import type { HistogramSeries, Metrics } from "../Metrics.js";
 import { RpcServer, type ServerOptions } from "../../rpc/Server.js";
 import type { AppContext } from "../App.js";
 import { Task, type TaskOptions } from "../Service.js";
@@ -87,7 +87,7 @@ export class RpcServerTask extends Task {
       log: (line) => this.log.warn(line),
       ...this.#o.server,
       loop: this.loop,
-      ...(this.#o.stats === false ? {} : { stats: this.#stats() }),
+      ...(this.#o.stats === false ? {} : { stats: rpcServerStats(this.metrics, this.name) }),
     });
     this.#server = server;
     for (const url of this.bind) {
@@ -118,35 +118,40 @@ export class RpcServerTask extends Task {
     m.gauge("tilth_rpc_server_calls_in_flight", "RPC calls in progress.", () => [[{ task }, this.#server?.inFlight ?? 0]]);
     m.gauge("tilth_rpc_server_connections", "Connections open to the RPC server.", () => [[{ task }, this.#server?.connections ?? 0]]);
   }
+}
 
-  /** Per-call recording into the service's metrics (histograms bound once per method and outcome). */
-  #stats(): ServerStats {
-    const m = this.metrics;
-    const task = this.name;
-    const durations = m.histogram("tilth_rpc_server_call_duration_seconds", "RPC calls served, by method and outcome (code: ok or the error code), from arrival to answer.");
-    const items = m.counter("tilth_rpc_server_stream_items_total", "Stream items sent by RPC servers, by method.");
-    return {
-      method(method: string): MethodStats {
-        const ok = durations.series({ task, method, code: "ok" });
-        const failed = new Map<string, HistogramSeries>();
-        const itemLabels = { task, method };
-        return {
-          end(code, ms, n) {
-            let s = ok;
-            if (code !== undefined) {
-              s = failed.get(code) ?? failed.get("ERR_OTHER")!;
-              if (s === undefined) {
-                // At most 16 codes per method: a handler's own codes cannot grow the series without bound.
-                const c = failed.size < 15 ? code : "ERR_OTHER";
-                s = durations.series({ task, method, code: c });
-                failed.set(c, s);
-              }
+/**
+ * Per-call recording of an RPC server into `metrics`, labelled `task`:
+ * `tilth_rpc_server_call_duration_seconds{task,method,code}` and
+ * `tilth_rpc_server_stream_items_total{task,method}`. Histogram series are
+ * bound once per method (and per error code on its first use), so a call costs
+ * one observation. `RpcServerTask` uses it; pass it as the `stats` option of a
+ * bare `RpcServer`.
+ */
+export function rpcServerStats(metrics: Metrics, task: string): ServerStats {
+  const durations = metrics.histogram("tilth_rpc_server_call_duration_seconds", "RPC calls served, by method and outcome (code: ok or the error code), from arrival to answer.");
+  const items = metrics.counter("tilth_rpc_server_stream_items_total", "Stream items sent by RPC servers, by method.");
+  return {
+    method(method: string): MethodStats {
+      const ok = durations.series({ task, method, code: "ok" });
+      const failed = new Map<string, HistogramSeries>();
+      const itemLabels = { task, method };
+      return {
+        end(code, ms, n) {
+          let s = ok;
+          if (code !== undefined) {
+            s = failed.get(code) ?? failed.get("ERR_OTHER")!;
+            if (s === undefined) {
+              // At most 16 codes per method: a handler's own codes cannot grow the series without bound.
+              const c = failed.size < 15 ? code : "ERR_OTHER";
+              s = durations.series({ task, method, code: c });
+              failed.set(c, s);
             }
-            s.observe(ms / 1000);
-            if (n > 0) items.inc(itemLabels, n);
-          },
-        };
-      },
-    };
-  }
+          }
+          s.observe(ms / 1000);
+          if (n > 0) items.inc(itemLabels, n);
+        },
+      };
+    },
+  };
 }

@@ -47,9 +47,10 @@ function nameError(method: unknown): [string, string, string] {
 }
 
 /** The `_zerorpc_inspect` form of one method: as zerorpc-python gives it, with the literal default values. */
-function describeMethod(m: ExposedMethod): { args: { name: string; default?: unknown }[]; doc: string | null } {
+function describeMethod(m: ExposedMethod): { args: { name: string; default?: unknown }[]; doc: string | null; schema?: unknown } {
   const args = m.params.map((name) => (m.defaults && name in m.defaults ? { name, default: m.defaults[name] } : { name }));
-  return { args, doc: m.doc ?? null };
+  // A validated method's JSON Schemas ride as an extra key (ZeroRPC clients ignore keys they do not know).
+  return m.schema === undefined ? { args, doc: m.doc ?? null } : { args, doc: m.doc ?? null, schema: m.schema };
 }
 
 export class ZrpcServerSession implements ServerSessionLike, CallWire<Chan> {

@@ -21,7 +21,7 @@ export const zrpc: RpcProtocol = {
 
 /** A ZeroRPC server, in whatever language: its `_zerorpc_inspect`, as tilth's method listing. */
 async function inspectZrpc(call: (method: string, args: readonly unknown[]) => Promise<unknown>): Promise<{ methods: MethodInfo[] }> {
-  const r = (await call("_zerorpc_inspect", [])) as { methods?: Record<string, { args?: { name?: unknown; default?: unknown }[]; doc?: unknown }> };
+  const r = (await call("_zerorpc_inspect", [])) as { methods?: Record<string, { args?: { name?: unknown; default?: unknown }[]; doc?: unknown; schema?: unknown }> };
   const methods = Object.entries(r.methods ?? {}).map(([name, m]): MethodInfo => {
     const args = (m.args ?? []).filter((a) => a.name !== "self");
     const firstDefault = args.findIndex((a) => a.default !== undefined);
@@ -35,6 +35,8 @@ async function inspectZrpc(call: (method: string, args: readonly unknown[]) => P
     const defaults = Object.fromEntries(args.filter((a) => a.default !== undefined && typeof a.name === "string").map((a) => [a.name as string, a.default]));
     if (Object.keys(defaults).length) info.defaults = defaults;
     if (typeof m.doc === "string" && m.doc) info.doc = m.doc;
+    const s = m.schema as { params?: unknown } | undefined;
+    if (typeof s === "object" && s !== null && Array.isArray(s.params)) info.schema = s as MethodInfo["schema"] & object;
     return info;
   });
   return { methods };

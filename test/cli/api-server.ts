@@ -5,11 +5,14 @@
 import { NodeLoop } from "../../adapters/node.js";
 import { sleep } from "../../core/time.js";
 import { registerTransports } from "../../transports/index.js";
-import { RpcError, contextual, doc, serve, type CallContext } from "../../rpc/index.js";
+import { z } from "zod";
+import { RpcError, contextual, doc, serve, validated, type CallContext } from "../../rpc/index.js";
 
 const loop = registerTransports(new NodeLoop());
 const api = {
-  add: doc("Adds two numbers.", (a: number, b: number) => a + b),
+  // Declared with schemas: `tilth call calc add '"2"' 3` is ERR_BAD_ARGUMENTS, not "23".
+  add: doc("Adds two numbers.", validated({ params: [z.number(), z.number()], result: z.number() }, (a, b) => a + b)),
+  half: validated({ params: [z.number()], result: z.number().int() }, (n) => n / 2),
   echo: (x: unknown) => x,
   big: () => 2n ** 60n + 1n,
   bytes: (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => i % 256)),

@@ -132,11 +132,31 @@ test("call and inspect resolve an app name from the settings file", () => {
 test("inspect: a table of methods with parameters and docs, or JSON", () => {
   let r = tilth("inspect", url);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /^add\(a, b\)\s+call\s+Adds two numbers\.$/m);
+  assert.match(r.stdout, /^add\(a: number, b: number\) -> number\s+call\s+Adds two numbers\.$/m, "a validated method shows its schemas' types");
   assert.match(r.stdout, /^count\(n\)\s+stream$/m);
   r = tilth("inspect", url, "--json");
-  const parsed = JSON.parse(r.stdout) as { methods: { name: string; params: string[] }[] };
-  assert.deepEqual(parsed.methods.find((m) => m.name === "add")?.params, ["a", "b"]);
+  const parsed = JSON.parse(r.stdout) as { methods: { name: string; params: string[]; schema?: unknown }[] };
+  const add = parsed.methods.find((m) => m.name === "add");
+  assert.deepEqual(add?.params, ["a", "b"]);
+  assert.deepEqual(add?.schema, { params: [{ type: "number" }, { type: "number" }], result: { type: "number" } }, "the JSON Schema of each parameter and of the result");
+  assert.equal(parsed.methods.find((m) => m.name === "echo")?.schema, undefined);
+});
+
+test("call: arguments that do not fit a method's schemas are ERR_BAD_ARGUMENTS with the path and message of each; a wrong result is ERR_BAD_RESULT", () => {
+  for (const u of [url, zurl]) {
+    let r = tilth("call", u, "add", '"2"', "3");
+    assert.equal(r.code, 1, `${u}: ${r.stdout}`);
+    assert.equal(r.stdout, "", "not \"23\"");
+    // ZeroRPC names it as zerorpc-python does a bad call: TypeError.
+    assert.match(r.stderr, u === url ? /BadArgumentsError \[ERR_BAD_ARGUMENTS\]/ : /TypeError/);
+    assert.match(r.stderr, /add\(\): argument 0: Invalid input: expected number, received string/);
+    r = tilth("call", u, "add", "2", "3");
+    assert.equal(r.stdout, "5\n");
+    r = tilth("call", u, "half", "3");
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, u === url ? /BadResultError \[ERR_BAD_RESULT\]: result: Invalid input: expected int/ : /BadResultError/);
+    assert.equal(tilth("call", u, "half", "4").stdout, "2\n");
+  }
 });
 
 test("call and inspect over zrpc: the same commands against a ZeroRPC URL (inspect through _zerorpc_inspect)", () => {
@@ -147,7 +167,7 @@ test("call and inspect over zrpc: the same commands against a ZeroRPC URL (inspe
   assert.equal(r.stdout, '{"i":0}\n{"i":1}\n');
   r = tilth("inspect", zurl);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /^add\(a, b\)\s+call\s+Adds two numbers\.$/m);
+  assert.match(r.stdout, /^add\(a: number, b: number\) -> number\s+call\s+Adds two numbers\.$/m, "the schemas ride in _zerorpc_inspect");
   r = tilth("call", zurl, "fail");
   assert.equal(r.code, 1);
   assert.match(r.stderr, /no more widgets/);
