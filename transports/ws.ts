@@ -41,7 +41,7 @@ import https from "node:https";
 import type net from "node:net";
 import type tls from "node:tls";
 import { WebSocket, WebSocketServer, type RawData } from "ws";
-import { BrokenError } from "../core/errors.js";
+import { BrokenError, formatMs } from "../core/errors.js";
 import type { Loop, Timer } from "../core/Loop.js";
 import { schemeOf, type Connection, type ConnectOptions, type Listener, type ListenOptions, type Message, type Transport } from "../core/Transport.js";
 import { RESOLVED } from "../core/resolved.js";
@@ -314,7 +314,7 @@ export class WsConnection extends ConnectionBase {
     this.#pingTimer = undefined;
     if (this.ended !== undefined || this.#discard) return;
     if (!this.#alive) {
-      this.setReason({ by: "peer", error: new BrokenError(`the WebSocket peer answered no ping for ${this.#pingMs} ms`) });
+      this.setReason({ by: "peer", error: new BrokenError(`the WebSocket peer answered no ping for ${formatMs(this.#pingMs)}`) });
       this.#discard = true;
       this.#ws.terminate();
       return;
