@@ -232,14 +232,14 @@ async function listInstances(client: RpcClient, loop: NodeLoop, timeout: number 
         host: typeof e.info.host === "string" ? e.info.host : "?",
         pid: typeof e.info.pid === "number" ? e.info.pid : undefined,
         uptimeMs: startedAt === undefined ? undefined : Math.max(0, Math.round(loop.wallTime() - startedAt)),
-        callsInFlight: undefined,
+        callsInFlight: typeof e.info.callsInFlight === "number" ? e.info.callsInFlight : undefined,
       };
       try {
         const st = (await one.call(".debug.status", [])) as { uptimeMs?: number; activeCalls?: unknown[] };
         if (typeof st.uptimeMs === "number") row.uptimeMs = st.uptimeMs;
         if (Array.isArray(st.activeCalls)) row.callsInFlight = st.activeCalls.length;
       } catch {
-        // debug built-ins turned off, or it left meanwhile: what it announced is all there is
+        // the debug API is off (NATS is not loopback), or it left meanwhile: what it announced is all there is
       } finally {
         await one.close();
       }

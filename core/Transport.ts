@@ -156,6 +156,12 @@ export interface ConnectOptions {
 export interface ListenOptions extends ConnectOptions {
   /** Pending connections the OS may queue. */
   backlog?: number;
+  /**
+   * For a listener that announces itself as one endpoint of a group (an
+   * instance of a service on NATS): extra fields it tells whoever discovers
+   * it, asked afresh on each answer (an RPC server gives its calls in flight).
+   */
+  instanceInfo?: () => Record<string, unknown>;
 }
 
 /** A transport: turns URLs of its schemes into connections and listeners. */

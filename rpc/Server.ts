@@ -259,6 +259,7 @@ export class RpcServer implements ServerCore, AsyncDisposable {
       ...(o.maxMessageSize === undefined ? {} : { maxMessageSize: o.maxMessageSize }),
       closeTimeoutMs: this.#closeTimeoutMs,
       inputBudget: this.inputBudget,
+      instanceInfo: () => ({ callsInFlight: this.inFlight }),
     });
     try {
       scope.use(listener);
@@ -344,9 +345,10 @@ export class DebugForbiddenError extends TilthError {
 }
 
 /**
- * Whether a bound RPC URL listens on loopback only: tcp or tls on
+ * Whether a bound RPC URL listens on loopback only: tcp, tls, ws or wss on
  * 127.0.0.0/8, ::1 or localhost; unix sockets (ipc), inproc and local://
  * (the same machine or process). Anything else, NATS included, is not.
+ * (ws and wss hide the debug API from browsers anyway, unless `wsDebug`.)
  */
 export function isLoopbackUrl(url: string): boolean {
   let u: URL;
@@ -357,7 +359,7 @@ export function isLoopbackUrl(url: string): boolean {
   }
   const scheme = u.protocol.slice(0, -1);
   if (scheme === "ipc" || scheme === "unix" || scheme === "inproc" || scheme === "local") return true;
-  if (scheme !== "tcp" && scheme !== "tls") return false;
+  if (scheme !== "tcp" && scheme !== "tls" && scheme !== "ws" && scheme !== "wss") return false;
   const host = u.hostname.replace(/^\[|\]$/g, "").toLowerCase();
   return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }

@@ -618,10 +618,8 @@ export interface NatsInstanceInfo {
   [key: string]: unknown;
 }
 
-export interface NatsListenOptions extends ListenOptions {
-  /** Extra fields an instance announces (shown by `tilth inspect`); called on each discovery answer. */
-  instanceInfo?: () => Record<string, unknown>;
-}
+/** instanceInfo (of ListenOptions) adds fields to what an instance announces, shown by `tilth inspect`. */
+export type NatsListenOptions = ListenOptions;
 
 export class NatsListener extends ListenerBase implements OnLost {
   /** This instance's id within the service. */

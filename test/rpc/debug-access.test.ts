@@ -13,9 +13,9 @@ import { RpcClient, checkDebugAccess, isLoopbackUrl, serve } from "../../rpc/ind
 import { leakCheck } from "../helpers/leaks.js";
 
 test("isLoopbackUrl: 127.0.0.0/8, ::1, localhost, unix sockets, inproc and local are loopback; any other address and NATS are not", () => {
-  for (const u of ["drpc+tcp://127.0.0.1:9990", "drpc+tcp://127.3.2.1:1", "drpc+tls://[::1]:443", "drpc+tcp://localhost:1", "drpc+ipc:///tmp/a.sock", "drpc+inproc://x", "local://x", "zrpc+tcp://127.0.0.1:4242"])
+  for (const u of ["drpc+tcp://127.0.0.1:9990", "drpc+tcp://127.3.2.1:1", "drpc+tls://[::1]:443", "drpc+tcp://localhost:1", "drpc+ipc:///tmp/a.sock", "drpc+inproc://x", "local://x", "zrpc+tcp://127.0.0.1:4242", "drpc+ws://127.0.0.1:8080/rpc"])
     assert.equal(isLoopbackUrl(u), true, u);
-  for (const u of ["drpc+tcp://0.0.0.0:9990", "drpc+tcp://[::]:1", "drpc+tcp://10.0.0.5:1", "drpc+tls://example.com:443", "drpc+nats://127.0.0.1:4222/svc", "drpc+tcp://128.0.0.1:1", "not a url"])
+  for (const u of ["drpc+tcp://0.0.0.0:9990", "drpc+tcp://[::]:1", "drpc+tcp://10.0.0.5:1", "drpc+tls://example.com:443", "drpc+nats://127.0.0.1:4222/svc", "drpc+tcp://128.0.0.1:1", "drpc+wss://0.0.0.0:443/rpc", "not a url"])
     assert.equal(isLoopbackUrl(u), false, u);
 });
 
