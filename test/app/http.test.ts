@@ -116,6 +116,14 @@ test("/health is 200 with every task's state while all run, 503 once one failed;
   const elu = fams.get("tilth_loop_utilization_ratio")!.samples[0]!.value;
   assert.ok(elu >= 0 && elu <= 1, `utilisation ${elu}`);
   assert.equal(fams.get("process_cpu_user_seconds_total")?.type, "counter", "the process's default metrics");
+  // Bytes each way on the server's tcp connections (the closed one included) and heartbeats lost.
+  for (const dir of ["received", "sent"]) {
+    const f = fams.get(`tilth_rpc_server_${dir}_bytes_total`)!;
+    assert.equal(f.type, "counter");
+    assert.deepEqual(f.samples[0]!.labels, { task: "rpc" });
+    assert.ok(f.samples[0]!.value > 20, `${dir} ${f.samples[0]!.value} bytes`);
+  }
+  assert.deepEqual(fams.get("tilth_rpc_server_heartbeats_lost_total")!.samples.map((x) => [x.labels, x.value]), [[{ task: "rpc" }, 0]]);
   assert.equal(fams.get("tilth_task_runs_total")!.type, "counter");
   assert.match(r.body, /^tilth_task_up\{task="breakable"\} 1$/m);
 

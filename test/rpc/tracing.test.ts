@@ -76,15 +76,25 @@ for (const proto of ["drpc", "zrpc"] as const) {
     assert.equal(sLeaf.attributes["rpc.system"], proto);
     assert.equal(sLeaf.attributes["rpc.method"], "leaf");
     assert.equal(sLeaf.attributes["rpc.tilth.transport"], proto === "zrpc" ? "zmq+tcp" : "tcp");
-    assert.match(String(cLeaf.attributes["network.peer.address"]), /^(zmq\+)?tcp:\/\/127\.0\.0\.1:\d+$/);
+    // Every span names its method, protocol, transport and peer.
+    for (const s of spans) {
+      assert.equal(s.attributes["rpc.system"], proto, s.name);
+      assert.equal(s.attributes["rpc.method"], s.name);
+      assert.equal(s.attributes["rpc.tilth.transport"], proto === "zrpc" ? "zmq+tcp" : "tcp", s.name);
+      assert.match(String(s.attributes["network.peer.address"]), /^(zmq\+)?tcp:\/\/127\.0\.0\.1:\d+(#[0-9a-f]+)?$/, `${kindName(s)} ${s.name}`);
+      assert.equal(s.attributes["error.type"], undefined);
+      assert.equal(s.attributes["rpc.tilth.stream_items"], undefined, "not a stream");
+    }
+    assert.equal(cLeaf.attributes["network.peer.address"], c.urls[0]!.replace(/^(drpc|zrpc)\+/, proto === "zrpc" ? "zmq+" : ""), "the client's peer is the server's URL");
 
     exporter.reset();
-    await assert.rejects(toC.fail(), (e) => (e as { code?: string }).code === (proto === "drpc" ? "ERR_NOPE" : "ERR_REMOTE"));
+    await assert.rejects(toC.fail(), (e) => (e as { code?: string }).code === "ERR_NOPE");
     const failed = exporter.getFinishedSpans();
     assert.equal(failed.length, 2);
     for (const s of failed) {
       assert.equal(s.status.code, 2, "status error");
-      assert.equal(s.attributes["error.type"], kindName(s) === "server" || proto === "drpc" ? "ERR_NOPE" : "ERR_REMOTE");
+      assert.equal(s.status.message, "nope");
+      assert.equal(s.attributes["error.type"], "ERR_NOPE", kindName(s));
     }
 
     exporter.reset();
@@ -94,6 +104,14 @@ for (const proto of ["drpc", "zrpc"] as const) {
     const streamed = exporter.getFinishedSpans();
     assert.equal(streamed.length, 2);
     for (const s of streamed) assert.equal(s.attributes["rpc.tilth.stream_items"], 4, kindName(s));
+
+    // A client middleware after tracing() that refuses the call: the client span still ends, with its code; nothing reaches C.
+    exporter.reset();
+    const refusing = await connect<{ leaf(x: number): number }>(c.urls[0]!, { loop, middleware: [tracing(), { before: () => Promise.reject(new RpcError("ERR_NO_TOKEN", "no token")) }] });
+    await assert.rejects(refusing.leaf(1), (e) => (e as { code?: string }).code === "ERR_NO_TOKEN");
+    const refused = exporter.getFinishedSpans();
+    assert.deepEqual(refused.map((s) => [kindName(s), s.name, s.attributes["error.type"]]), [["client", "leaf", "ERR_NO_TOKEN"]]);
+    await close(refusing);
 
     for (const p of [toA, toB, toC]) await close(p);
     for (const s of [a, b, c]) await s.close();
