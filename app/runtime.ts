@@ -121,7 +121,8 @@ export async function startApp(name: string, settings: Settings, options: StartO
   };
 
   const c = (options.container ?? rootContainer).createChildContainer();
-  const ctx = new AppContext(name, loop, settings, log, ac.signal, api, c);
+  let doorToken: string | undefined;
+  const ctx = new AppContext(name, loop, settings, log, ac.signal, api, c, () => doorToken);
   c.register(LOOP, { useValue: loop });
   c.register(Settings, { useValue: settings });
   c.register(Logger, { useValue: log });
@@ -130,7 +131,6 @@ export async function startApp(name: string, settings: Settings, options: StartO
 
   let app: App;
   let server: RpcServer | undefined;
-  let doorToken: string | undefined;
   try {
     const cls = await settings.appClass(name);
     try {

@@ -83,8 +83,12 @@ export class RpcServerTask extends Task {
     if (this.bind.length === 0)
       throw new TilthError("ERR_TASK_CLASS", `task ${this.name}: no URL to serve on (set options.${this.name}.bind in the settings, or a bind option)`);
     this.#gauges();
+    // The app's debug rule: on listeners that are not loopback, off unless its settings say debugRemote, then behind its backdoor's token.
+    const debugRemote = this.ctx.settings.data.apps[this.ctx.name]?.debugRemote === true;
     const server = new RpcServer(api, {
       log: (line) => this.log.warn(line),
+      debugToken: () => this.ctx.debugToken(),
+      ...(debugRemote ? { debugRemote } : {}),
       ...this.#o.server,
       loop: this.loop,
       ...(this.#o.stats === false ? {} : { stats: rpcServerStats(this.metrics, this.name) }),
