@@ -50,6 +50,7 @@ export class AppContext {
   /** The app's DI container (a child container per app), when it was started by the runtime. */
   readonly container: DependencyContainer | undefined;
   readonly #api: <T>(app: string) => Remote<T>;
+  readonly #debugToken: () => string | undefined;
 
   constructor(
     name: string,
@@ -59,6 +60,7 @@ export class AppContext {
     signal: AbortSignal,
     api: <T>(app: string) => Remote<T>,
     container?: DependencyContainer,
+    debugToken: () => string | undefined = () => undefined,
   ) {
     this.name = name;
     this.loop = loop;
@@ -67,6 +69,16 @@ export class AppContext {
     this.signal = signal;
     this.#api = api;
     this.container = container;
+    this.#debugToken = debugToken;
+  }
+
+  /**
+   * The token the debug API asks for on listeners that are not loopback (when
+   * the app's settings enable it with `debugRemote`): its backdoor's, once
+   * open; undefined without one. An `RpcServerTask` passes it to its server.
+   */
+  debugToken(): string | undefined {
+    return this.#debugToken();
   }
 
   /** The app's `options` from the settings (after command-line and environment overrides). */

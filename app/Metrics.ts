@@ -109,7 +109,20 @@ export class Metrics {
 
   /** A gauge read when the metrics are written: `collect` gives each label set and its value. */
   gauge(name: string, help: string, collect: () => Iterable<readonly [Labels, number]>): void {
-    const f = this.#family(name, "gauge", help);
+    this.#collected(name, "gauge", help, collect);
+  }
+
+  /**
+   * A counter read when the metrics are written, for a total kept elsewhere
+   * (bytes a server received): `collect` gives each label set and its value,
+   * which must only go up.
+   */
+  counterFrom(name: string, help: string, collect: () => Iterable<readonly [Labels, number]>): void {
+    this.#collected(name, "counter", help, collect);
+  }
+
+  #collected(name: string, type: Family["type"], help: string, collect: () => Iterable<readonly [Labels, number]>): void {
+    const f = this.#family(name, type, help);
     const before = f.collect;
     // Several owners (tasks) may add series to one gauge family.
     f.collect = before === undefined ? collect : function* () {

@@ -63,6 +63,8 @@ const appSchema = z
     instances: z.number().int().min(1).max(64).default(1),
     /** Open a REPL into the live app: `ipc:///path.sock` (mode 0600) or `tcp://127.0.0.1:PORT` (with a token). */
     backdoor: z.string().optional(),
+    /** Serve the debug API on the app's listeners that are not loopback too, behind its backdoor's token (docs/observability.md). */
+    debugRemote: z.boolean().optional(),
     log: z.object({ level: z.enum(["trace", "debug", "info", "warn", "error", "fatal"]).optional() }).strict().optional(),
   })
   .strict();

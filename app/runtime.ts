@@ -121,7 +121,8 @@ export async function startApp(name: string, settings: Settings, options: StartO
   };
 
   const c = (options.container ?? rootContainer).createChildContainer();
-  const ctx = new AppContext(name, loop, settings, log, ac.signal, api, c);
+  let doorToken: string | undefined;
+  const ctx = new AppContext(name, loop, settings, log, ac.signal, api, c, () => doorToken);
   c.register(LOOP, { useValue: loop });
   c.register(Settings, { useValue: settings });
   c.register(Logger, { useValue: log });
@@ -130,7 +131,6 @@ export async function startApp(name: string, settings: Settings, options: StartO
 
   let app: App;
   let server: RpcServer | undefined;
-  let doorToken: string | undefined;
   try {
     const cls = await settings.appClass(name);
     try {
@@ -144,7 +144,7 @@ export async function startApp(name: string, settings: Settings, options: StartO
       if (app.api === undefined || app.api === null)
         throw new SettingsError([{ file: settings.file, app: name, key: "bind", message: `the app binds ${urls.join(", ")} but ${cls.name} has no api object` }]);
       // On a listener that is not loopback the debug API is off unless debugRemote, and then asks for the backdoor's token.
-      const s = (server = new RpcServer(app.api, { loop, debugInfo: () => ({ app: name, settings: appSettings }), debugToken: () => doorToken, log: (line) => log.warn(line), ...options.server }));
+      const s = (server = new RpcServer(app.api, { loop, debugInfo: () => ({ app: name, settings: appSettings }), debugToken: () => doorToken, ...(appSettings.debugRemote === true ? { debugRemote: true } : {}), log: (line) => log.warn(line), ...options.server }));
       scope.defer(() => s.close({ graceMs }));
       try {
         for (const url of urls) {

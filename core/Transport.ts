@@ -115,6 +115,15 @@ export interface Connection extends AsyncDisposable {
   sendFrame?(size: number, writer: FrameWriter): boolean;
   /** Bytes queued and not yet handed to the OS (or the peer, in memory). */
   readonly bufferedAmount: number;
+  /**
+   * Optional: bytes received on this connection so far, as its transport
+   * counts them (tcp, ipc, tls: the socket's count, framing included; the
+   * accepting end of zmq: the messages' bytes). Read for metrics; absent
+   * where the transport does not count.
+   */
+  readonly bytesIn?: number;
+  /** Optional: bytes sent (queued included) on this connection so far, counted as `bytesIn`. */
+  readonly bytesOut?: number;
   /** Resolves when buffered bytes fall below the low-water mark; rejects if the connection ends first. */
   drain(): Promise<void>;
 

@@ -6,7 +6,7 @@
  *
  * The order of a call, as on the server: `before` hooks in registration order
  * (each may return a promise, awaited before the call is sent; a throw or
- * rejection fails the call with that error); the call is sent; on its answer
+ * rejection fails the call with that error, through the `error` hooks); the call is sent; on its answer
  * `after` hooks (for a stream, once it has ended) or `error` hooks run in
  * order (a hook that throws or rejects turns or replaces the call's error);
  * then the caller gets the answer. A call's time limit and signal run from
@@ -177,12 +177,10 @@ export class ClientCalls implements CallOwner {
     }
   }
 
-  /** A `before` hook failed: the call never reached the server. */
+  /** A `before` hook failed: the call never reached the server; its `error` hooks run, as on a server. */
   #refuse(call: PendingCall<any>, e: unknown): void {
     if (this.#pending.get(call.id) !== call) return;
-    this.#pending.delete(call.id);
-    this.#left(call);
-    call._settle(false, e);
+    this.#done(call, false, e, false);
   }
 
   /** No hooks: register and send at once. */
@@ -258,11 +256,16 @@ export class ClientCalls implements CallOwner {
       finish(call, ok, v, stream);
       return;
     }
-    const p = ok ? runHooks(call, mw, "after", stream ? undefined : v) : runHooks(call, mw, "error", v);
+    if (!ok) {
+      failWithHooks(call, mw, v);
+      return;
+    }
+    const p = runHooks(call, mw, "after", stream ? undefined : v);
     if (p === undefined) finish(call, ok, v, stream);
     else
       p.then(
-        (r) => (r.ok ? finish(call, ok, v, stream) : finish(call, false, r.error, false)),
+        // An `after` hook that throws turns the call into its error, and the `error` hooks run.
+        (r) => (r.ok ? finish(call, ok, v, stream) : failWithHooks(call, mw, r.error)),
         () => {},
       );
   }
@@ -281,6 +284,17 @@ export class ClientCalls implements CallOwner {
     const mw = this.#middleware;
     if (mw.length > 0) void runHooks(call, mw, "error", reason);
   }
+}
+
+/** Fail the call with `e` after its `error` hooks (one that throws replaces the error). */
+function failWithHooks(call: PendingCall<any>, mw: readonly Middleware[], e: unknown): void {
+  const p = runHooks(call, mw, "error", e);
+  if (p === undefined) finish(call, false, e, false);
+  else
+    p.then(
+      (r) => finish(call, false, r.ok ? e : r.error, false),
+      () => {},
+    );
 }
 
 function finish(call: PendingCall<any>, ok: boolean, v: unknown, stream: boolean): void {

@@ -10,11 +10,12 @@
  * @module
  */
 import type { Loop } from "../core/Loop.js";
-import type { ListenOptions } from "../core/Transport.js";
+import type { Connection, ListenOptions } from "../core/Transport.js";
 import { timingSafeEqual } from "node:crypto";
 import { ClosedError, TilthError } from "../core/errors.js";
 import { Scope, stopWithin } from "../core/Scope.js";
 import { ByteBudget } from "../core/Budget.js";
+import { ConnectionLostError } from "./errors.js";
 import { exposedMethods, type ExposeOptions, type ExposedMethod, type MethodInfo } from "./api.js";
 import type { Middleware } from "./context.js";
 import { checkPeerOptions, type PeerOptions, type RpcProtocol, type ServerCore, type ServerSessionLike } from "./protocol.js";
@@ -120,6 +121,12 @@ export class RpcServer implements ServerCore, AsyncDisposable {
   /** Owns the listeners and one task per connection; closing it is closing the server. */
   readonly #scope: Scope;
   readonly #closeTimeoutMs: number;
+  /** Open connections whose transport counts bytes, for {@link bytes}. */
+  readonly #counted = new Set<Connection>();
+  /** Bytes of the connections that have ended. */
+  #doneIn = 0;
+  #doneOut = 0;
+  #heartbeatsLost = 0;
 
   constructor(api: object, options: ServerOptions) {
     checkPeerOptions(options);
@@ -217,6 +224,7 @@ export class RpcServer implements ServerCore, AsyncDisposable {
       outputBudget: this.outputBudget,
       log: (line) => this.log(line),
       sessionEnded: (s) => this.sessionEnded(s),
+      heartbeatLost: () => this.heartbeatLost(),
     };
   }
 
@@ -235,6 +243,35 @@ export class RpcServer implements ServerCore, AsyncDisposable {
     let n = 0;
     for (const s of this.#sessions.keys()) n += s.active;
     return n;
+  }
+
+  /**
+   * Bytes received and sent on the server's connections so far, ended ones
+   * included, where their transport counts them (tcp, ipc, tls, the accepting
+   * end of zmq; not inproc, local, ws or nats). Read for metrics.
+   */
+  get bytes(): { received: number; sent: number } {
+    let received = this.#doneIn;
+    let sent = this.#doneOut;
+    for (const c of this.#counted) {
+      received += c.bytesIn!;
+      sent += c.bytesOut ?? 0;
+    }
+    return { received, sent };
+  }
+
+  /**
+   * Peers declared lost because their heartbeats stopped, so far: a drpc
+   * connection silent past its limit, a zrpc channel silent past 2.5
+   * heartbeat intervals. Read for metrics.
+   */
+  get heartbeatsLost(): number {
+    return this.#heartbeatsLost;
+  }
+
+  /** ServerCore: a protocol's session declared its peer (a zrpc channel) lost for want of heartbeats. */
+  heartbeatLost(): void {
+    this.#heartbeatsLost++;
   }
 
   use(mw: Middleware): this {
@@ -276,6 +313,7 @@ export class RpcServer implements ServerCore, AsyncDisposable {
         conn.destroy();
         return;
       }
+      this.#watch(conn);
       let ended!: () => void;
       const done = new Promise<void>((resolve) => (ended = resolve));
       const s = protocol.accept(core, conn, o);
@@ -283,6 +321,19 @@ export class RpcServer implements ServerCore, AsyncDisposable {
       scope.spawn(() => done, { name: `connection ${conn.remoteUrl}` });
     });
     return bound;
+  }
+
+  /** Count a connection's bytes (once it ends, into the totals) and whether it ended for want of heartbeats (drpc). */
+  #watch(conn: Connection): void {
+    if (conn.bytesIn !== undefined) this.#counted.add(conn);
+    void conn.closed.then((end) => {
+      if (this.#counted.delete(conn)) {
+        this.#doneIn += conn.bytesIn!;
+        this.#doneOut += conn.bytesOut ?? 0;
+      }
+      // A drpc peer silent past its limit: the connection is destroyed with a ConnectionLostError that says how long.
+      if (end.error instanceof ConnectionLostError && end.error.silentMs !== undefined) this.#heartbeatsLost++;
+    });
   }
 
   /** In-process at `local://NAME`: each client's session is tracked as a connection. */

@@ -49,7 +49,8 @@ export interface CallContext {
  * has ended) or `error` hooks in order on failure; then the answer is sent
  * (server) or the caller gets it (client).
  * - `before` may throw or reject to refuse the call: that error is the call's
- *   answer (an auth check that awaits a token lookup, say).
+ *   answer, with its code (an auth check that awaits a token lookup, say),
+ *   and the `error` hooks run; a call a client hook refused is never sent.
  * - An `after` hook that throws or rejects turns the call into that error, and
  *   the `error` hooks then run.
  * - An `error` hook that throws or rejects replaces the call's error with its own.

@@ -70,6 +70,8 @@ export interface ServerCore {
   log(line: string): void;
   /** The session's connection ended. */
   sessionEnded(s: ServerSessionLike): void;
+  /** Optional: the session declared its peer lost for want of heartbeats (counted for metrics). */
+  heartbeatLost?(): void;
 }
 
 /** The server end of one connection. */

@@ -23,6 +23,9 @@ function testFiles(dir) {
 spawnSync(process.execPath, [join(import.meta.dirname ?? ".", "setup-interop.mjs"), "--optional", "--quiet"], { stdio: "inherit" });
 // nats-server for the NATS tests (Debian's nats-server): installed when missing and root, else those tests skip saying why.
 spawnSync(process.execPath, [join(import.meta.dirname ?? ".", "setup-nats.mjs"), "--optional", "--quiet"], { stdio: "inherit" });
+// Prometheus's own text parser (Python's prometheus_client, Debian's python3-prometheus-client) for the
+// /metrics scrape test: installed when missing and root, else that test skips saying why.
+spawnSync(process.execPath, [join(import.meta.dirname ?? ".", "setup-prometheus-parser.mjs"), "--optional", "--quiet"], { stdio: "inherit" });
 // Chromium for the browser tests (Debian's chromium): installed when missing and root, else those tests skip saying why.
 spawnSync(process.execPath, [join(import.meta.dirname ?? ".", "setup-browser.mjs"), "--optional", "--quiet"], { stdio: "inherit" });
 

@@ -139,6 +139,16 @@ export class StreamConnection extends ConnectionBase {
     return this.#encoder.pending + this.#socket.writableLength;
   }
 
+  /** The socket's own count of bytes read (no work per message). */
+  get bytesIn(): number {
+    return this.#socket.bytesRead;
+  }
+
+  /** The socket's own count of bytes written, plus the batch not yet handed to it. */
+  get bytesOut(): number {
+    return this.#socket.bytesWritten + this.#encoder.pending;
+  }
+
   send(msg: Message): boolean {
     if (this.#writeClosed || this.ended !== undefined) throw this.sendError();
     this.checkBuffered(wireSize(checkMessage(msg, this.limits), msg.length));

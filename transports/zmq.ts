@@ -316,6 +316,11 @@ export class ZmqPeerConnection extends ConnectionBase implements SendOwner {
     return this.#queued;
   }
 
+  /** Bytes of the messages received from this peer (frames' payload; for metrics). */
+  bytesIn = 0;
+  /** Bytes of the messages sent to this peer (frames' payload; for metrics). */
+  bytesOut = 0;
+
   send(msg: Message): boolean {
     if (this.#writeClosed || this.ended !== undefined) throw this.sendError();
     const n = checkMessage(msg, this.limits);
@@ -323,6 +328,7 @@ export class ZmqPeerConnection extends ConnectionBase implements SendOwner {
     const out = new Array<Uint8Array>(msg.length + 1);
     out[0] = this.identity;
     for (let i = 0; i < msg.length; i++) out[i + 1] = msg[i]!;
+    this.bytesOut += n;
     this.#queued += n;
     this.#listener._send(out, this);
     return this.#queued < this.highWaterMark;
@@ -367,6 +373,7 @@ export class ZmqPeerConnection extends ConnectionBase implements SendOwner {
       this.#drop();
       return;
     }
+    this.bytesIn += size;
     if (this.#reading && !this.#paused && this.#inbound.length === 0 && !this.#scheduled) {
       this.deliver(frames);
       return;

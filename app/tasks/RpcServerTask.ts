@@ -27,7 +27,7 @@ import "../../rpc/index.js"; // registers drpc and zrpc
 import { z } from "zod";
 import { TilthError, describe } from "../../core/errors.js";
 import type { MethodStats, ServerStats } from "../../rpc/stats.js";
-import type { HistogramSeries, Metrics } from "../Metrics.js";
+import type { HistogramSeries, Labels, Metrics } from "../Metrics.js";
 import { RpcServer, type ServerOptions } from "../../rpc/Server.js";
 import type { AppContext } from "../App.js";
 import { Task, type TaskOptions } from "../Service.js";
@@ -83,13 +83,18 @@ export class RpcServerTask extends Task {
     if (this.bind.length === 0)
       throw new TilthError("ERR_TASK_CLASS", `task ${this.name}: no URL to serve on (set options.${this.name}.bind in the settings, or a bind option)`);
     this.#gauges();
+    // The app's debug rule: on listeners that are not loopback, off unless its settings say debugRemote, then behind its backdoor's token.
+    const debugRemote = this.ctx.settings.data.apps[this.ctx.name]?.debugRemote === true;
     const server = new RpcServer(api, {
       log: (line) => this.log.warn(line),
+      debugToken: () => this.ctx.debugToken(),
+      ...(debugRemote ? { debugRemote } : {}),
       ...this.#o.server,
       loop: this.loop,
       ...(this.#o.stats === false ? {} : { stats: rpcServerStats(this.metrics, this.name) }),
     });
     this.#server = server;
+    this.#counting = server;
     for (const url of this.bind) {
       const bound = await server.listen(url);
       this.log.info(`serving on ${bound}`);
@@ -105,6 +110,11 @@ export class RpcServerTask extends Task {
     } catch (e) {
       this.log.error(`closing the server failed: ${describe(e)}`);
     }
+    this.#counting = undefined;
+    const { received, sent } = server.bytes;
+    this.#ended.received += received;
+    this.#ended.sent += sent;
+    this.#ended.heartbeatsLost += server.heartbeatsLost;
   }
 
   #metered = false;
@@ -117,7 +127,17 @@ export class RpcServerTask extends Task {
     const task = this.name;
     m.gauge("tilth_rpc_server_calls_in_flight", "RPC calls in progress.", () => [[{ task }, this.#server?.inFlight ?? 0]]);
     m.gauge("tilth_rpc_server_connections", "Connections open to the RPC server.", () => [[{ task }, this.#server?.connections ?? 0]]);
+    // Totals of this task across its servers (a restarted task keeps counting from where the last one ended).
+    const total = (read: (s: RpcServer) => number, base: () => number) => (): [Labels, number][] => [[{ task }, base() + (this.#counting ? read(this.#counting) : 0)]];
+    m.counterFrom("tilth_rpc_server_received_bytes_total", "Bytes received on the RPC server's connections (tcp, ipc, tls, zmq).", total((s) => s.bytes.received, () => this.#ended.received));
+    m.counterFrom("tilth_rpc_server_sent_bytes_total", "Bytes sent on the RPC server's connections (tcp, ipc, tls, zmq).", total((s) => s.bytes.sent, () => this.#ended.sent));
+    m.counterFrom("tilth_rpc_server_heartbeats_lost_total", "Peers the RPC server declared lost because their heartbeats stopped.", total((s) => s.heartbeatsLost, () => this.#ended.heartbeatsLost));
   }
+
+  /** The server the totals read, until it has closed (then its counts join #ended). */
+  #counting: RpcServer | undefined;
+  /** What the servers of earlier runs of this task counted. */
+  readonly #ended = { received: 0, sent: 0, heartbeatsLost: 0 };
 }
 
 /**

@@ -16,7 +16,7 @@ import { STREAM_WINDOW, type CallOptions, type PendingCall } from "../PendingCal
 import type { ClientSessionHooks, ClientSessionLike } from "../protocol.js";
 import { IdTable } from "../internal/IdTable.js";
 import { encodeWith, encodeWithMeta, IdGenerator, readEvent } from "./codec.js";
-import { DEFAULT_HEARTBEAT_MS } from "./ServerSession.js";
+import { DEFAULT_HEARTBEAT_MS, ERROR_CODE, ERROR_CODE_KEY } from "./ServerSession.js";
 
 /** The stable code of every error a ZeroRPC server answers with (the kind is in `remoteName`). */
 export const ZRPC_REMOTE_CODE = "ERR_REMOTE";
@@ -35,15 +35,18 @@ interface Chan {
 /** Codes of the errors a tilth server answers by name (ZeroRPC carries no code): the value model's refusals. */
 const CODE_OF_NAME: Readonly<Record<string, string>> = { BadValueError: "ERR_BAD_VALUE", ValueLimitError: "ERR_VALUE_LIMIT" };
 
-/** A RemoteError from an ERR event's args `[name, message, traceback]`. */
-export function remoteErrorOf(args: unknown, method: string): RemoteError {
+/**
+ * A RemoteError from an ERR event's args `[name, message, traceback]`, with
+ * `code`, the header's `error_code` a tilth server adds, when it looks like one.
+ */
+export function remoteErrorOf(args: unknown, method: string, sent?: unknown): RemoteError {
   const a = Array.isArray(args) ? args : [args];
   const str = (x: unknown): string => (typeof x === "string" ? x : x instanceof Uint8Array ? Buffer.from(x).toString() : x === undefined || x === null ? "" : String(x));
   // A v1 server sends one arg: the repr of the exception.
   const name = a.length >= 2 ? str(a[0]) || "RemoteError" : "RemoteError";
   const message = a.length >= 2 ? str(a[1]) : str(a[0]);
   const tb = a.length >= 3 ? str(a[2]) : undefined;
-  const code = Object.prototype.hasOwnProperty.call(CODE_OF_NAME, name) ? CODE_OF_NAME[name]! : ZRPC_REMOTE_CODE;
+  const code = typeof sent === "string" && ERROR_CODE.test(sent) ? sent : Object.prototype.hasOwnProperty.call(CODE_OF_NAME, name) ? CODE_OF_NAME[name]! : ZRPC_REMOTE_CODE;
   return new RemoteError({ name, message, code, ...(tb ? { stack: tb } : {}) }, method);
 }
 
@@ -178,7 +181,7 @@ export class ZrpcClientSession implements CallSender, ClientSessionLike {
         return;
       }
       case "ERR":
-        this.#calls.settle(n, false, remoteErrorOf(ev.args, ch.call.method));
+        this.#calls.settle(n, false, remoteErrorOf(ev.args, ch.call.method, ev.meta?.[ERROR_CODE_KEY]));
         return;
       case "STREAM":
         this.#calls.item(n, ev.args);

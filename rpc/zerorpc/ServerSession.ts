@@ -15,7 +15,7 @@ import type { ServerCore, ServerSessionLike } from "../protocol.js";
 import type { ServerOptions } from "../Server.js";
 import { ServerCalls, type CallWire, type ServerCall } from "../ServerCalls.js";
 import type { Metadata } from "../meta.js";
-import { encodeWith, idRefKey, IdGenerator, readEvent, type IdRef } from "./codec.js";
+import { encodeWith, encodeWithMeta, idRefKey, IdGenerator, readEvent, type IdRef } from "./codec.js";
 
 export const DEFAULT_HEARTBEAT_MS = 5000;
 
@@ -29,6 +29,11 @@ interface Chan {
   hb: Deadline | undefined;
   call: ServerCall<Chan> | undefined;
 }
+
+/** The header key of an ERR event that carries the error's stable code (`ERR_DENIED`), for tilth clients. */
+export const ERROR_CODE_KEY = "error_code";
+/** What a code may look like on the wire, both ways. */
+export const ERROR_CODE = /^[A-Za-z][\w.:-]{0,63}$/;
 
 /** `[name, message, traceback]` of an ERR event. */
 export function errArgs(e: unknown, exposeStack: boolean): [string, string, string] {
@@ -186,7 +191,19 @@ export class ZrpcServerSession implements ServerSessionLike, CallWire<Chan> {
   }
 
   answerError(ch: Chan, _id: number, error: unknown): void {
-    this.#trySend(ch, "ERR", errArgs(error, this.#server.exposeStack));
+    const args = errArgs(error, this.#server.exposeStack);
+    const code = (error as { code?: unknown } | null | undefined)?.code;
+    if (typeof code !== "string" || !ERROR_CODE.test(code)) {
+      this.#trySend(ch, "ERR", args);
+      return;
+    }
+    // The error's code rides as an extra header key, which ZeroRPC peers ignore and a tilth client reads.
+    if (this.#ended) return;
+    try {
+      this.#conn.send(encodeWithMeta(this.#ids, this.#ids.advance(), "ERR", args, { [ERROR_CODE_KEY]: code }, ch.msgId));
+    } catch {
+      // the connection ended meanwhile
+    }
   }
 
   drain(): Promise<void> {
@@ -253,6 +270,7 @@ export class ZrpcServerSession implements ServerSessionLike, CallWire<Chan> {
     const silent = now - ch.lastSeen;
     if (silent > 2.5 * ms) {
       // zerorpc-python: the method is killed and nothing more is sent.
+      this.#server.heartbeatLost?.();
       this.#calls.drop(call, new ConnectionLostError(`lost remote after ${formatMs(silent)} without an event (heartbeat ${formatMs(ms)})`, { silentMs: silent }));
       return;
     }

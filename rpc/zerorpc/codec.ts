@@ -348,11 +348,13 @@ function headerMeta(h: Record<string, unknown>): Metadata | undefined {
 }
 
 /**
- * A request event whose header carries `meta` as extra keys (ZeroRPC peers
- * ignore keys they do not know), as `[b"", payload]`.
+ * An event whose header carries `meta` as extra keys (ZeroRPC peers ignore
+ * keys they do not know), as `[b"", payload]`: a request, or with `rt` the
+ * answer to one (an ERR with the error's code).
  */
-export function encodeWithMeta(ids: IdGenerator, own: number, name: string, args: unknown, meta: Metadata): Uint8Array[] {
+export function encodeWithMeta(ids: IdGenerator, own: number, name: string, args: unknown, meta: Metadata, rt?: IdRef): Uint8Array[] {
   const header: Record<string, unknown> = { message_id: ids.text(own), v: ZRPC_VERSION };
+  if (rt !== undefined) header.response_to = idRefValue(rt);
   for (const k in meta) if (!OWN_KEYS.has(k)) header[k] = meta[k];
   const head = packValue(header, 1, 0, "header");
   const nameBytes = idSize(name);

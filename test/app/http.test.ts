@@ -6,6 +6,7 @@
  * leaves no socket or timer behind.
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import http from "node:http";
 import net from "node:net";
 import { test } from "node:test";
@@ -17,7 +18,7 @@ import { QueueTask } from "../../app/tasks/QueueTask.js";
 import { RpcServerTask } from "../../app/tasks/RpcServerTask.js";
 import { isTilthError } from "../../core/errors.js";
 import { sleep } from "../../core/time.js";
-import { close, connect } from "../../rpc/index.js";
+import { RpcError, close, connect } from "../../rpc/index.js";
 import { leakCheck } from "../helpers/leaks.js";
 import { histogramSeries, parsePrometheus } from "../helpers/prometheus.js";
 import { startService } from "./svc-helpers.js";
@@ -58,7 +59,12 @@ class Breakable extends Task {
 
 class Ops extends Service {
   static override failurePolicy = "continue" as const;
-  override api = { ping: () => "pong" };
+  override api = {
+    ping: () => "pong",
+    boom: () => {
+      throw new RpcError("ERR_BOOM", "boom");
+    },
+  };
   protected override createTasks(): Task[] {
     return [
       new HttpTask(this.ctx),
@@ -116,6 +122,14 @@ test("/health is 200 with every task's state while all run, 503 once one failed;
   const elu = fams.get("tilth_loop_utilization_ratio")!.samples[0]!.value;
   assert.ok(elu >= 0 && elu <= 1, `utilisation ${elu}`);
   assert.equal(fams.get("process_cpu_user_seconds_total")?.type, "counter", "the process's default metrics");
+  // Bytes each way on the server's tcp connections (the closed one included) and heartbeats lost.
+  for (const dir of ["received", "sent"]) {
+    const f = fams.get(`tilth_rpc_server_${dir}_bytes_total`)!;
+    assert.equal(f.type, "counter");
+    assert.deepEqual(f.samples[0]!.labels, { task: "rpc" });
+    assert.ok(f.samples[0]!.value > 20, `${dir} ${f.samples[0]!.value} bytes`);
+  }
+  assert.deepEqual(fams.get("tilth_rpc_server_heartbeats_lost_total")!.samples.map((x) => [x.labels, x.value]), [[{ task: "rpc" }, 0]]);
   assert.equal(fams.get("tilth_task_runs_total")!.type, "counter");
   assert.match(r.body, /^tilth_task_up\{task="breakable"\} 1$/m);
 
@@ -130,6 +144,81 @@ test("/health is 200 with every task's state while all run, 503 once one failed;
   await handle.stop();
   assert.equal(loop.pendingTimers, 0);
   await assert.rejects(request(`${url}/health`), (e) => (e as NodeJS.ErrnoException).code === "ECONNREFUSED");
+  await done();
+});
+
+/** A Python that imports Prometheus's own text parser (scripts/setup-prometheus-parser.mjs installs it), or why not. */
+const PY = ["/usr/bin/python3", "python3"].find((py) => spawnSync(py, ["-c", "import prometheus_client.parser"], { stdio: "pipe" }).status === 0);
+const noParser = PY === undefined ? "Python's prometheus_client is missing: run `node scripts/setup-prometheus-parser.mjs` (apt-get install python3-prometheus-client)" : undefined;
+
+/** The families of a scrape as prometheus_client.parser reads them (non-finite values as strings). */
+function parseWithPrometheusClient(text: string): { name: string; type: string; samples: { name: string; labels: Record<string, string>; value: number | string }[] }[] {
+  const script = [
+    "import sys, json, math",
+    "from prometheus_client.parser import text_string_to_metric_families",
+    "v = lambda x: x if math.isfinite(x) else str(x)",
+    "print(json.dumps([{'name': f.name, 'type': f.type, 'samples': [{'name': s.name, 'labels': s.labels, 'value': v(s.value)} for s in f.samples]} for f in text_string_to_metric_families(sys.stdin.read())]))",
+  ].join("\n");
+  const r = spawnSync(PY!, ["-c", script], { input: text, encoding: "utf8", timeout: 20_000 });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout) as ReturnType<typeof parseWithPrometheusClient>;
+}
+
+test("a /metrics scrape read by Prometheus's own text parser (prometheus_client): the call histogram by method and outcome, loop lag, counters and names by the conventions", { timeout: 20_000, skip: noParser }, async () => {
+  const done = leakCheck();
+  const loop = new NodeLoop();
+  const { handle, svc } = await startService(loop, Ops, { jobs: { stopTimeout: 50 } });
+  const api = await connect<{ ping(): string; boom(): string }>(svc.task(RpcServerTask).urls[0]!, { loop });
+  for (let i = 0; i < 3; i++) assert.equal(await api.ping(), "pong");
+  await assert.rejects(api.boom(), (e) => isTilthError(e, "ERR_BOOM"));
+  await close(api);
+  await sleep(loop, 600); // one loop-lag observation (every 500 ms)
+  const body = (await request(`${svc.task(HttpTask).url!}/metrics`)).body;
+  await handle.stop();
+  const fams = new Map(parseWithPrometheusClient(body).map((f) => [f.name, f]));
+
+  const calls = fams.get("tilth_rpc_server_call_duration_seconds");
+  assert.equal(calls?.type, "histogram");
+  const of = (suffix: string, labels: Record<string, string>) => calls!.samples.filter((x) => x.name === `tilth_rpc_server_call_duration_seconds${suffix}` && Object.entries(labels).every(([k, v]) => x.labels[k] === v));
+  const buckets = of("_bucket", { task: "rpc", method: "ping", code: "ok" });
+  assert.equal(buckets.length, 18, "17 bounds and +Inf");
+  assert.equal(buckets.at(-1)!.labels.le, "+Inf");
+  for (let i = 1; i < buckets.length; i++) assert.ok((buckets[i]!.value as number) >= (buckets[i - 1]!.value as number), "cumulative buckets");
+  assert.equal(buckets.at(-1)!.value, 3);
+  assert.equal(of("_count", { method: "ping", code: "ok" })[0]!.value, 3);
+  assert.ok((of("_sum", { method: "ping", code: "ok" })[0]!.value as number) >= 0);
+  // By outcome: the failed call in the series of its code.
+  assert.equal(of("_count", { method: "boom", code: "ERR_BOOM" })[0]!.value, 1);
+  assert.equal(of("_bucket", { method: "boom", code: "ERR_BOOM", le: "+Inf" })[0]!.value, 1);
+  assert.equal(of("_count", { method: "boom", code: "ok" })[0]!.value, 0);
+
+  const lag = fams.get("tilth_loop_lag_seconds");
+  assert.equal(lag?.type, "histogram");
+  const lagCount = lag!.samples.find((x) => x.name === "tilth_loop_lag_seconds_count")!;
+  assert.deepEqual(lagCount.labels, { loop: "node" });
+  assert.ok((lagCount.value as number) >= 1, `loop lag observed ${lagCount.value} times`);
+
+  // Counters: the family by its base name, the sample with _total.
+  for (const [base, type] of [
+    ["tilth_rpc_server_received_bytes", "counter"],
+    ["tilth_rpc_server_sent_bytes", "counter"],
+    ["tilth_rpc_server_heartbeats_lost", "counter"],
+    ["tilth_task_runs", "counter"],
+    ["tilth_rpc_server_calls_in_flight", "gauge"],
+    ["tilth_rpc_server_connections", "gauge"],
+    ["tilth_loop_utilization_ratio", "gauge"],
+    ["process_cpu_user_seconds", "counter"],
+  ] as const) {
+    const f = fams.get(base);
+    assert.equal(f?.type, type, base);
+    if (type === "counter") assert.ok(f!.samples.every((x) => x.name === `${base}_total`), base);
+  }
+  assert.ok((fams.get("tilth_rpc_server_received_bytes")!.samples[0]!.value as number) > 0);
+  // Names by the conventions: snake case with a tilth_ (or prom-client's process_ / nodejs_) prefix; histograms of time in seconds.
+  for (const f of fams.values()) {
+    assert.match(f.name, /^(tilth|process|nodejs)_[a-z0-9_]+$/, f.name);
+    if (f.type === "histogram" && f.name.startsWith("tilth_")) assert.match(f.name, /_seconds$/, f.name);
+  }
   await done();
 });
 

@@ -16,6 +16,7 @@ interface Api {
   hello(name: string): string;
   slow(ms: number): Promise<string>;
   broken(): never;
+  count(n: number): AsyncIterable<number>;
 }
 
 class ApiService extends Service {
@@ -27,6 +28,9 @@ class ApiService extends Service {
     }),
     broken: () => {
       throw new Error("no");
+    },
+    async *count(n: number) {
+      for (let i = 0; i < n; i++) yield i;
     },
   };
   protected override createTasks(): Task[] {
@@ -57,6 +61,14 @@ test("serves the service's api on the URLs of its settings; counts calls and err
     assert.equal(await slow, "done");
     assert.equal(m.value("tilth_rpc_server_calls_in_flight", { task: "rpc" }), 0);
     assert.equal(m.value(`${d}_sum`, { task: "rpc", method: "slow", code: "ok" }), 0.1, "100 ms of loop time, in seconds");
+    // Stream items sent, by method; the stream counts as one call once it has ended.
+    for (const n of [3, 4]) {
+      const got: number[] = [];
+      for await (const x of api.count(n)) got.push(x);
+      assert.equal(got.length, n);
+    }
+    assert.equal(m.value("tilth_rpc_server_stream_items_total", { task: "rpc", method: "count" }), 7);
+    assert.equal(m.value(`${d}_count`, { task: "rpc", method: "count", code: "ok" }), 2);
     await close(api);
     await handle.stop();
   });

@@ -7,10 +7,14 @@ import { startApp } from "../../app/runtime.js";
 import { runloop } from "../../app/runloop.js";
 import { Service, type Task } from "../../app/Service.js";
 import { PeriodicTask } from "../../app/tasks/PeriodicTask.js";
+import { RpcServerTask } from "../../app/tasks/RpcServerTask.js";
 import { Logger, clockText } from "../../app/Logger.js";
 import { isTilthError } from "../../core/errors.js";
 import { sleep } from "../../core/time.js";
-import { connect, close } from "../../rpc/index.js";
+import { RpcClient, connect, close } from "../../rpc/index.js";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { leakCheck } from "../helpers/leaks.js";
 import { CallerApp, CrashingApp, PingApp, PlainApp } from "../fixtures/apps/apps.js";
 
@@ -197,4 +201,45 @@ test("stopping an app whose serve() waits for another app that is down (waitForR
   });
   assert.ok(took >= 0 && took < 100, `stop took ${took} ms (the call's limit is 30000 ms)`);
   assert.equal(loop.pendingTimers, 0, "stop left a timer");
+});
+
+/** A service whose RpcServerTask applies the rule of other addresses on 127.0.0.1 (tests bind loopback only). */
+class DebugSvc extends Service {
+  override api = { ping: () => "pong" };
+  protected override createTasks(): Task[] {
+    return [new RpcServerTask(this.ctx, { server: { isLoopback: () => false } })];
+  }
+}
+
+test("debugRemote in an app's settings: on a listener that is not loopback the debug API asks for the app's backdoor token; without it, refused even with the token (an app's API and a service's RpcServerTask alike)", async () => {
+  const done = leakCheck();
+  const dir = mkdtempSync(join(tmpdir(), "tilth-debug-"));
+  const loop = new NodeLoop();
+  try {
+    for (const [kind, debugRemote] of [["app", true], ["app", false], ["service", true], ["service", false]] as const) {
+      const where = kind === "app" ? { class: PingApp, bind: "drpc+tcp://127.0.0.1:0" } : { class: DebugSvc, options: { rpc: { bind: "drpc+tcp://127.0.0.1:0" } } };
+      const settings = Settings.from({ apps: { ping: { ...where, backdoor: "tcp://127.0.0.1:0", ...(debugRemote ? { debugRemote } : {}) } } }, join(dir, "tilth.json"));
+      // The rule of other addresses, forced on 127.0.0.1 (tests bind loopback only).
+      const h = await startApp("ping", settings, { loop, server: { isLoopback: () => false }, log: { write: () => {} } });
+      const token = (JSON.parse(readFileSync(join(dir, ".tilth", "ping.backdoor"), "utf8")) as { token: string }).token;
+      assert.match(token, /^[0-9a-f]{32}$/);
+      const c = new RpcClient(h.urls[0]!, { loop });
+      try {
+        const refused = (re: RegExp) => (e: unknown) => isTilthError(e, "ERR_DEBUG_FORBIDDEN") && re.test((e as Error).message);
+        if (debugRemote) {
+          await assert.rejects(c.call(".debug.status"), refused(/none given/));
+          await assert.rejects(c.call(".debug.status", ["0".repeat(32)]), refused(/wrong token/));
+          assert.equal(typeof ((await c.call(".debug.status", [token])) as { uptimeMs: number }).uptimeMs, "number", "the backdoor's token opens it");
+          if (kind === "app") assert.equal(((await c.call(".debug.settings", [token])) as { app: string }).app, "ping");
+        } else await assert.rejects(c.call(".debug.status", [token]), refused(/debugRemote/));
+        assert.equal(await c.call("ping"), "pong");
+      } finally {
+        await c.close();
+        await h.stop();
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  await done();
 });

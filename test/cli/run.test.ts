@@ -108,6 +108,36 @@ for (const together of [false, true]) {
   });
 }
 
+test("tilth run --json: every line the runner and its apps write is a JSON object shaped like pino's (level number, time in ms, app, name, msg)", { timeout: 60_000 }, async () => {
+  const { file } = settingsFile({
+    ping: { class: `${apps}#PingApp`, bind: `drpc+ipc://${join(root, `ping${n}.sock`)}` },
+    caller: { class: `${apps}#CallerApp`, uses: ["ping"], options: { interval: 100 } },
+  });
+  const run = tilth(["run", "ping", "caller", "--settings", file, "--json"]);
+  try {
+    await run.waitFor(/"msg":"ping: 'pong'"/);
+    run.child.kill("SIGTERM");
+    assert.equal(await run.exit, 0, run.out());
+  } finally {
+    run.child.kill("SIGKILL");
+  }
+  const lines = run.out().split("\n").filter((l) => l.length > 0);
+  const records = lines.map((l) => {
+    const r = JSON.parse(l) as Record<string, unknown>; // throws on a line that is not JSON
+    assert.equal(typeof r.level, "number", l);
+    assert.ok([10, 20, 30, 40, 50, 60].includes(r.level as number), l);
+    assert.equal(typeof r.time, "number", l);
+    assert.ok(Math.abs((r.time as number) - Date.now()) < 60_000, `time in ms since the epoch: ${l}`);
+    assert.equal(typeof r.msg, "string", l);
+    assert.deepEqual(Object.keys(r).slice(0, 2), ["level", "time"], l);
+    return r;
+  });
+  const binding = records.find((r) => r.app === "ping" && r.name === "tilth.app" && /^binding to drpc\+ipc:/.test(r.msg as string));
+  assert.ok(binding, lines.join("\n"));
+  assert.equal(binding.level, 30);
+  assert.ok(records.some((r) => r.app === "caller" && r.name === "CallerApp" && r.msg === "ping: 'pong'"));
+});
+
 test("tilth run --stop stops running apps; a stale pidfile is reported and removed", { timeout: 60_000 }, async () => {
   const { file, dir } = settingsFile({ ping: { class: `${apps}#PingApp`, bind: `drpc+ipc://${join(root, `p${n}.sock`)}` }, other: { class: `${apps}#PingApp` } });
   const run = tilth(["run", "ping", "--settings", file]);

@@ -9,8 +9,23 @@
 const zerorpc = require("zerorpc");
 const [role, endpoint, arg3, ...rest] = process.argv.slice(2);
 
+// The header keys of an event beyond ZeroRPC's own (call metadata), bytes as "bytes:HEX".
+function extraKeys(header) {
+  const out = {};
+  for (const k of Object.keys(header || {})) {
+    if (k === "message_id" || k === "v" || k === "response_to") continue;
+    const v = header[k];
+    out[k] = Buffer.isBuffer(v) ? "bytes:" + v.toString("hex") : v;
+  }
+  return out;
+}
+
+let lastHeader = {};
+
 function serve(api, hb) {
   const server = new zerorpc.Server(api, hb);
+  // Ahead of the server's own listener: the header of the request about to be served.
+  server._socket.prependListener("multiplexing-socket/receive", (event) => { lastHeader = event.header; });
   server.on("error", (e) => process.stderr.write(`peer server error: ${e && e.message}\n`));
   server.bind(endpoint);
   process.stdout.write("ready\n");
@@ -34,6 +49,8 @@ if (role === "server") {
         reply(e);
       },
       slow: function (ms, reply) { setTimeout(() => reply(null, ms), ms); },
+      // The extra header keys of this very request, as this peer received them.
+      headers: function (reply) { reply(null, extraKeys(lastHeader)); },
     },
     Number(arg3),
   );
@@ -43,6 +60,16 @@ if (role === "server") {
   const client = new zerorpc.Client({ heartbeatInterval: Number(arg3), timeout: 10 });
   client.on("error", (e) => process.stderr.write(`peer client error: ${e && e.message}\n`));
   client.connect(endpoint);
+  // Extra header keys this client adds to its next request (ZeroRPC allows them): call metadata for a tilth server.
+  let extraHeader;
+  const send = client._socket.send;
+  client._socket.send = function (event) {
+    if (extraHeader !== undefined && !event.header.response_to) {
+      Object.assign(event.header, extraHeader);
+      extraHeader = undefined;
+    }
+    return send.call(this, event);
+  };
   const call = (method, ...args) =>
     new Promise((resolve) => {
       const items = [];
@@ -66,6 +93,10 @@ if (role === "server") {
     out.ping = await call("_zerorpc_ping");
     out.echo = await call("echo", { a: [1, 2.5, "x", null, true] });
     out.big = await call("echo", 2 ** 40);
+    extraHeader = { tenant: "acme", blob: Buffer.from([0, 1, 255]) };
+    out.meta = await call("seen");
+    out.metaNone = await call("seen");
+    out.coded = await call("coded");
     const t0 = Date.now();
     out.slow = await call("slow", Number(rest[0] || 1000));
     out.slowMs = Date.now() - t0;

@@ -13,7 +13,12 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type Re
 import { NodeLoop } from "../../adapters/node.js";
 import { registerTransports } from "../../transports/index.js";
 import { RpcError, close, connect, serve, tracing, type CallContext, contextual } from "../../rpc/index.js";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { leakCheck } from "../helpers/leaks.js";
+import { App } from "../../app/App.js";
+import { Settings } from "../../app/Settings.js";
+import { startApp, type AppHandle } from "../../app/runtime.js";
 
 const exporter = new InMemorySpanExporter();
 const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
@@ -76,15 +81,25 @@ for (const proto of ["drpc", "zrpc"] as const) {
     assert.equal(sLeaf.attributes["rpc.system"], proto);
     assert.equal(sLeaf.attributes["rpc.method"], "leaf");
     assert.equal(sLeaf.attributes["rpc.tilth.transport"], proto === "zrpc" ? "zmq+tcp" : "tcp");
-    assert.match(String(cLeaf.attributes["network.peer.address"]), /^(zmq\+)?tcp:\/\/127\.0\.0\.1:\d+$/);
+    // Every span names its method, protocol, transport and peer.
+    for (const s of spans) {
+      assert.equal(s.attributes["rpc.system"], proto, s.name);
+      assert.equal(s.attributes["rpc.method"], s.name);
+      assert.equal(s.attributes["rpc.tilth.transport"], proto === "zrpc" ? "zmq+tcp" : "tcp", s.name);
+      assert.match(String(s.attributes["network.peer.address"]), /^(zmq\+)?tcp:\/\/127\.0\.0\.1:\d+(#[0-9a-f]+)?$/, `${kindName(s)} ${s.name}`);
+      assert.equal(s.attributes["error.type"], undefined);
+      assert.equal(s.attributes["rpc.tilth.stream_items"], undefined, "not a stream");
+    }
+    assert.equal(cLeaf.attributes["network.peer.address"], c.urls[0]!.replace(/^(drpc|zrpc)\+/, proto === "zrpc" ? "zmq+" : ""), "the client's peer is the server's URL");
 
     exporter.reset();
-    await assert.rejects(toC.fail(), (e) => (e as { code?: string }).code === (proto === "drpc" ? "ERR_NOPE" : "ERR_REMOTE"));
+    await assert.rejects(toC.fail(), (e) => (e as { code?: string }).code === "ERR_NOPE");
     const failed = exporter.getFinishedSpans();
     assert.equal(failed.length, 2);
     for (const s of failed) {
       assert.equal(s.status.code, 2, "status error");
-      assert.equal(s.attributes["error.type"], kindName(s) === "server" || proto === "drpc" ? "ERR_NOPE" : "ERR_REMOTE");
+      assert.equal(s.status.message, "nope");
+      assert.equal(s.attributes["error.type"], "ERR_NOPE", kindName(s));
     }
 
     exporter.reset();
@@ -95,11 +110,69 @@ for (const proto of ["drpc", "zrpc"] as const) {
     assert.equal(streamed.length, 2);
     for (const s of streamed) assert.equal(s.attributes["rpc.tilth.stream_items"], 4, kindName(s));
 
+    // A client middleware after tracing() that refuses the call: the client span still ends, with its code; nothing reaches C.
+    exporter.reset();
+    const refusing = await connect<{ leaf(x: number): number }>(c.urls[0]!, { loop, middleware: [tracing(), { before: () => Promise.reject(new RpcError("ERR_NO_TOKEN", "no token")) }] });
+    await assert.rejects(refusing.leaf(1), (e) => (e as { code?: string }).code === "ERR_NO_TOKEN");
+    const refused = exporter.getFinishedSpans();
+    assert.deepEqual(refused.map((s) => [kindName(s), s.name, s.attributes["error.type"]]), [["client", "leaf", "ERR_NO_TOKEN"]]);
+    await close(refusing);
+
     for (const p of [toA, toB, toC]) await close(p);
     for (const s of [a, b, c]) await s.close();
     await done();
   });
 }
+
+test("three apps of one settings file, A uses B, B uses C, each started with tracing() on its server and its clients: a call to A gives one trace through B and C", async () => {
+  const done = leakCheck();
+  exporter.reset();
+  const loop = registerTransports(new NodeLoop());
+  class C extends App {
+    override api = { leaf: (x: number) => x * 2 };
+  }
+  class B extends App {
+    override api = { mid: async (x: number) => (await this.ctx.api<{ leaf(x: number): number }>("c").leaf(x)) + 1 };
+  }
+  class A extends App {
+    override api = { top: async (x: number) => (await this.ctx.api<{ mid(x: number): number }>("b").mid(x)) + 100 };
+  }
+  const settings = Settings.from({
+    apps: {
+      c: { class: C, bind: `drpc+ipc://${join(tmpdir(), `tilth-trace-${process.pid}.sock`)}` },
+      b: { class: B, bind: "zrpc+tcp://127.0.0.1:0", uses: ["c"] },
+      a: { class: A, bind: "drpc+tcp://127.0.0.1:0", uses: ["b"] },
+    },
+  });
+  const traced = { loop, server: { middleware: [tracing()] }, client: { middleware: [tracing()] }, log: { write: () => {} } };
+  const handles: AppHandle[] = [];
+  try {
+    // Port 0: each app's bound URL becomes the remote URL its callers use.
+    for (const name of ["c", "b", "a"]) {
+      const h = await startApp(name, settings, traced);
+      handles.push(h);
+      settings.data.apps[name]!.remote = h.urls[0]!;
+    }
+    const toA = await connect<{ top(x: number): number }>(handles[2]!.urls[0]!, { loop, middleware: [tracing()] });
+    assert.equal(await toA.top(5), 111);
+    await close(toA);
+  } finally {
+    for (const h of handles.reverse()) await h.stop();
+  }
+  const spans = exporter.getFinishedSpans();
+  const one = (name: string, kind: string): ReadableSpan => {
+    const s = spans.filter((x) => x.name === name && kindName(x) === kind);
+    assert.equal(s.length, 1, `${kind} ${name}: ${spans.map((x) => `${kindName(x)} ${x.name}`).join(", ")}`);
+    return s[0]!;
+  };
+  const chain = [one("top", "client"), one("top", "server"), one("mid", "client"), one("mid", "server"), one("leaf", "client"), one("leaf", "server")];
+  assert.equal(new Set(chain.map((s) => s.spanContext().traceId)).size, 1, "one trace");
+  assert.equal(parentOf(chain[0]!), undefined);
+  for (let i = 1; i < chain.length; i++) assert.equal(parentOf(chain[i]!), chain[i - 1]!.spanContext().spanId, `${kindName(chain[i]!)} ${chain[i]!.name}`);
+  assert.deepEqual(chain.map((s) => s.attributes["rpc.system"]), ["drpc", "drpc", "zrpc", "zrpc", "drpc", "drpc"], "A and C on drpc, B on zrpc");
+  assert.deepEqual(chain.map((s) => s.attributes["rpc.tilth.transport"]), ["tcp", "tcp", "zmq+tcp", "zmq+tcp", "ipc", "ipc"]);
+  await done();
+});
 
 test("tracing() without the OpenTelemetry API: a no-op, or ERR_MISSING_PACKAGE when required", async () => {
   // The API is installed here: a loader that cannot find it stands in for an app without it.

@@ -69,6 +69,26 @@ test("bad arguments: ERR_BAD_ARGUMENTS with each problem's path and message; nei
   });
 });
 
+test("the same check over zrpc and drpc+local: ERR_BAD_ARGUMENTS with its code and the problem's path and message; the handler does not run", async () => {
+  const loop = registerTransports(new VirtualLoop());
+  await loop.run(async () => {
+    const server = await serve(api, ["zrpc+inproc://validate-zl", "drpc+local://validate-zl"], { loop });
+    for (const url of server.urls) {
+      const calc = await connect<typeof api>(url, { loop });
+      ran = 0;
+      await assert.rejects((calc.add as unknown as (...a: unknown[]) => Promise<number>)("2", 3), (e) => {
+        assert.ok(isTilthError(e, "ERR_BAD_ARGUMENTS"), `${url}: ${String(e)}`);
+        assert.equal((e as Error).message, "add(): argument 0: Invalid input: expected number, received string");
+        return true;
+      });
+      assert.equal(ran, 0, url);
+      assert.equal(await calc.add(2, 3), 5);
+      await close(calc);
+    }
+    await server.close();
+  });
+});
+
 test("introspection reports each parameter's and the result's JSON Schema, over drpc and in _zerorpc_inspect", async () => {
   const loop = registerTransports(new VirtualLoop());
   await loop.run(async () => {

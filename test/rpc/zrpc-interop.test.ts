@@ -17,7 +17,7 @@ import { NodeLoop } from "../../adapters/node.js";
 import { openZmqSockets } from "../../adapters/zeromq.js";
 import { isTilthError } from "../../core/errors.js";
 import { registerTransports } from "../../transports/index.js";
-import { clientOf, close, connect, contextual, doc, serve, withOptions, type CallContext, type RemoteError } from "../../rpc/index.js";
+import { RpcError, clientOf, close, connect, contextual, doc, serve, withOptions, type CallContext, type RemoteError } from "../../rpc/index.js";
 import { leakCheck } from "../helpers/leaks.js";
 import { freePort, repoRoot } from "../transports/util.js";
 
@@ -72,6 +72,10 @@ describe("interop: npm zerorpc 0.9.8 client -> tilth zrpc server", { skip }, () 
         e.name = "ValueError";
         throw e;
       },
+      seen: contextual((ctx: CallContext) => Object.fromEntries(Object.entries(ctx.meta).map(([k, v]) => [k, v instanceof Uint8Array ? `bytes:${Buffer.from(v).toString("hex")}` : v]))),
+      coded: () => {
+        throw new RpcError("ERR_DENIED", "denied");
+      },
       slow: contextual(async (ctx: CallContext, ms: number) => {
         await new Promise<void>((resolve, reject) => {
           const t = loop.timer(ms, resolve);
@@ -101,6 +105,11 @@ describe("interop: npm zerorpc 0.9.8 client -> tilth zrpc server", { skip }, () 
       assert.deepEqual(out.ping, { ok: ["pong", "Tilth"] });
       assert.deepEqual(out.echo, { ok: { a: [1, 2.5, "x", null, true] } });
       assert.deepEqual(out.big, { ok: 2 ** 40 });
+      // Extra header keys from a ZeroRPC client are the call's metadata; a request without them has none.
+      assert.deepEqual(out.meta, { ok: { tenant: "acme", blob: "bytes:0001ff" } });
+      assert.deepEqual(out.metaNone, { ok: {} });
+      // An error with a code: its ERR header carries error_code, which the peer ignores.
+      assert.deepEqual([out.coded!.error!.name, out.coded!.error!.message], ["RpcError", "denied"]);
       assert.deepEqual(out.slow, { ok: slowMs }, "a call longer than twice the heartbeat interval completes");
       assert.ok(out.slowMs >= slowMs && slowMs > 2 * HB);
     } finally {
@@ -113,14 +122,14 @@ describe("interop: npm zerorpc 0.9.8 client -> tilth zrpc server", { skip }, () 
 });
 
 describe("interop: tilth zrpc client -> npm zerorpc 0.9.8 server", { skip }, () => {
-  test("call metadata as extra header keys: the peer ignores them and answers every call", { timeout: 60_000 }, async () => {
+  test("call metadata as extra header keys: the peer receives them as sent (strings and bytes) and answers every call", { timeout: 60_000 }, async () => {
     const done = leakCheck();
     const loop = registerTransports(new NodeLoop());
     const endpoint = `tcp://127.0.0.1:${await freePort()}`;
     const p = peer(["server", endpoint, String(HB)]);
     try {
       assert.equal(await line(p), "ready");
-      const c = await connect<{ hello(n: string): string; count(n: number): AsyncGenerator<number> }>(`zrpc+${endpoint}`, {
+      const c = await connect<{ hello(n: string): string; count(n: number): AsyncGenerator<number>; headers(): Record<string, string> }>(`zrpc+${endpoint}`, {
         loop,
         heartbeatMs: HB,
         meta: { tenant: "acme", traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" },
@@ -131,6 +140,12 @@ describe("interop: tilth zrpc client -> npm zerorpc 0.9.8 server", { skip }, () 
       for await (const x of m.count(3)) got.push(x);
       assert.deepEqual(got, [0, 1, 2]);
       assert.equal(await c.hello("Plain"), "Hello, Plain");
+      // What the peer's server saw in the request's header: the client's defaults and the call's own, bytes as bin.
+      assert.deepEqual(await m.headers(), { tenant: "acme", traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", auth: "t0k3n", blob: "bytes:000102" });
+      assert.deepEqual(await c.headers(), { tenant: "acme", traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" });
+      const plain = await connect<{ headers(): Record<string, string> }>(`zrpc+${endpoint}`, { loop, heartbeatMs: HB });
+      assert.deepEqual(await plain.headers(), {}, "no metadata: no extra keys");
+      await close(plain);
       await close(c);
     } finally {
       await stop(p);

@@ -97,11 +97,11 @@ describe("one API on drpc+tcp, zrpc+tcp and drpc+zmq+tcp: the same proxy", () =>
     });
   });
 
-  test("zrpc: unknown method is ERR NameError (code ERR_REMOTE), bad arity is TypeError; built-ins", async () => {
+  test("zrpc: unknown method is ERR NameError (code ERR_UNKNOWN_METHOD from a tilth server), bad arity is TypeError (ERR_BAD_ARGUMENTS); built-ins", async () => {
     await withServer(async (urls, loop) => {
       const c = await connect<API & { nope(): Promise<void> }>(urls[1]!, { loop });
-      await assert.rejects(c.nope(), (e: RemoteError) => e.remoteName === "NameError" && e.message === "nope" && isTilthError(e, "ERR_REMOTE"));
-      await assert.rejects((c as unknown as { hello(): Promise<string> }).hello(), (e: RemoteError) => e.remoteName === "TypeError");
+      await assert.rejects(c.nope(), (e: RemoteError) => e.remoteName === "NameError" && e.message === "nope" && isTilthError(e, "ERR_UNKNOWN_METHOD"));
+      await assert.rejects((c as unknown as { hello(): Promise<string> }).hello(), (e: RemoteError) => e.remoteName === "TypeError" && isTilthError(e, "ERR_BAD_ARGUMENTS"));
       const raw = clientOf(c);
       assert.deepEqual(await raw.call("_zerorpc_ping"), ["pong", "TestApi"]);
       assert.equal(await raw.call("_zerorpc_name"), "TestApi");
