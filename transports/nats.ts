@@ -195,6 +195,9 @@ function isNoResponders(m: Msg): boolean {
 
 // ---- wire form of one connection's messages ----
 
+/** A batch up to this many bytes is published as a copy and its buffer kept; a larger one is handed over. */
+const COPY_BATCH = 4096;
+
 /** Publish times kept, to say which messages a "no responders" answer covers. */
 const SENT_TIMES = 1024;
 
@@ -267,6 +270,8 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
   /** Where this end publishes (`OUT.d`) and hears (`IN.d`: messages; `IN.SEQ`: "no responders" for our message SEQ). */
   readonly #out: string;
   readonly #inBase: string;
+  /** `IN.`: the reply subject of message SEQ is this and SEQ. */
+  readonly #replyPrefix: string;
   /** Sequence number of the next message published, and the loop time each of the last SENT_TIMES was published. */
   #seq = 0;
   readonly #sentAt = new Float64Array(SENT_TIMES);
@@ -287,7 +292,12 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
   #unflushed = 0;
   #flushing = false;
   #released = false;
-  /** Messages sent in this run of code, published together as one NATS message (K_BATCH) when it is over. */
+  /**
+   * Messages sent in this run of code, published together as one NATS message
+   * (K_BATCH) when it is over. The buffer is kept from batch to batch: a small
+   * batch is published as an exact copy (the nats client holds what it is
+   * given until it writes), so a call costs no fresh buffer of its own.
+   */
   #batch: Uint8Array | undefined;
   #batchLen = 0;
   #batchCount = 0;
@@ -298,6 +308,7 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
     this.#shared = shared;
     this.#out = `${out}.d`;
     this.#inBase = inSubject;
+    this.#replyPrefix = `${inSubject}.`;
     this.#release = release;
     shared.members.add(this);
   }
@@ -355,9 +366,15 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
   #publishBatch(): void {
     const b = this.#batch;
     if (b === undefined || this.#batchCount === 0) return;
-    // Handed to the nats client, which may hold it until it writes: the next batch gets a buffer of its own.
-    const out = this.#batchCount === 1 ? b.subarray(5, this.#batchLen) : b.subarray(0, this.#batchLen);
-    this.#batch = undefined;
+    // The nats client holds what it is given until it writes: a small batch goes as an exact copy (on the
+    // engine's heap when tiny) and the buffer is used again; a large one is handed over with its buffer.
+    const from = this.#batchCount === 1 ? 5 : 0;
+    let out: Uint8Array;
+    if (this.#batchLen <= COPY_BATCH) out = b.slice(from, this.#batchLen);
+    else {
+      out = b.subarray(from, this.#batchLen);
+      this.#batch = undefined;
+    }
     this.#batchLen = 0;
     this.#batchCount = 0;
     try {
@@ -387,7 +404,7 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
   #reply(): string {
     const n = this.#seq++;
     this.#sentAt[n % SENT_TIMES] = this.loop.now();
-    return `${this.#inBase}.${n}`;
+    return this.#replyPrefix + n;
   }
 
   /** Ask the server to confirm what was published; the bytes count as sent once it has. */
