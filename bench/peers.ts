@@ -14,7 +14,7 @@
  * with its NATS transporter (each server one instance).
  *
  * Scenarios: sequential (1 in flight, 16 B; p50/p99/p99.9; `--pin` runs both
- * processes on CPU 0, with the nats-server of the NATS systems), pipelined 100 and 1000 in flight, 64 KiB with 10 in
+ * processes on CPU 0), pipelined 100 and 1000 in flight, 64 KiB with 10 in
  * flight, 100 connections with 10 in flight each, a stream of 1e6 items;
  * `fleet`: the NATS systems with 1, 2 and 3 instances (each its own process)
  * of a service whose handler burns 1 ms of CPU, 100 calls in flight, each
@@ -298,23 +298,13 @@ async function measureAll(quick: boolean, canPin: boolean, progress: (l: string)
     // One nats-server on loopback for the whole run; the children find it in their environment.
     nats = await startNats();
     process.env.TILTH_BENCH_NATS = nats.hostPort;
-    natsProcess = nats.process;
   }
   try {
     return await measureScenarios(scenarios, systems, missing, quick, canPin, progress);
   } finally {
-    natsProcess = undefined;
     await nats?.stop();
   }
 }
-
-/** Where the suite's nats-server runs, every thread of it: on every CPU, or on CPU 0 (no-op without one). */
-function natsCpus(where: "all" | "0"): void {
-  const pid = natsProcess?.pid;
-  if (pid === undefined) return;
-  spawnSync("taskset", ["-a", "-p", "-c", where === "all" ? `0-${os.availableParallelism() - 1}` : "0", String(pid)], { stdio: "ignore" });
-}
-let natsProcess: ChildProcess | undefined;
 
 async function measureScenarios(
   scenarios: ScenarioDef[],
@@ -335,10 +325,6 @@ async function measureScenarios(
   const load: number[] = [os.loadavg()[0]!];
   for (const def of scenarios) {
     const pinned = canPin && def.pinnable === true;
-    // Pinned: the suite's nats-server (of the NATS systems) joins the client and server on CPU 0, so that no
-    // hop of a call wakes another CPU; left free, its threads run on either CPU, and a call's four hops
-    // through it cross cores or not from run to run.
-    natsCpus(pinned ? "0" : "all");
     const sc: Scenario = { ...def.sc, warmupMs, runMs, items: items ?? def.sc.items ?? 0, capMs };
     const runs = new Map<string, RunOut[]>();
     const skip = (id: string): string | undefined => missing.get(id) ?? def.na?.[id] ?? (def.sc.mode === "stream" && !SYSTEMS[id]!.streams ? "no streams" : undefined);
@@ -445,7 +431,7 @@ export function tables(results: BenchResult[]): string {
     if (!rows.length) continue;
     const seq = def.id === "sequential";
     const pinned = rows.some((r) => r.extra?.pinned === true);
-    out.push(`### ${def.title}${seq ? (pinned ? ", both processes pinned to CPU 0 (with the nats-server of the NATS systems)" : ", unpinned") : ""}`, "");
+    out.push(`### ${def.title}${seq ? (pinned ? ", both processes pinned to CPU 0" : ", unpinned") : ""}`, "");
     const head = ["system", def.unit, "min–max", def.instances ? "× one instance" : "× net-cork"];
     if (seq) head.push("× net", "p50 µs", "p99 µs", "p99.9 µs");
     head.push("server loop lag p99 / max ms", "server loop busy");
