@@ -14,8 +14,8 @@
  *
  * Each connection is a pair of subjects private to its two ends, so a
  * protocol runs over it as over tcp (HELLO, heartbeats, streams, credit).
- * Every message is published with its sender's own subject as the reply
- * subject: when the other end's subscription is gone (its process died), the
+ * Every message is published with a reply subject of its sender's own (one
+ * per message, numbered): when the other end's subscription is gone (its process died), the
  * NATS server answers "no responders" and the connection ends at once with
  * ERR_BROKEN. A connection also ends (ERR_BROKEN) when this process loses its
  * NATS server: messages in flight then may be lost, so a protocol's calls fail
@@ -26,8 +26,10 @@
  * Subjects (SERVICE and ids are letters, digits, `_` and `-`):
  * `tilth.svc.SERVICE.discover` (request; every instance answers),
  * `tilth.svc.SERVICE.announce` (instances say `up` and `leave`),
- * `tilth.svc.SERVICE.i.ID.open` (open a connection), `tilth.conn.CID.s` and
- * `tilth.conn.CID.c` (one connection: to the server, to the client).
+ * `tilth.svc.SERVICE.i.ID.open` (open a connection), `tilth.conn.CID.s.d` and
+ * `tilth.conn.CID.c.d` (one connection: to the server, to the client), and
+ * `tilth.conn.CID.s.r.SEQ` / `tilth.conn.CID.c.r.SEQ` (the reply subject of
+ * each end's message SEQ, answered only by "no responders").
  *
  * @example
  * ```ts
@@ -267,10 +269,14 @@ function decodeMessage(p: Uint8Array, maxFrames: number): Message {
 /** One connection over NATS: publishes on `out`, hears on `in`. */
 export class NatsConnection_ extends ConnectionBase implements OnLost {
   readonly #shared: Shared;
-  /** Where this end publishes (`OUT.d`) and hears (`IN.d`: messages; `IN.SEQ`: "no responders" for our message SEQ). */
+  /**
+   * Where this end publishes (`OUT.d`) and hears (`IN.d`: messages; `IN.r.SEQ`: "no responders" for our
+   * message SEQ), each on a subscription of its own, so that a message is told by its subscription rather
+   * than by decoding its subject.
+   */
   readonly #out: string;
   readonly #inBase: string;
-  /** `IN.`: the reply subject of message SEQ is this and SEQ. */
+  /** `IN.r.`: the reply subject of message SEQ is this and SEQ. */
   readonly #replyPrefix: string;
   /** Sequence number of the next message published, and the loop time each of the last SENT_TIMES was published. */
   #seq = 0;
@@ -278,6 +284,7 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
   /** Data messages (and pieces) received: a graceful close tells the other end how many were read. */
   #received = 0;
   #sub: Subscription | undefined;
+  #statusSub: Subscription | undefined;
   readonly #release: () => void;
   /** Arrived before start() or while paused. */
   readonly #held = new Ring<Message>(16);
@@ -308,14 +315,16 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
     this.#shared = shared;
     this.#out = `${out}.d`;
     this.#inBase = inSubject;
-    this.#replyPrefix = `${inSubject}.`;
+    this.#replyPrefix = `${inSubject}.r.`;
     this.#release = release;
     shared.members.add(this);
   }
 
   /** Subscribe to this connection's incoming subject (before the other end may publish). */
   listen(): void {
-    this.#sub = this.#shared.nc.subscribe(`${this.#inBase}.*`, { callback: (_err, m) => this.#onMsg(m) });
+    const nc = this.#shared.nc;
+    this.#sub = nc.subscribe(`${this.#inBase}.d`, { callback: (_err, m) => this.#onMsg(m) });
+    this.#statusSub = nc.subscribe(`${this.#replyPrefix}*`, { callback: (_err, m) => this.#onStatus(m) });
   }
 
   get bufferedAmount(): number {
@@ -449,23 +458,24 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
     }
   }
 
+  /** An answer to one of our reply subjects: only "no responders" means something. */
+  #onStatus(m: Msg): void {
+    if (this.reason !== undefined || this.ended !== undefined || !isNoResponders(m)) return;
+    // Message K found nobody: neither it nor any later one reached the other end. Say what was
+    // published after which loop time (that of message K-1) went nowhere.
+    const k = Number(m.subject.slice(this.#replyPrefix.length));
+    const known = Number.isSafeInteger(k) && k < this.#seq && this.#seq - k < SENT_TIMES;
+    const since = !known ? undefined : k === 0 ? -Infinity : this.#sentAt[(k - 1) % SENT_TIMES];
+    this.#end({
+      by: "peer",
+      error: new BrokenError(`the other end of ${this.remoteUrl} is gone (its NATS subscription ended: stopped or crashed)`, {
+        context: since === undefined ? {} : { undeliveredAfter: since },
+      }),
+    });
+  }
+
   #onMsg(m: Msg): void {
     if (this.reason !== undefined || this.ended !== undefined) return;
-    if (!m.subject.endsWith(".d")) {
-      if (!isNoResponders(m)) return;
-      // Message K found nobody: neither it nor any later one reached the other end. Say what was
-      // published after which loop time (that of message K-1) went nowhere.
-      const k = Number(m.subject.slice(this.#inBase.length + 1));
-      const known = Number.isSafeInteger(k) && k < this.#seq && this.#seq - k < SENT_TIMES;
-      const since = !known ? undefined : k === 0 ? -Infinity : this.#sentAt[(k - 1) % SENT_TIMES];
-      this.#end({
-        by: "peer",
-        error: new BrokenError(`the other end of ${this.remoteUrl} is gone (its NATS subscription ended: stopped or crashed)`, {
-          context: since === undefined ? {} : { undeliveredAfter: since },
-        }),
-      });
-      return;
-    }
     const p = m.data;
     if (p.length === 0) return this.#fail(new MalformedFrameError("empty NATS message"));
     const kind = p[0]!;
@@ -581,12 +591,14 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
   }
 
   #stop(): void {
-    try {
-      this.#sub?.unsubscribe();
-    } catch {
-      // already closed with the NATS connection
+    for (const sub of [this.#sub, this.#statusSub]) {
+      try {
+        sub?.unsubscribe();
+      } catch {
+        // already closed with the NATS connection
+      }
     }
-    this.#sub = undefined;
+    this.#sub = this.#statusSub = undefined;
     this.#held.drain();
     this.#shared.members.delete(this);
     if (!this.#released) {
