@@ -15,11 +15,11 @@
  * Each connection is a pair of subjects private to its two ends, so a
  * protocol runs over it as over tcp (HELLO, heartbeats, streams, credit).
  * Every message is published with a reply subject of its sender's own (one
- * per message, numbered): when the other end's subscription is gone (its process died), the
- * NATS server answers "no responders" and the connection ends at once with
- * ERR_BROKEN. A connection also ends (ERR_BROKEN) when this process loses its
- * NATS server: messages in flight then may be lost, so a protocol's calls fail
- * rather than wait. The nats client reconnects by itself (to another server
+ * per message, numbered): when the other end's subscription is gone (its
+ * process died), the NATS server answers "no responders" and the connection
+ * ends at once with ERR_BROKEN. A connection also ends (ERR_BROKEN) when this
+ * process loses its NATS server: messages in flight then may be lost, so a
+ * protocol's calls fail rather than wait. The nats client reconnects by itself (to another server
  * of the cluster, if there is one) and new connections are opened as usual.
  * A message above the server's `max_payload` travels in pieces.
  *
