@@ -14,20 +14,22 @@
  *
  * Each connection is a pair of subjects private to its two ends, so a
  * protocol runs over it as over tcp (HELLO, heartbeats, streams, credit).
- * Every message is published with its sender's own subject as the reply
- * subject: when the other end's subscription is gone (its process died), the
- * NATS server answers "no responders" and the connection ends at once with
- * ERR_BROKEN. A connection also ends (ERR_BROKEN) when this process loses its
- * NATS server: messages in flight then may be lost, so a protocol's calls fail
- * rather than wait. The nats client reconnects by itself (to another server
+ * Every message is published with a reply subject of its sender's own (one
+ * per message, numbered): when the other end's subscription is gone (its
+ * process died), the NATS server answers "no responders" and the connection
+ * ends at once with ERR_BROKEN. A connection also ends (ERR_BROKEN) when this
+ * process loses its NATS server: messages in flight then may be lost, so a
+ * protocol's calls fail rather than wait. The nats client reconnects by itself (to another server
  * of the cluster, if there is one) and new connections are opened as usual.
  * A message above the server's `max_payload` travels in pieces.
  *
  * Subjects (SERVICE and ids are letters, digits, `_` and `-`):
  * `tilth.svc.SERVICE.discover` (request; every instance answers),
  * `tilth.svc.SERVICE.announce` (instances say `up` and `leave`),
- * `tilth.svc.SERVICE.i.ID.open` (open a connection), `tilth.conn.CID.s` and
- * `tilth.conn.CID.c` (one connection: to the server, to the client).
+ * `tilth.svc.SERVICE.i.ID.open` (open a connection), `tilth.conn.CID.s.d` and
+ * `tilth.conn.CID.c.d` (one connection: to the server, to the client), and
+ * `tilth.conn.CID.s.r.SEQ` / `tilth.conn.CID.c.r.SEQ` (the reply subject of
+ * each end's message SEQ, answered only by "no responders").
  *
  * @example
  * ```ts
@@ -195,6 +197,9 @@ function isNoResponders(m: Msg): boolean {
 
 // ---- wire form of one connection's messages ----
 
+/** A batch up to this many bytes is published as a copy and its buffer kept; a larger one is handed over. */
+const COPY_BATCH = 4096;
+
 /** Publish times kept, to say which messages a "no responders" answer covers. */
 const SENT_TIMES = 1024;
 
@@ -264,15 +269,22 @@ function decodeMessage(p: Uint8Array, maxFrames: number): Message {
 /** One connection over NATS: publishes on `out`, hears on `in`. */
 export class NatsConnection_ extends ConnectionBase implements OnLost {
   readonly #shared: Shared;
-  /** Where this end publishes (`OUT.d`) and hears (`IN.d`: messages; `IN.SEQ`: "no responders" for our message SEQ). */
+  /**
+   * Where this end publishes (`OUT.d`) and hears (`IN.d`: messages; `IN.r.SEQ`: "no responders" for our
+   * message SEQ), each on a subscription of its own, so that a message is told by its subscription rather
+   * than by decoding its subject.
+   */
   readonly #out: string;
   readonly #inBase: string;
+  /** `IN.r.`: the reply subject of message SEQ is this and SEQ. */
+  readonly #replyPrefix: string;
   /** Sequence number of the next message published, and the loop time each of the last SENT_TIMES was published. */
   #seq = 0;
   readonly #sentAt = new Float64Array(SENT_TIMES);
   /** Data messages (and pieces) received: a graceful close tells the other end how many were read. */
   #received = 0;
   #sub: Subscription | undefined;
+  #statusSub: Subscription | undefined;
   readonly #release: () => void;
   /** Arrived before start() or while paused. */
   readonly #held = new Ring<Message>(16);
@@ -287,7 +299,12 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
   #unflushed = 0;
   #flushing = false;
   #released = false;
-  /** Messages sent in this run of code, published together as one NATS message (K_BATCH) when it is over. */
+  /**
+   * Messages sent in this run of code, published together as one NATS message
+   * (K_BATCH) when it is over. The buffer is kept from batch to batch: a small
+   * batch is published as an exact copy (the nats client holds what it is
+   * given until it writes), so a call costs no fresh buffer of its own.
+   */
   #batch: Uint8Array | undefined;
   #batchLen = 0;
   #batchCount = 0;
@@ -298,13 +315,16 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
     this.#shared = shared;
     this.#out = `${out}.d`;
     this.#inBase = inSubject;
+    this.#replyPrefix = `${inSubject}.r.`;
     this.#release = release;
     shared.members.add(this);
   }
 
   /** Subscribe to this connection's incoming subject (before the other end may publish). */
   listen(): void {
-    this.#sub = this.#shared.nc.subscribe(`${this.#inBase}.*`, { callback: (_err, m) => this.#onMsg(m) });
+    const nc = this.#shared.nc;
+    this.#sub = nc.subscribe(`${this.#inBase}.d`, { callback: (_err, m) => this.#onMsg(m) });
+    this.#statusSub = nc.subscribe(`${this.#replyPrefix}*`, { callback: (_err, m) => this.#onStatus(m) });
   }
 
   get bufferedAmount(): number {
@@ -355,9 +375,15 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
   #publishBatch(): void {
     const b = this.#batch;
     if (b === undefined || this.#batchCount === 0) return;
-    // Handed to the nats client, which may hold it until it writes: the next batch gets a buffer of its own.
-    const out = this.#batchCount === 1 ? b.subarray(5, this.#batchLen) : b.subarray(0, this.#batchLen);
-    this.#batch = undefined;
+    // The nats client holds what it is given until it writes: a small batch goes as an exact copy (on the
+    // engine's heap when tiny) and the buffer is used again; a large one is handed over with its buffer.
+    const from = this.#batchCount === 1 ? 5 : 0;
+    let out: Uint8Array;
+    if (this.#batchLen <= COPY_BATCH) out = b.slice(from, this.#batchLen);
+    else {
+      out = b.subarray(from, this.#batchLen);
+      this.#batch = undefined;
+    }
     this.#batchLen = 0;
     this.#batchCount = 0;
     try {
@@ -387,7 +413,7 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
   #reply(): string {
     const n = this.#seq++;
     this.#sentAt[n % SENT_TIMES] = this.loop.now();
-    return `${this.#inBase}.${n}`;
+    return this.#replyPrefix + n;
   }
 
   /** Ask the server to confirm what was published; the bytes count as sent once it has. */
@@ -432,23 +458,24 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
     }
   }
 
+  /** An answer to one of our reply subjects: only "no responders" means something. */
+  #onStatus(m: Msg): void {
+    if (this.reason !== undefined || this.ended !== undefined || !isNoResponders(m)) return;
+    // Message K found nobody: neither it nor any later one reached the other end. Say what was
+    // published after which loop time (that of message K-1) went nowhere.
+    const k = Number(m.subject.slice(this.#replyPrefix.length));
+    const known = Number.isSafeInteger(k) && k < this.#seq && this.#seq - k < SENT_TIMES;
+    const since = !known ? undefined : k === 0 ? -Infinity : this.#sentAt[(k - 1) % SENT_TIMES];
+    this.#end({
+      by: "peer",
+      error: new BrokenError(`the other end of ${this.remoteUrl} is gone (its NATS subscription ended: stopped or crashed)`, {
+        context: since === undefined ? {} : { undeliveredAfter: since },
+      }),
+    });
+  }
+
   #onMsg(m: Msg): void {
     if (this.reason !== undefined || this.ended !== undefined) return;
-    if (!m.subject.endsWith(".d")) {
-      if (!isNoResponders(m)) return;
-      // Message K found nobody: neither it nor any later one reached the other end. Say what was
-      // published after which loop time (that of message K-1) went nowhere.
-      const k = Number(m.subject.slice(this.#inBase.length + 1));
-      const known = Number.isSafeInteger(k) && k < this.#seq && this.#seq - k < SENT_TIMES;
-      const since = !known ? undefined : k === 0 ? -Infinity : this.#sentAt[(k - 1) % SENT_TIMES];
-      this.#end({
-        by: "peer",
-        error: new BrokenError(`the other end of ${this.remoteUrl} is gone (its NATS subscription ended: stopped or crashed)`, {
-          context: since === undefined ? {} : { undeliveredAfter: since },
-        }),
-      });
-      return;
-    }
     const p = m.data;
     if (p.length === 0) return this.#fail(new MalformedFrameError("empty NATS message"));
     const kind = p[0]!;
@@ -564,12 +591,14 @@ export class NatsConnection_ extends ConnectionBase implements OnLost {
   }
 
   #stop(): void {
-    try {
-      this.#sub?.unsubscribe();
-    } catch {
-      // already closed with the NATS connection
+    for (const sub of [this.#sub, this.#statusSub]) {
+      try {
+        sub?.unsubscribe();
+      } catch {
+        // already closed with the NATS connection
+      }
     }
-    this.#sub = undefined;
+    this.#sub = this.#statusSub = undefined;
     this.#held.drain();
     this.#shared.members.delete(this);
     if (!this.#released) {
