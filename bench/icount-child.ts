@@ -3,7 +3,7 @@
  * icount-child.js MODE N` makes N calls (or streams N items) with client and
  * server in this process, so the count covers both sides of each call.
  * Modes: tcp-seq, tcp-pipe (100 in flight), local-seq, tcp-stream,
- * local-stream.
+ * local-stream, ws-seq, ws-pipe (drpc+ws, 100 in flight).
  */
 import { NodeLoop } from "../adapters/node.js";
 import { registerTransports } from "../transports/index.js";
@@ -25,7 +25,8 @@ const local = mode.startsWith("local");
 const slow = { heartbeatMs: 0, handshakeTimeoutMs: Infinity };
 // The server records every call, as an RpcServerTask does by default (TILTH_BENCH_STATS=0: off).
 const stats = process.env.TILTH_BENCH_STATS === "0" ? {} : { stats: rpcServerStats(new Metrics(), "bench") };
-const server = await serve(api, local ? "drpc+local://icount" : "drpc+tcp://127.0.0.1:0", { loop, ...slow, ...stats });
+const url = local ? "drpc+local://icount" : mode.startsWith("ws") ? "drpc+ws://127.0.0.1:0/icount" : "drpc+tcp://127.0.0.1:0";
+const server = await serve(api, url, { loop, ...slow, ...stats });
 const remote = await connect<typeof api>(server.urls[0]!, { loop, ...slow, timeout: Infinity });
 const x = new Uint8Array(16);
 // Warm the code paths up (the same for every N, so the difference of two runs holds only the calls).
@@ -33,7 +34,7 @@ for (let i = 0; i < 10_000; i++) await remote.echo(x);
 for await (const _ of remote.count(50_000));
 if (mode.endsWith("-seq")) {
   for (let i = 0; i < n; i++) await remote.echo(x);
-} else if (mode === "tcp-pipe") {
+} else if (mode.endsWith("-pipe")) {
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < n) {

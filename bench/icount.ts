@@ -25,6 +25,8 @@ export const WORKLOADS: { mode: string; what: string; n: number }[] = [
   { mode: "tcp-stream", what: "drpc+tcp, stream item", n: 400_000 },
   { mode: "local-seq", what: "drpc+local, sequential echo", n: 40_000 },
   { mode: "local-stream", what: "drpc+local, stream item", n: 400_000 },
+  { mode: "ws-seq", what: "drpc+ws, sequential echo (16 B)", n: 20_000 },
+  { mode: "ws-pipe", what: "drpc+ws, 100 in flight", n: 40_000 },
 ];
 
 /** Instructions of one run of `mode` with `n` calls. */

@@ -115,6 +115,32 @@ function maxPayloadOf(p: ConnectionParams): number {
 
 /** Messages up to this size are sent as one buffer (one copy); larger ones as fragments (no copy). */
 const COPY_MAX = 64 * 1024;
+
+/** Bytes of the header of a final binary WebSocket frame of `len` bytes (RFC 6455 §5.2), with the 4-byte mask key when `masked`. */
+function wsFrameHeaderSize(len: number, masked: boolean): number {
+  return (len < 126 ? 2 : len < 65_536 ? 4 : 10) + (masked ? 4 : 0);
+}
+
+/** Write that header at the start of `buf`: FIN, opcode 2 (binary), no RSV bits; a mask key of zeros (the payload goes as it is). */
+function putFrameHeader(buf: Buffer, len: number, masked: boolean): void {
+  const m = masked ? 0x80 : 0;
+  buf[0] = 0x82;
+  let p: number;
+  if (len < 126) {
+    buf[1] = m | len;
+    p = 2;
+  } else if (len < 65_536) {
+    buf[1] = m | 126;
+    buf.writeUInt16BE(len, 2);
+    p = 4;
+  } else {
+    buf[1] = m | 127;
+    buf.writeUInt32BE(0, 2);
+    buf.writeUInt32BE(len, 6);
+    p = 10;
+  }
+  if (masked) buf.writeUInt32BE(0, p);
+}
 const SEND_LAST = { binary: true, compress: false, fin: true } as const;
 const SEND_MORE = { binary: true, compress: false, fin: false } as const;
 
@@ -141,10 +167,13 @@ export class WsConnection extends ConnectionBase {
   #discard = false;
   #writeClosed = false;
   #watching = false;
+  /** A client's frames are masked (RFC 6455 §5.3), a server's are not. */
+  readonly #masked: boolean;
 
   /** @internal */
-  constructor(loop: Loop, ws: WebSocket, socket: net.Socket, params: ConnectionParams, pingMs: number) {
+  constructor(loop: Loop, ws: WebSocket, socket: net.Socket, params: ConnectionParams, pingMs: number, client: boolean) {
     super(loop, params);
+    this.#masked = client;
     this.#ws = ws;
     this.#socket = socket;
     this.#pingMs = pingMs;
@@ -171,7 +200,13 @@ export class WsConnection extends ConnectionBase {
     this.#cork();
     const ws = this.#ws;
     if (wire <= COPY_MAX) {
-      ws.send(encodeWsMessage(msg, n, allocBuffer), SEND_LAST);
+      // One WebSocket frame, header and payload in one buffer, written to the socket as it is: what ws's
+      // sender would write (FIN, binary, no compression; from a client, masked with the all-zero key, see
+      // connect), without its header buffer, its second write per message and its option handling.
+      const hl = wsFrameHeaderSize(wire, this.#masked);
+      const buf = encodeWsMessage(msg, n, allocBuffer, hl) as Buffer;
+      putFrameHeader(buf, wire, this.#masked);
+      this.#socket.write(buf);
     } else {
       // One WebSocket message in fragments: each frame's header, then the frame as it is.
       const last = msg.length - 1;
@@ -416,7 +451,7 @@ export class WsListener extends ListenerBase {
         socket.removeListener("error", noop);
         const local = formatHostPort(scheme, socket.localAddress, socket.localPort) + path;
         const remote = formatHostPort(scheme, socket.remoteAddress, socket.remotePort);
-        const conn = new WsConnection(loop, ws, socket, { ...params, localUrl: local, remoteUrl: remote }, pingMs);
+        const conn = new WsConnection(loop, ws, socket, { ...params, localUrl: local, remoteUrl: remote }, pingMs, false);
         this.accept(conn);
       });
     };
@@ -504,7 +539,7 @@ export class WsTransport implements Transport {
       () => {
         const socket = (ws as unknown as { _socket: net.Socket })._socket;
         const local = formatHostPort(scheme, socket.localAddress, socket.localPort);
-        return new WsConnection(loop, ws, socket, { ...params, localUrl: local }, pingMs);
+        return new WsConnection(loop, ws, socket, { ...params, localUrl: local }, pingMs, true);
       },
     ).catch((e: unknown) => {
       throw refusedWith ?? e;

@@ -1,11 +1,22 @@
 /**
- * The ZeroMQ-to-browser gateway: subscribes to a ZeroMQ PUB socket and
- * serves whatever arrives to browsers over drpc+ws, with the page and the
- * browser client (tilth/browser, bundled at start) served by the same HTTP
- * server.
+ * The ZeroMQ-to-browser gateway: subscribes to a ZeroMQ PUB socket and to
+ * the events of a ZeroRPC publisher, and serves whatever arrives to browsers
+ * over drpc+ws, with the page and the browser client (tilth/browser, bundled
+ * at start) served by the same HTTP server.
+ *
+ * Two sources, one stream of topics:
+ * - ZeroMQ PUB (`zmqPub`): a message `[topic, payload]` is topic `topic`,
+ *   text the payload (UTF-8);
+ * - ZeroRPC events (`zrpc`): a ZeroRPC Publisher sends each event
+ *   `[header, name, args]` over PUB/SUB (zerorpc-python's Publisher, tilth's
+ *   `zrpcEmitter(loop, "pub", …)`). The gateway subscribes as a ZeroRPC
+ *   Subscriber does, to the event names it is given (ZeroRPC events carry no
+ *   topic a SUB socket could filter on, and a Subscriber is an object with a
+ *   method per event): event `name(...args)` is topic `zrpc:name`, text the
+ *   one string argument as is, else the arguments as JSON.
  *
  * The browsers' API:
- * - `topics()`: the topics seen so far (the first frame of each ZeroMQ message);
+ * - `topics()`: the topics seen so far;
  * - `subscribe(prefix)`: a stream of `{ topic, text, dropped }` for the topics
  *   that start with `prefix`, live;
  * - `time()`: a method to call (the server's clock).
@@ -25,18 +36,32 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Connection } from "tilth/core";
 import type { Loop } from "tilth/core";
-import { contextual, serve, type CallContext, type RpcServer } from "tilth/rpc";
+import { contextual, serve, zrpcReceiver, type CallContext, type RpcServer, type ZrpcReceiver } from "tilth/rpc";
 import { page } from "./page.js";
 
 export interface GatewayOptions {
   loop: Loop;
   /** The ZeroMQ PUB socket to subscribe to, e.g. `zmq+tcp://127.0.0.1:5556`. */
-  zmqPub: string;
+  zmqPub?: string;
+  /** A ZeroRPC publisher to subscribe to, and the names of the events to take. */
+  zrpc?: ZrpcSource;
   /** Messages a subscription may hold for a browser that reads slowly. Default 256. */
   maxQueued?: number;
   /** Browser origins allowed (default: any). */
   origins?: string[];
 }
+
+export interface ZrpcSource {
+  /** The publisher's endpoint, as zerorpc names it (`tcp://127.0.0.1:4244`) or as a tilth URL (`zrpc+tcp://…`, `zrpc+inproc://…`). */
+  url: string;
+  /** The events to forward (whole names); others are dropped unread. */
+  events: string[];
+  /** Bind the SUB socket and let publishers connect to it (default: connect to a publisher that bound). */
+  bind?: boolean;
+}
+
+/** The topic prefix of ZeroRPC events. */
+export const ZRPC_TOPIC = "zrpc:";
 
 export interface Message {
   topic: string;
@@ -59,6 +84,8 @@ export class Gateway {
   /** Subscriptions whose generator is running. */
   activeStreams = 0;
   received = 0;
+  /** ZeroRPC events that could not be forwarded (undecodable), by the receiver's report. */
+  zrpcErrors = 0;
   readonly #loop: Loop;
   readonly #maxQueued: number;
 
@@ -67,7 +94,7 @@ export class Gateway {
     this.#maxQueued = maxQueued;
   }
 
-  /** One ZeroMQ message: [topic, payload]. */
+  /** One message from a source: ZeroMQ's [topic, payload], or a ZeroRPC event (see `zrpcApi`). */
   publish(topic: string, text: string): void {
     this.received++;
     this.topics.add(topic);
@@ -82,6 +109,13 @@ export class Gateway {
       s.wake = undefined;
       w?.();
     }
+  }
+
+  /** A ZeroRPC Subscriber's API: one method per event name, each publishing `zrpc:name`. */
+  zrpcApi(names: readonly string[]): Record<string, (...args: unknown[]) => void> {
+    const api: Record<string, (...args: unknown[]) => void> = {};
+    for (const name of names) api[name] = (...args: unknown[]) => this.publish(ZRPC_TOPIC + name, eventText(args));
+    return api;
   }
 
   api(): object {
@@ -120,11 +154,21 @@ export class Gateway {
   }
 }
 
+/** An event's arguments as text: one string as is, else JSON (bytes as their length, big integers as digits). */
+function eventText(args: unknown[]): string {
+  if (args.length === 1 && typeof args[0] === "string") return args[0];
+  // `this[k]` is the value before toJSON (a Buffer's would list every byte).
+  return JSON.stringify(args, function (this: Record<string, unknown>, k: string, v: unknown) {
+    const raw = this[k];
+    return typeof raw === "bigint" ? raw.toString() : raw instanceof Uint8Array ? `<${raw.byteLength} bytes>` : v;
+  });
+}
+
 const here = dirname(fileURLToPath(import.meta.url));
 
 /** The browser client, bundled once for the page (esbuild; in a real deployment, bundle at build time). */
 let bundle: Promise<string> | undefined;
-function clientBundle(): Promise<string> {
+export function clientBundle(): Promise<string> {
   return (bundle ??= (async () => {
     const { build } = await import("esbuild");
     const entry = join(here, "..", "..", "rpc", "browser.js");
@@ -134,7 +178,7 @@ function clientBundle(): Promise<string> {
 }
 
 /** Serve the page and the client on `server` (GET / and /tilth-browser.js); other requests are left to `next`. */
-function pageHandler(rpcPath: string, next?: http.RequestListener): http.RequestListener {
+export function pageHandler(rpcPath: string, next?: http.RequestListener): http.RequestListener {
   return (req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/" || path === "/index.html") {
@@ -166,20 +210,60 @@ async function subscribeZmq(loop: Loop, url: string, gw: Gateway): Promise<Conne
   return sub;
 }
 
-/** Embed the gateway in an existing, listening http.Server: the RPC on `rpcPath`; pages are the caller's (see `pageHandler` use in startGateway). */
+/** Subscribe to a ZeroRPC publisher's events and feed the gateway. */
+async function subscribeZrpc(loop: Loop, source: ZrpcSource, gw: Gateway): Promise<ZrpcReceiver> {
+  return await zrpcReceiver(loop, "sub", source.url, gw.zrpcApi(source.events), {
+    subscribe: source.events,
+    ...(source.bind ? { bind: true } : {}),
+    onError: () => void gw.zrpcErrors++,
+  });
+}
+
+/** Embed the gateway in an existing, listening http.Server: the RPC on `rpcPath`; pages are the caller's (`pageHandler`, or Express routes: see express.ts). */
 export async function attachGateway(server: http.Server, rpcPath: string, options: GatewayOptions): Promise<RunningGateway> {
   const { loop } = options;
+  if (options.zmqPub === undefined && options.zrpc === undefined) throw new RangeError("the gateway needs a source: zmqPub, zrpc, or both");
   const gw = new Gateway(loop, options.maxQueued);
   const a = server.address() as { port: number };
   const rpc = await serve(gw.api(), `drpc+ws://127.0.0.1:${a.port}${rpcPath}`, { loop, transport: { server, ...(options.origins ? { origins: options.origins } : {}) } });
-  const sub = await subscribeZmq(loop, options.zmqPub, gw);
+  const sources: { close(): Promise<void> }[] = [];
+  try {
+    if (options.zmqPub !== undefined) sources.push(await subscribeZmq(loop, options.zmqPub, gw));
+    if (options.zrpc !== undefined) sources.push(await subscribeZrpc(loop, options.zrpc, gw));
+  } catch (e) {
+    for (const s of sources) await s.close();
+    await rpc.close({ graceMs: 0 });
+    throw e;
+  }
   return {
     gateway: gw,
     url: `http://127.0.0.1:${a.port}/`,
     rpc,
     async stop() {
-      await sub.close();
+      for (const s of sources) await s.close();
       await rpc.close({ graceMs: 0 });
+    },
+  };
+}
+
+/**
+ * The gateway on a listening `server` that it now owns: its `stop()` closes
+ * the server too (and the server is closed if the gateway cannot start).
+ */
+export async function attachOwned(server: http.Server, rpcPath: string, options: GatewayOptions): Promise<RunningGateway> {
+  let running: RunningGateway;
+  try {
+    running = await attachGateway(server, rpcPath, options);
+  } catch (e) {
+    await new Promise<void>((r) => server.close(() => r()));
+    throw e;
+  }
+  return {
+    ...running,
+    async stop() {
+      await running.stop();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
     },
   };
 }
@@ -191,19 +275,8 @@ export async function startGateway(port: number, options: GatewayOptions): Promi
     server.once("error", reject);
     server.listen(port, "127.0.0.1", () => resolve());
   });
-  const running = await attachGateway(server, "/rpc", options);
-  return {
-    ...running,
-    async stop() {
-      await running.stop();
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
+  return await attachOwned(server, "/rpc", options);
 }
-
-/** For an app that already has an HTTP server (Express: `app.listen()` returns one): its requests first, then the gateway's page. */
-export { pageHandler };
 
 /** The page's source, for tools that serve it themselves. */
 export async function pageSource(): Promise<string> {

@@ -9,7 +9,7 @@ ul#messages { font-family: monospace; max-height: 18em; overflow: auto; border: 
 button { margin-right: .5em; }
 </style></head>
 <body>
-<h1>tilth gateway: ZeroMQ to the browser</h1>
+<h1>tilth gateway: ZeroMQ and ZeroRPC events to the browser</h1>
 <p>Status: <span id="status">connecting</span></p>
 <p>Topics: <span id="topics">-</span> <button id="refresh">Refresh topics</button></p>
 <p><input id="prefix" value="" placeholder="topic prefix"> <button id="subscribe">Subscribe</button><button id="unsubscribe">Unsubscribe</button> <span id="subscribed">not subscribed</span></p>

@@ -7,7 +7,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -25,6 +24,7 @@ import { MailerService, Outbox, type MailerAPI } from "../../examples/service/ma
 import settingsData from "../../examples/service/settings.js";
 import { capture } from "./svc-helpers.js";
 import { watch } from "../helpers/child.js";
+import { httpGet } from "../helpers/http.js";
 
 test("the mailer in virtual time: digests every interval, retries, RPC, a full outbox refuses, stop drains", async () => {
   const loop = new VirtualLoop();
@@ -62,19 +62,6 @@ test("the mailer in virtual time: digests every interval, retries, RPC, a full o
   assert.equal(loop.pendingTimers, 0);
 });
 
-function get(url: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    http
-      .get(url, { agent: false }, (res) => {
-        let body = "";
-        res.setEncoding("utf8");
-        res.on("data", (c: string) => (body += c));
-        res.on("end", () => resolve({ status: res.statusCode!, body }));
-      })
-      .on("error", reject);
-  });
-}
-
 test("tilth run mailer with --set and --APP.OPTION overrides: health, metrics and RPC for real; SIGTERM stops it", { timeout: 60_000 }, async () => {
   const cli = fileURLToPath(new URL("../../cli/main.js", import.meta.url));
   const file = fileURLToPath(new URL("../../examples/service/settings.js", import.meta.url));
@@ -91,7 +78,7 @@ test("tilth run mailer with --set and --APP.OPTION overrides: health, metrics an
     const httpUrl = (await waitFor(/mailer INFO http: health and metrics on (http:\/\/127\.0\.0\.1:\d+)/))[1]!;
     const rpcUrl = (await waitFor(/mailer INFO rpc: serving on (drpc\+tcp:\/\/127\.0\.0\.1:\d+)/))[1]!;
     await waitFor(/mailer INFO tilth\.service: started 4 tasks: http, outbox, digest, rpc/);
-    const health = await get(`${httpUrl}/health`);
+    const health = await httpGet(`${httpUrl}/health`);
     assert.equal(health.status, 200);
     assert.deepEqual(JSON.parse(health.body), { status: "ok", service: "mailer", tasks: { http: "running", outbox: "running", digest: "running", rpc: "running" } });
 
@@ -104,7 +91,7 @@ test("tilth run mailer with --set and --APP.OPTION overrides: health, metrics an
     } finally {
       await close(api);
     }
-    const metrics = await get(`${httpUrl}/metrics`);
+    const metrics = await httpGet(`${httpUrl}/metrics`);
     assert.match(metrics.body, /^tilth_rpc_server_call_duration_seconds_count\{code="ok",method="send",task="rpc"\} 1$/m);
     assert.match(metrics.body, /^tilth_queue_items_total\{outcome="done",task="outbox"\} \d+$/m);
     assert.match(metrics.body, /^tilth_task_runs_total\{task="digest"\} \d+$/m);
@@ -113,7 +100,7 @@ test("tilth run mailer with --set and --APP.OPTION overrides: health, metrics an
     assert.equal(await exited, 0, output());
     assert.match(output(), /mailer INFO tilth\.service: stopped every task/);
     assert.match(output(), /mailer INFO tilth\.app: stopped/);
-    await assert.rejects(get(`${httpUrl}/health`), (e) => (e as NodeJS.ErrnoException).code === "ECONNREFUSED");
+    await assert.rejects(httpGet(`${httpUrl}/health`), (e) => (e as NodeJS.ErrnoException).code === "ECONNREFUSED");
   } finally {
     child.kill("SIGKILL");
     rmSync(runDir, { recursive: true, force: true });

@@ -1,9 +1,11 @@
 /**
  * The gateway (examples/gateway) in a real headless Chromium: a message
- * published on ZeroMQ appears in the page within 100 ms; a call from the
+ * published on ZeroMQ appears in the page within 100 ms, and so does an event
+ * of a ZeroRPC publisher (tilth's zrpcEmitter over zmq+tcp); a call from the
  * page returns; a stream cancelled from the page stops the server's
- * generator; the page carries on after the gateway restarts. Saves a
- * screenshot to test-output/gateway.png. Needs /usr/bin/chromium
+ * generator; the page carries on after the gateway restarts; the Express
+ * variant's page connects and calls. Saves a screenshot to
+ * test-output/gateway.png. Needs /usr/bin/chromium
  * (scripts/setup-browser.mjs installs it) and the optional zeromq package.
  */
 import assert from "node:assert/strict";
@@ -15,7 +17,9 @@ import { fileURLToPath } from "node:url";
 import { NodeLoop } from "../../adapters/node.js";
 import type { Connection, Listener } from "../../core/Transport.js";
 import { registerTransports } from "../../transports/index.js";
-import { startGateway, type RunningGateway } from "../../examples/gateway/gateway.js";
+import { zrpcEmitter } from "../../rpc/index.js";
+import { startExpressGateway } from "../../examples/gateway/express.js";
+import { startGateway, type GatewayOptions, type RunningGateway } from "../../examples/gateway/gateway.js";
 
 // The page's globals, inside page.evaluate / waitForFunction (no DOM library in this project's types).
 declare const document: any;
@@ -44,13 +48,15 @@ const until = async (what: string, f: () => boolean | Promise<boolean>, ms = 500
   }
 };
 
-test("the gateway page in headless Chromium: live ZeroMQ messages, a call, cancellation, a server restart", { skip, timeout: 120_000 }, async () => {
+test("the gateway page in headless Chromium: live ZeroMQ messages and ZeroRPC events, a call, cancellation, a server restart, the Express variant", { skip, timeout: 120_000 }, async () => {
   const { chromium } = await import("playwright-core");
   const loop = registerTransports(new NodeLoop());
   const pubListener: Listener = await loop.listen("zmq+tcp://127.0.0.1:0", { socket: "pub" });
   const pub: Connection = await new Promise((r) => pubListener.start(r));
   pub.start({ message() {}, end() {} });
-  let gw: RunningGateway = await startGateway(0, { loop, zmqPub: pubListener.url, maxQueued: 64 });
+  const events = await zrpcEmitter(loop, "pub", "zrpc+tcp://127.0.0.1:*", { bind: true });
+  const options: GatewayOptions = { loop, zmqPub: pubListener.url, zrpc: { url: events.endpoint, events: ["alert"] }, maxQueued: 64 };
+  let gw: RunningGateway = await startGateway(0, options);
   const port = Number(new URL(gw.url).port);
   const profile = mkdtempSync(join(tmpdir(), "tilth-chromium-"));
   // A fresh profile (--user-data-dir, which playwright passes for a persistent context).
@@ -88,11 +94,22 @@ test("the gateway page in headless Chromium: live ZeroMQ messages, a call, cance
     const ms = (await page.evaluate(() => window.gateway.lastAt as number)) - t0;
     console.log(`ZeroMQ to page: ${ms.toFixed(1)} ms`);
     assert.ok(ms <= 100, `the message took ${ms.toFixed(1)} ms to appear`);
+    // A ZeroRPC event too (its SUB socket may also join late: emit until one arrives).
+    await until("the first ZeroRPC event through", async () => {
+      events.emit("alert", "warm-up");
+      return await page.evaluate(() => [...document.querySelectorAll("#messages li")].some((li: any) => li.textContent.startsWith("zrpc:alert")));
+    });
+    const t1 = Date.now();
+    events.emit("alert", "margin call");
+    await page.waitForFunction(() => document.querySelector("#messages li")?.textContent === "zrpc:alert: margin call", undefined, { timeout: 2000 });
+    const zrpcMs = (await page.evaluate(() => window.gateway.lastAt as number)) - t1;
+    console.log(`ZeroRPC event to page: ${zrpcMs.toFixed(1)} ms`);
+    assert.ok(zrpcMs <= 100, `the event took ${zrpcMs.toFixed(1)} ms to appear`);
     // A call from the page returns.
     await page.click("#call");
     await page.waitForFunction(() => document.getElementById("result")?.textContent?.startsWith("time() = "), undefined, { timeout: 5000 });
     await page.click("#refresh");
-    await page.waitForFunction(() => document.getElementById("topics")?.textContent === "prices");
+    await page.waitForFunction(() => document.getElementById("topics")?.textContent === "prices, zrpc:alert");
     // Cancelling from the page stops the server's generator.
     await page.click("#unsubscribe");
     await until("the generator to stop", () => gw.gateway.activeStreams === 0);
@@ -100,7 +117,7 @@ test("the gateway page in headless Chromium: live ZeroMQ messages, a call, cance
     await page.click("#subscribe");
     await until("the second subscription", () => gw.gateway.activeStreams === 1);
     await gw.stop();
-    gw = await startGateway(port, { loop, zmqPub: pubListener.url, maxQueued: 64 });
+    gw = await startGateway(port, options);
     await until("the page to subscribe again", () => gw.gateway.activeStreams === 1, 15_000);
     await until("a message after the restart", async () => {
       pub.send([Buffer.from("news"), Buffer.from("after restart")]);
@@ -111,10 +128,23 @@ test("the gateway page in headless Chromium: live ZeroMQ messages, a call, cance
     await page.waitForFunction(() => document.getElementById("status")?.textContent === "connected", undefined, { timeout: 10_000 });
     mkdirSync(join(root, "test-output"), { recursive: true });
     await page.screenshot({ path: join(root, "test-output", "gateway.png"), fullPage: true });
+    // The Express variant: its page (served by Express) connects over /rpc and calls.
+    const ex = await startExpressGateway(0, options);
+    try {
+      const page2 = await browser.newPage();
+      await page2.goto(ex.url);
+      await page2.waitForFunction(() => document.getElementById("status")?.textContent === "connected", undefined, { timeout: 10_000 });
+      await page2.click("#call");
+      await page2.waitForFunction(() => document.getElementById("result")?.textContent?.startsWith("time() = "), undefined, { timeout: 5000 });
+      await page2.close();
+    } finally {
+      await ex.stop();
+    }
   } finally {
     await browser.close();
     rmSync(profile, { recursive: true, force: true });
     await gw.stop();
+    await events.close();
     await pub.close();
     await pubListener.close();
   }

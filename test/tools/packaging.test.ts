@@ -66,7 +66,8 @@ export function satisfies(version: string, range: string): boolean {
         return given.every((x, i) => v[i] === x);
     }
   };
-  return range.split("||").some((alt) => alt.trim() === "" || alt.trim().split(/\s+/).every(one));
+  // An operator may stand apart from its version (">= 2.1.2 < 3.0.0", as iconv-lite writes it).
+  return range.split("||").some((alt) => alt.trim() === "" || alt.trim().replace(/(>=|<=|>|<|=)\s+/g, "$1").split(/\s+/).every(one));
 }
 
 /**
@@ -154,6 +155,8 @@ test("satisfies() reads the range forms of package.json", () => {
     ["3.0.6", "3.0.7", false],
     ["2.0.0", "^1.0.0 || ^2.0.0", true],
     ["1.0.0", "*", true],
+    ["2.1.2", ">= 2.1.2 < 3.0.0", true],
+    ["3.0.0", ">= 2.1.2 < 3.0.0", false],
   ];
   for (const [v, r, ok] of cases) assert.equal(satisfies(v, r), ok, `${v} in ${r}`);
 });

@@ -27,10 +27,14 @@ export function putWsHeader(dst: Uint8Array, at: number, length: number, more: b
   dst[at + 3] = w & 0xff;
 }
 
-/** Encode a message (frames already checked) into one buffer of `wsWireSize` bytes, made by `alloc`. */
-export function encodeWsMessage(msg: readonly Uint8Array[], payload: number, alloc: (n: number) => Uint8Array): Uint8Array {
-  const out = alloc(wsWireSize(payload, msg.length));
-  let p = 0;
+/**
+ * Encode a message (frames already checked) into one buffer of `wsWireSize`
+ * bytes, made by `alloc`; with `headroom`, that many bytes are left free at
+ * its start (for the WebSocket frame header, written by the caller).
+ */
+export function encodeWsMessage(msg: readonly Uint8Array[], payload: number, alloc: (n: number) => Uint8Array, headroom = 0): Uint8Array {
+  const out = alloc(headroom + wsWireSize(payload, msg.length));
+  let p = headroom;
   const last = msg.length - 1;
   for (let i = 0; i <= last; i++) {
     const f = msg[i]!;
