@@ -112,7 +112,7 @@ export class StreamConnection extends ConnectionBase {
   constructor(loop: Loop, socket: Socket, params: ConnectionParams, reader?: SocketReader) {
     super(loop, params);
     this.#socket = socket;
-    this.#decoder = new FrameDecoder(this.#onMessage, this.#onBadInput, params.limits);
+    this.#decoder = new FrameDecoder(this.#onMessage, this.#onBadInput, params.limits, this.#onFrame);
     socket.pause();
     if (reader === undefined) socket.on("data", this.#onData);
     else {
@@ -264,6 +264,10 @@ export class StreamConnection extends ConnectionBase {
 
   readonly #onMessage = (msg: Message): void => {
     if (!this.#discard) this.deliver(msg);
+  };
+
+  readonly #onFrame = (chunk: Buffer, start: number, end: number): void => {
+    if (!this.#discard) this.deliverFrame(chunk, start, end);
   };
 
   /** Malformed or oversized input from the peer: this connection ends, with that error. */
