@@ -28,7 +28,7 @@ import { describe as describeError, excerpt, formatMs } from "../../core/errors.
 import { ConnectionLostError, IncompatiblePeerError, ProtocolError, type RemoteErrorInfo } from "../errors.js";
 import type { Metadata } from "../meta.js";
 import type { PeerOptions } from "../protocol.js";
-import { FRAME, PROTOCOL, T, VERSION, decodeAt, encode, encodeCall, encodeValue, prepareCall, prepareValue, type HelloInfo, type Msg } from "./codec.js";
+import { FRAME, PROTOCOL, T, VERSION, decode, encode, encodeCall, encodeValue, prepareCall, prepareValue, type HelloInfo, type Msg } from "./codec.js";
 
 export type { PeerOptions } from "../protocol.js";
 
@@ -232,7 +232,7 @@ export abstract class Peer {
     const scratch = this.#scratch;
     let m: Msg;
     try {
-      m = decodeAt(bytes, start, end, scratch);
+      m = decode(bytes, start, end, scratch);
     } catch (e) {
       this.fail(e as Error);
       return;

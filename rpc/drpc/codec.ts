@@ -391,13 +391,6 @@ function unpackTail(frame: Uint8Array, start: number, end: number, root: string)
   return unpackValue(frame, start, end, root === "args" ? ARGS : 0, root);
 }
 
-/** A new message array, or `out` (emptied past `n` items) when one is given. */
-function msgOf(out: unknown[] | undefined, n: number): unknown[] {
-  if (out === undefined) return new Array<unknown>(n);
-  for (let i = n; i < out.length; i++) out[i] = undefined;
-  return out;
-}
-
 /**
  * The hot messages in their usual encodings, from `f[start]` to `f[end]`;
  * undefined for anything else. With `out`, the message is written into it
@@ -422,7 +415,8 @@ function decodeFast(f: Uint8Array, start: number, end: number, out: unknown[] | 
         if (e instanceof ValueError) return [T.REFUSED, type, id, e];
         throw e;
       }
-      const m = msgOf(out, 3);
+      // Items past the third are not read for these types (a session reads a CALL only as a server, a RESULT only as a client).
+      const m = out ?? [];
       m[0] = type;
       m[1] = id;
       m[2] = v;
@@ -451,7 +445,7 @@ function decodeFast(f: Uint8Array, start: number, end: number, out: unknown[] | 
         throw e;
       }
       if (!Array.isArray(args)) throw new ProtocolError(`malformed message of type ${T.CALL}`);
-      const m = msgOf(out, 7);
+      const m = out ?? [];
       m[0] = T.CALL;
       m[1] = id;
       m[2] = method;
@@ -485,18 +479,14 @@ function decodeFast(f: Uint8Array, start: number, end: number, out: unknown[] | 
   return undefined;
 }
 
-/** Decode and check the shape of one message; throws ProtocolError on anything else. */
-export function decode(frame: Uint8Array): Msg {
-  return decodeFast(frame, 0, frame.length, undefined) ?? decodeSlow(frame);
-}
-
 /**
- * Decode the message in `f[start]` to `f[end]` (a frame in a received chunk),
- * as {@link decode}. A RESULT, ITEM or CALL is written into `out` rather than
- * a new array: the caller takes what it needs from it before the next decode
- * into the same array.
+ * Decode and check the shape of one message, `f[start]` to `f[end]` (default:
+ * all of `f`); throws ProtocolError on anything else. With `out`, a RESULT,
+ * ITEM or CALL is written into it rather than a new array: the caller takes
+ * what it needs from it before the next decode into the same array (whose
+ * 8th item, a CALL's metadata, it never sets).
  */
-export function decodeAt(f: Uint8Array, start: number, end: number, out: unknown[]): Msg {
+export function decode(f: Uint8Array, start = 0, end = f.length, out?: unknown[]): Msg {
   return decodeFast(f, start, end, out) ?? decodeSlow(start === 0 && end === f.length ? f : f.subarray(start, end));
 }
 

@@ -163,9 +163,9 @@ export abstract class ConnectionBase implements Connection {
    */
   protected deliverFrame(bytes: Buffer, start: number, end: number): void {
     const h = this.#handler!;
+    if (h.frame === undefined) return this.deliver([bytes.subarray(start, end)]);
     try {
-      if (h.frame !== undefined) h.frame(bytes, start, end);
-      else h.message([bytes.subarray(start, end)]);
+      h.frame(bytes, start, end);
     } catch (e) {
       this.destroy(toError(e));
     }
