@@ -61,6 +61,13 @@ export interface PeerIdentity {
 export interface ConnectionHandler {
   /** A whole message arrived. The frames are the handler's to keep. */
   message(msg: Message): void;
+  /**
+   * A message of one frame arrived: `bytes[start]` to `bytes[end]` (the bytes,
+   * and views of them, are the handler's to keep). Optional: a transport
+   * that reads frames out of larger chunks calls it instead of `message`,
+   * sparing a view and an array per message; others call `message`.
+   */
+  frame?(bytes: Uint8Array, start: number, end: number): void;
   /** The connection ended; no more messages follow. Called exactly once. */
   end(end: ConnectionEnd): void;
 }

@@ -84,6 +84,14 @@ function iterateThis(this: { [CALL]: PendingCall<unknown> }): AsyncIterator<unkn
 }
 const noop = (): void => {};
 
+/** The resolving functions of the promise last made by {@link capture} (no closure per call). */
+let capturedResolve: ((v: any) => void) | undefined;
+let capturedReject: ((e: unknown) => void) | undefined;
+function capture(resolve: (v: any) => void, reject: (e: unknown) => void): void {
+  capturedResolve = resolve;
+  capturedReject = reject;
+}
+
 /**
  * One call in flight. It is both a promise-like (for plain results) and an
  * async iterable (for streamed results): which one the server answers with
@@ -189,11 +197,12 @@ export class PendingCall<R = unknown> implements PromiseLike<R>, AsyncIterable<u
     if (s !== Settled.No) {
       this.#promise = s === Settled.Ok ? Promise.resolve(this.#value as R) : Promise.reject(this.#value);
       this.#promise.catch(noop);
-    } else
-      this.#promise = new Promise<R>((resolve, reject) => {
-        this.#resolve = resolve;
-        this.#reject = reject;
-      });
+    } else {
+      this.#promise = new Promise<R>(capture);
+      this.#resolve = capturedResolve;
+      this.#reject = capturedReject;
+      capturedResolve = capturedReject = undefined;
+    }
     return this.#promise;
   }
 

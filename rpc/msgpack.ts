@@ -294,17 +294,17 @@ function readScalar(f: Uint8Array, p: number, end: number): unknown {
 const names: ({ bytes: Uint8Array; s: string } | undefined)[] = new Array(64).fill(undefined);
 
 /** A short ASCII string (a msgpack fixstr or str8) at `p`, from a small cache of names; NOT_SIMPLE otherwise. */
-export function readName(f: Uint8Array, p: number): unknown {
-  const b = f[p];
+export function readName(f: Uint8Array, p: number, e: number = f.length): unknown {
+  const b = p < e ? f[p] : undefined;
   let n: number;
   if (b !== undefined && b >= 0xa0 && b <= 0xbf) {
     n = b & 0x1f;
     p++;
-  } else if (b === 0xd9 && p + 1 < f.length) {
+  } else if (b === 0xd9 && p + 1 < e) {
     n = f[p + 1]!;
     p += 2;
   } else return NOT_SIMPLE;
-  if (n === 0 || n > MAX_STR || p + n > f.length) return n === 0 ? ((at = p), "") : NOT_SIMPLE;
+  if (n === 0 || n > MAX_STR || p + n > e) return n === 0 ? ((at = p), "") : NOT_SIMPLE;
   const slot = (n * 7 + f[p]! * 3 + f[p + n - 1]!) & 63;
   const hit = names[slot];
   if (hit !== undefined && hit.bytes.length === n) {
@@ -316,7 +316,7 @@ export function readName(f: Uint8Array, p: number): unknown {
       return hit.s;
     }
   }
-  const s = readAscii(f, p, n, f.length);
+  const s = readAscii(f, p, n, e);
   // A copy of the bytes (a Buffer's slice() is a view: it would keep the whole received chunk alive).
   if (typeof s === "string") names[slot] = { bytes: Uint8Array.prototype.slice.call(f, p, p + n), s };
   return s;
@@ -354,12 +354,12 @@ function readBin(f: Uint8Array, p: number, n: number, end: number): unknown {
 }
 
 /**
- * Read the one value that fills `f` from `p` to its end. NOT_SIMPLE when it
- * is not one this reader knows, or does not end exactly there: the caller
- * hands it to the general reader, which decides (and reports malformed data).
+ * Read the one value that fills `f` from `p` to `end` (default: its end).
+ * NOT_SIMPLE when it is not one this reader knows, or does not end exactly
+ * there: the caller hands it to the general reader, which decides (and
+ * reports malformed data).
  */
-export function readSimple(f: Uint8Array, p: number): unknown {
-  const end = f.length;
+export function readSimple(f: Uint8Array, p: number, end: number = f.length): unknown {
   if (p >= end) return NOT_SIMPLE;
   const b = f[p]!;
   let v: unknown;
@@ -821,18 +821,18 @@ export function readValue(f: Uint8Array, p: number, e: number, flags: number, ro
 const EMPTY = allocUnsafe(0);
 
 /** The number of items of the array header at `p` of `f` (then `readEnd()` is after it); -1 when there is none. */
-export function readArrayHead(f: Uint8Array, p: number): number {
-  const b = f[p];
+export function readArrayHead(f: Uint8Array, p: number, e: number = f.length): number {
+  const b = p < e ? f[p] : undefined;
   if (b === undefined) return -1;
   if (b >= 0x90 && b <= 0x9f) {
     at = p + 1;
     return b & 0x0f;
   }
-  if (b === 0xdc && p + 3 <= f.length) {
+  if (b === 0xdc && p + 3 <= e) {
     at = p + 3;
     return (f[p + 1]! << 8) | f[p + 2]!;
   }
-  if (b === 0xdd && p + 5 <= f.length) {
+  if (b === 0xdd && p + 5 <= e) {
     at = p + 5;
     return u32(f, p + 1);
   }
@@ -840,13 +840,12 @@ export function readArrayHead(f: Uint8Array, p: number): number {
 }
 
 /**
- * Read `count` values one after another from `p` to the end of `f`, each a
- * value of its own (its own depth and item limits), as the items of a batch.
- * A refused value's path is `root[i]`; bytes after the last value are a
- * ProtocolError.
+ * Read `count` values one after another from `p` to `e` (default: the end
+ * of `f`), each a value of its own (its own depth and item limits), as the
+ * items of a batch. A refused value's path is `root[i]`; bytes after the last
+ * value are a ProtocolError.
  */
-export function readValues(f: Uint8Array, p: number, count: number, root: string): unknown[] {
-  const e = f.length;
+export function readValues(f: Uint8Array, p: number, count: number, root: string, e: number = f.length): unknown[] {
   const a = new Array<unknown>(count);
   for (let i = 0; i < count; i++) {
     if (p >= e) throw new ProtocolError("undecodable message: fewer values than its array announces");

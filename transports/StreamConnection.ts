@@ -112,7 +112,7 @@ export class StreamConnection extends ConnectionBase {
   constructor(loop: Loop, socket: Socket, params: ConnectionParams, reader?: SocketReader) {
     super(loop, params);
     this.#socket = socket;
-    this.#decoder = new FrameDecoder(this.#onMessage, this.#onBadInput, params.limits);
+    this.#decoder = new FrameDecoder(this.#onMessage, this.#onBadInput, params.limits, this.#onFrame);
     socket.pause();
     if (reader === undefined) socket.on("data", this.#onData);
     else {
@@ -159,21 +159,33 @@ export class StreamConnection extends ConnectionBase {
   sendFrame(size: number, writer: FrameWriter): boolean {
     if (this.#writeClosed || this.ended !== undefined) throw this.sendError();
     checkFrameSize(size, this.limits);
-    this.checkBuffered(size + HEADER_SIZE);
+    // The buffered bytes read once (the socket's count is a getter chain): checked, then what the answer is told from.
+    const buffered = this.#encoder.pending + this.#socket.writableLength;
+    const wire = size + HEADER_SIZE;
+    if (buffered > 0 && buffered + wire > this.maxBuffered) this.checkBuffered(wire);
     this.#encoder.pushFrame(size, writer);
-    return this.#queued();
+    if (this.#encoder.pending >= BATCH_MAX) {
+      this.#flush();
+      return this.bufferedAmount < this.highWaterMark;
+    }
+    this.#queueFlush();
+    return buffered + wire < this.highWaterMark;
   }
 
   /** A message was queued: flush now, or once this run of code is over. */
   #queued(): boolean {
     if (this.#encoder.pending >= BATCH_MAX) this.#flush();
-    else if (!this.#flushQueued && !this.#inData) {
+    else this.#queueFlush();
+    return this.bufferedAmount < this.highWaterMark;
+  }
+
+  #queueFlush(): void {
+    if (!this.#flushQueued && !this.#inData) {
       // Sent from elsewhere than our own message handler: flush once this
       // synchronous run of code is over.
       this.#flushQueued = true;
       void RESOLVED.then(this.#flushTask);
     }
-    return this.bufferedAmount < this.highWaterMark;
   }
 
   readonly #flushTask = (): void => {
@@ -274,6 +286,10 @@ export class StreamConnection extends ConnectionBase {
 
   readonly #onMessage = (msg: Message): void => {
     if (!this.#discard) this.deliver(msg);
+  };
+
+  readonly #onFrame = (chunk: Buffer, start: number, end: number): void => {
+    if (!this.#discard) this.deliverFrame(chunk, start, end);
   };
 
   /** Malformed or oversized input from the peer: this connection ends, with that error. */

@@ -255,11 +255,15 @@ export class FrameEncoder {
  * a header announcing 64 MiB costs nothing until the bytes come. Memory held
  * for a message in assembly is charged to the `inputBudget` when there is one.
  *
+ * With `onFrame`, a message of one frame wholly within a chunk goes there
+ * instead, as the chunk and the frame's bounds in it (no view, no array).
+ *
  * `halt()` (typically called from `onMessage`) stops delivery after the
  * current message and keeps the rest of the input; `resume()` delivers it.
  */
 export class FrameDecoder {
   readonly #onMessage: (msg: Message) => void;
+  readonly #onFrame: ((chunk: Buffer, start: number, end: number) => void) | undefined;
   readonly #onError: (err: Error) => void;
   readonly #max: number;
   readonly #maxFrames: number;
@@ -283,8 +287,9 @@ export class FrameDecoder {
   #halted = false;
   #failed = false;
 
-  constructor(onMessage: (msg: Message) => void, onError: (err: Error) => void, limits: FramingLimits = framingLimits()) {
+  constructor(onMessage: (msg: Message) => void, onError: (err: Error) => void, limits: FramingLimits = framingLimits(), onFrame?: (chunk: Buffer, start: number, end: number) => void) {
     this.#onMessage = onMessage;
+    this.#onFrame = onFrame;
     this.#onError = onError;
     this.#max = limits.maxMessageSize;
     this.#maxFrames = limits.maxFrames;
@@ -438,6 +443,21 @@ export class FrameDecoder {
           return;
         }
         if (end - off >= len) {
+          if (!more && this.#frames.length === 0 && this.#onFrame !== undefined) {
+            // A whole message in this chunk: its bounds, without a view or an array.
+            if (this.#charged !== 0) this.#release();
+            const start = off;
+            off += len;
+            this.#onFrame(chunk, start, off);
+            if (this.#halted || this.#failed) {
+              if (!this.#failed && off < end) {
+                this.#held.unshift(chunk);
+                this.#heldOffset = off;
+              }
+              return;
+            }
+            continue;
+          }
           frame = chunk.subarray(off, off + len);
           off += len;
         } else {

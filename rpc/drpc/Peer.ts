@@ -63,6 +63,8 @@ export abstract class Peer {
   #spokeAt = 0;
   #recvSinceTick = false;
   #sentSinceTick = false;
+  /** Where hot messages are decoded (no array per message): read by onMsg, cleared after it. */
+  readonly #scratch: unknown[] = [undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined];
 
   constructor(loop: Loop, conn: Connection, options: PeerOptions) {
     this.loop = loop;
@@ -84,6 +86,7 @@ export abstract class Peer {
   protected startPeer(): void {
     this.conn.start({
       message: (m) => this.#onMessage(m),
+      frame: (b, start, end) => this.#onFrame(b, start, end),
       end: (e) => this.#onEnd(e),
     });
     const now = this.loop.now();
@@ -214,14 +217,22 @@ export abstract class Peer {
   protected abstract onEnded(error: Error): void;
 
   #onMessage(frames: Message): void {
-    this.#recvSinceTick = true;
     if (frames.length !== 1) {
+      this.#recvSinceTick = true;
       this.fail(new ProtocolError(`a drpc message has exactly one frame, got ${frames.length}`));
       return;
     }
+    const f = frames[0]!;
+    this.#onFrame(f, 0, f.length);
+  }
+
+  /** A message of one frame: `bytes[start]` to `bytes[end]`. */
+  #onFrame(bytes: Uint8Array, start: number, end: number): void {
+    this.#recvSinceTick = true;
+    const scratch = this.#scratch;
     let m: Msg;
     try {
-      m = decode(frames[0]!);
+      m = decode(bytes, start, end, scratch);
     } catch (e) {
       this.fail(e as Error);
       return;
@@ -235,6 +246,11 @@ export abstract class Peer {
     } catch (e) {
       // A bug on our side must not take the process down; end this connection only.
       this.fail(new ProtocolError(`internal error handling a message: ${describeError(e)}`, { cause: e }));
+    }
+    if (m === scratch) {
+      // The values are the session's now: the scratch array keeps none alive.
+      scratch[2] = undefined;
+      scratch[3] = undefined;
     }
   }
 

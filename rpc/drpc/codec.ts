@@ -345,17 +345,19 @@ const isObj = (x: unknown): x is Record<string, unknown> => typeof x === "object
 
 /** Where the fast reader is in the frame it reads; -1 when it gave up. */
 let pos = 0;
+/** Where the frame the fast reader reads ends. */
+let lim = 0;
 
 /** Read a msgpack unsigned integer of up to 32 bits; -1 (and pos -1) on anything else. */
 function getUint(f: Uint8Array): number {
   const p = pos;
-  const b = f[p];
-  if (b === undefined) return (pos = -1);
+  if (p >= lim) return (pos = -1);
+  const b = f[p]!;
   if (b < 0x80) {
     pos = p + 1;
     return b;
   }
-  const n = f.length;
+  const n = lim;
   if (b === 0xcc && p + 2 <= n) {
     pos = p + 2;
     return f[p + 1]!;
@@ -373,7 +375,7 @@ function getUint(f: Uint8Array): number {
 
 /** Read a short ASCII string (a method name, from readName's cache); undefined (and pos -1) on anything else. */
 function getAscii(f: Uint8Array): string | undefined {
-  const s = readName(f, pos);
+  const s = readName(f, pos, lim);
   if (typeof s !== "string") {
     pos = -1;
     return undefined;
@@ -382,39 +384,50 @@ function getAscii(f: Uint8Array): string | undefined {
   return s;
 }
 
-/** The value that ends a frame, from `start`. */
-function unpackTail(frame: Uint8Array, start: number, root: string): unknown {
-  const simple = readSimple(frame, start);
+/** The value that ends a frame, from `start` to `end`. */
+function unpackTail(frame: Uint8Array, start: number, end: number, root: string): unknown {
+  const simple = readSimple(frame, start, end);
   if (simple !== NOT_SIMPLE) return simple;
-  return unpackValue(frame, start, frame.length, root === "args" ? ARGS : 0, root);
+  return unpackValue(frame, start, end, root === "args" ? ARGS : 0, root);
 }
 
-/** The hot messages in their usual encodings; undefined for anything else. */
-function decodeFast(f: Uint8Array): Msg | undefined {
-  const n = f.length;
-  if (n < 3) return undefined;
-  const b0 = f[0]!;
-  const type = f[1]!;
-  pos = 2;
+/**
+ * The hot messages in their usual encodings, from `f[start]` to `f[end]`;
+ * undefined for anything else. With `out`, the message is written into it
+ * (no array per message; the caller reads it before the next decode).
+ */
+function decodeFast(f: Uint8Array, start: number, end: number, out: unknown[] | undefined): Msg | undefined {
+  if (end - start < 3) return undefined;
+  const b0 = f[start]!;
+  const type = f[start + 1]!;
+  pos = start + 2;
+  lim = end;
   switch (type) {
     case T.RESULT:
     case T.ITEM: {
       if (b0 !== 0x93) return undefined;
       const id = getUint(f);
-      if (pos < 0 || pos >= n || id === 0 || id > MAX_ID) return undefined;
+      if (pos < 0 || pos >= end || id === 0 || id > MAX_ID) return undefined;
+      let v: unknown;
       try {
-        return [type, id, unpackTail(f, pos, type === T.RESULT ? "result" : "item")];
+        v = unpackTail(f, pos, end, type === T.RESULT ? "result" : "item");
       } catch (e) {
         if (e instanceof ValueError) return [T.REFUSED, type, id, e];
         throw e;
       }
+      // Items past the third are not read for these types (a session reads a CALL only as a server, a RESULT only as a client).
+      const m = out ?? [];
+      m[0] = type;
+      m[1] = id;
+      m[2] = v;
+      return m as Msg;
     }
     case T.CALL: {
       if (b0 !== 0x97) return undefined;
       const id = getUint(f);
       if (pos < 0 || id === 0 || id > MAX_ID) return undefined;
       const method = getAscii(f);
-      if (pos < 0 || pos + 3 >= n || f[pos] !== 0xc0) return undefined; // kwargs other than nil: the slow way
+      if (pos < 0 || pos + 3 >= end || f[pos] !== 0xc0) return undefined; // kwargs other than nil: the slow way
       pos++;
       let deadline: number | null = null;
       if (f[pos] === 0xc0) pos++;
@@ -423,25 +436,33 @@ function decodeFast(f: Uint8Array): Msg | undefined {
         if (pos < 0) return undefined;
       }
       const credit = getUint(f);
-      if (pos < 0 || pos >= n) return undefined;
+      if (pos < 0 || pos >= end) return undefined;
       let args: unknown;
       try {
-        args = unpackTail(f, pos, "args");
+        args = unpackTail(f, pos, end, "args");
       } catch (e) {
         if (e instanceof ValueError) return [T.REFUSED, T.CALL, id, e];
         throw e;
       }
       if (!Array.isArray(args)) throw new ProtocolError(`malformed message of type ${T.CALL}`);
-      return [T.CALL, id, method!, args, null, deadline, credit];
+      const m = out ?? [];
+      m[0] = T.CALL;
+      m[1] = id;
+      m[2] = method;
+      m[3] = args;
+      m[4] = null;
+      m[5] = deadline;
+      m[6] = credit;
+      return m as Msg;
     }
     case T.ITEMS: {
       if (b0 !== 0x93) return undefined;
       const id = getUint(f);
       if (pos < 0 || id === 0 || id > MAX_ID) return undefined;
-      const count = readArrayHead(f, pos);
+      const count = readArrayHead(f, pos, end);
       if (count <= 0) return undefined;
       try {
-        return [T.ITEMS, id, readValues(f, readEnd(), count, "items"), n];
+        return [T.ITEMS, id, readValues(f, readEnd(), count, "items", end), end - start];
       } catch (e) {
         if (e instanceof ValueError) return [T.REFUSED, T.ITEMS, id, e];
         throw e;
@@ -451,16 +472,22 @@ function decodeFast(f: Uint8Array): Msg | undefined {
       if (b0 !== 0x92) return undefined;
       {
         const id = getUint(f);
-        if (pos !== n || id === 0 || id > MAX_ID) return undefined;
+        if (pos !== end || id === 0 || id > MAX_ID) return undefined;
         return [T.END, id];
       }
   }
   return undefined;
 }
 
-/** Decode and check the shape of one message; throws ProtocolError on anything else. */
-export function decode(frame: Uint8Array): Msg {
-  return decodeFast(frame) ?? decodeSlow(frame);
+/**
+ * Decode and check the shape of one message, `f[start]` to `f[end]` (default:
+ * all of `f`); throws ProtocolError on anything else. With `out`, a RESULT,
+ * ITEM or CALL is written into it rather than a new array: the caller takes
+ * what it needs from it before the next decode into the same array (whose
+ * 8th item, a CALL's metadata, it never sets).
+ */
+export function decode(f: Uint8Array, start = 0, end = f.length, out?: unknown[]): Msg {
+  return decodeFast(f, start, end, out) ?? decodeSlow(start === 0 && end === f.length ? f : f.subarray(start, end));
 }
 
 /**

@@ -153,3 +153,38 @@ test("sendFrame writes a frame in place: in order with send, small and large, an
   await listener.close();
   await done();
 });
+
+test("a handler with frame() gets each message of one frame as its bounds in the received bytes, split frames and messages of several frames through message(), in order", { timeout: 30_000 }, async () => {
+  const done = leakCheck();
+  const loop = registerTransports(new NodeLoop());
+  const listener = await loop.listen("tcp://127.0.0.1:0");
+  const accepted = defer<Connection>();
+  listener.start((c) => accepted.resolve(c));
+  const client = await loop.connect(listener.url);
+  const server = await accepted.promise;
+  const seen: string[] = [];
+  const ended = defer<void>();
+  server.start({
+    message: (m) => seen.push(`message ${m.map((f) => Buffer.from(f).toString()).join("+")}`),
+    frame: (bytes, start, end) => {
+      assert.ok(start >= 0 && end <= bytes.length && start <= end);
+      seen.push(`frame ${Buffer.from(bytes.subarray(start, end)).toString()}`);
+    },
+    end: () => ended.resolve(),
+  });
+  client.send([Buffer.from("one")]);
+  client.send([Buffer.from("two"), Buffer.from("parts")]);
+  client.send([Buffer.alloc(0)]);
+  client.send([Buffer.from("three")]);
+  // A frame larger than one read arrives split: it is assembled and comes through message().
+  client.send([Buffer.alloc(300_000, 0x61)]);
+  client.send([Buffer.from("four")]);
+  await client.close();
+  await ended.promise;
+  assert.deepEqual(
+    seen.map((s) => (s.length > 40 ? `${s.slice(0, 8)}…${s.length}` : s)),
+    ["frame one", "message two+parts", "frame ", "frame three", "message …300008", "frame four"],
+  );
+  await listener.close();
+  await done();
+});

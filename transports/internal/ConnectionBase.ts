@@ -157,6 +157,20 @@ export abstract class ConnectionBase implements Connection {
     }
   }
 
+  /**
+   * Hand a message of one frame, `bytes[start]` to `bytes[end]`, to the
+   * handler: as it is where the handler takes frames so, else as a view.
+   */
+  protected deliverFrame(bytes: Buffer, start: number, end: number): void {
+    const h = this.#handler!;
+    if (h.frame === undefined) return this.deliver([bytes.subarray(start, end)]);
+    try {
+      h.frame(bytes, start, end);
+    } catch (e) {
+      this.destroy(toError(e));
+    }
+  }
+
   /** The connection has ended: settle `closed`, reject waiters, tell the handler. Idempotent. */
   protected finish(): void {
     if (this.#ended !== undefined) return;
