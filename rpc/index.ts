@@ -4,9 +4,10 @@
  * drpc protocol. See docs/drpc.md.
  * @module
  */
-// The Node client balances and calls in-process: both fill their slot of the client when loaded.
+// The Node client balances, calls in-process and names what a non-drpc peer is: each fills its slot of the client when loaded.
 import "./Balancer.js";
 import "./local.js";
+import "./drpc/sniff.js";
 export * from "./errors.js";
 export * from "./url.js";
 export { doc, params, streaming, exposedMethods, parseParams, type MethodInfo, type Signature, type ExposeOptions } from "./api.js";

@@ -13,7 +13,7 @@ import { STREAM_WINDOW, STREAM_WINDOW_BYTES, type CallOptions, type PendingCall 
 import { IdCounter } from "../internal/IdTable.js";
 import { MAX_ID, T, type Msg } from "./codec.js";
 import { Peer, type PeerOptions } from "./Peer.js";
-import { notDrpcError } from "./sniff.js";
+import { clientSlots } from "../internal/clientSlots.js";
 
 export interface ClientSessionOptions extends PeerOptions, ClientSessionHooks {}
 
@@ -154,7 +154,7 @@ export class ClientSession extends Peer implements CallSender, ClientSessionLike
 
   protected onEnded(error: Error): void {
     // Before the server's HELLO, bytes that are not drpc frames come from some other kind of server: name it.
-    if (this.peerHello === undefined) error = notDrpcError(error, `drpc+${this.conn.remoteUrl}`) ?? error;
+    if (this.peerHello === undefined) error = clientSlots.notDrpc?.(error, `drpc+${this.conn.remoteUrl}`) ?? error;
     this.#calls.endAll(error);
     this.#opts.onEnded(this, error);
   }

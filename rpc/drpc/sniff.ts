@@ -6,6 +6,7 @@
  * Internal module.
  */
 import { IncompatiblePeerError } from "../errors.js";
+import { clientSlots } from "../internal/clientSlots.js";
 
 /** A guess at the protocol that `first` (a peer's first bytes) belongs to, with a hint; undefined when nothing matches. */
 export function recognizePeer(first: Uint8Array): string | undefined {
@@ -50,3 +51,5 @@ export function notDrpcError(error: unknown, url: string): IncompatiblePeerError
   const what = like ? `it looks like ${like}` : "it does not speak drpc";
   return new IncompatiblePeerError(`${url} is not a drpc server: ${what} (its first bytes: ${shown(first)})`, { cause: error, context: { url } });
 }
+
+clientSlots.notDrpc = notDrpcError;
