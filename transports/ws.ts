@@ -192,6 +192,16 @@ export class WsConnection extends ConnectionBase {
     return this.#ws.bufferedAmount;
   }
 
+  /** The socket's own count of bytes read, WebSocket framing and the upgrade request included (no work per message). */
+  get bytesIn(): number {
+    return this.#socket.bytesRead;
+  }
+
+  /** The socket's own count of bytes written (queued included), WebSocket framing included. */
+  get bytesOut(): number {
+    return this.#socket.bytesWritten;
+  }
+
   send(msg: Message): boolean {
     if (this.#writeClosed || this.ended !== undefined || this.#ws.readyState !== WebSocket.OPEN) throw this.sendError();
     const n = checkMessage(msg, this.limits);

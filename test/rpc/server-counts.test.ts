@@ -38,6 +38,26 @@ test("drpc over tcp: the server's bytes received and sent are exactly what the c
   await done();
 });
 
+test("drpc over ws: the server counts the socket's bytes each way, WebSocket framing included, as the client's socket counts them", async () => {
+  const done = leakCheck();
+  const loop = registerTransports(new NodeLoop());
+  const server = await serve({ echo: (x: unknown) => x }, "drpc+ws://127.0.0.1:0/rpc", { loop });
+  const conn = await loop.connect(server.urls[0]!.replace("drpc+", ""));
+  const next = drpcMessages(conn);
+  conn.send([encode([T.HELLO, "drpc", 1, { heartbeatMs: 0, maxMessageSize: 1 << 20 }])]);
+  assert.equal(((await next()) as unknown[])[0], T.HELLO);
+  const big = "z".repeat(5000);
+  conn.send([encode([T.CALL, 1, "echo", [big], null, null, 0])]);
+  assert.deepEqual(await next(), [T.RESULT, 1, big]);
+  assert.ok(conn.bytesOut! > 5000 && conn.bytesIn! > 5000, `client: ${conn.bytesOut} out, ${conn.bytesIn} in`);
+  assert.deepEqual(server.bytes, { received: conn.bytesOut, sent: conn.bytesIn });
+  await conn.close();
+  while (server.connections > 0) await sleep(loop, 5);
+  assert.deepEqual(server.bytes, { received: conn.bytesOut, sent: conn.bytesIn }, "an ended connection's bytes stay counted");
+  await server.close();
+  await done();
+});
+
 test("zrpc over zmq+tcp: the accepting end counts the bytes of the messages each way", async () => {
   const done = leakCheck();
   const loop = registerTransports(new NodeLoop());
