@@ -29,7 +29,7 @@ import { type Connection, type ConnectOptions, type Listener, type ListenOptions
 import { connectError, listenError, ListenFailedError } from "./errors.js";
 import { abortListen } from "./net.js";
 import { StreamConnection } from "./StreamConnection.js";
-import { connectionParams, formatHostPort, hostPort, waitFor } from "./internal/socket.js";
+import { connectionParams, defined, formatHostPort, hostPort, waitFor } from "./internal/socket.js";
 import { StreamListener } from "./internal/StreamListener.js";
 import type { ConnectionParams } from "./internal/ConnectionBase.js";
 
@@ -198,12 +198,6 @@ class TlsListener extends StreamListener {
     this.#handshakes.destroyAll();
     return super.stopAccepting();
   }
-}
-
-function defined<T extends object>(o: T): Partial<T> {
-  const out: Partial<T> = {};
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
-  return out;
 }
 
 /** The node:tls transport for `tls:` URLs. Stateless. */

@@ -39,7 +39,6 @@
 import http from "node:http";
 import https from "node:https";
 import type net from "node:net";
-import type tls from "node:tls";
 import { WebSocket, WebSocketServer, type RawData } from "ws";
 import { BrokenError, formatMs } from "../core/errors.js";
 import type { Loop, Timer } from "../core/Loop.js";
@@ -49,63 +48,46 @@ import { ConnectFailedError, connectError, ioError, listenError, ListenFailedErr
 import { checkMessage } from "./framing.js";
 import { ConnectionBase, type ConnectionParams } from "./internal/ConnectionBase.js";
 import { ListenerBase } from "./internal/ListenerBase.js";
-import { connectionParams, formatHostPort, hostPort, waitFor } from "./internal/socket.js";
+import { connectionParams, defined, formatHostPort, hostPort, waitFor } from "./internal/socket.js";
 import { decodeWsMessage, encodeWsMessage, putWsHeader, WS_HEADER, wsWireSize } from "./internal/wsCodec.js";
+import type { TlsConnectOptions, TlsListenOptions } from "./tls.js";
 
-type Pem = string | Buffer | (string | Buffer)[];
 
 /** Default interval of the WebSocket pings that prove a peer alive: 30 s. */
 export const DEFAULT_WS_PING_INTERVAL_MS = 30_000;
 
-/** Options of `connect("ws://…")` and `connect("wss://…")`. */
-export interface WsConnectOptions extends ConnectOptions {
+/**
+ * Options of `connect("ws://…")` and `connect("wss://…")`. wss takes the TLS
+ * options of `tls://` (ca, cert, key, passphrase, servername,
+ * rejectUnauthorized).
+ */
+export interface WsConnectOptions extends ConnectOptions, Pick<TlsConnectOptions, "ca" | "cert" | "key" | "passphrase" | "servername" | "rejectUnauthorized"> {
   /** Ping the peer this often, ms; a peer silent for a whole interval after a ping is dropped. Default 30 s; 0 or Infinity: no pings. */
   pingIntervalMs?: number;
-  /** wss: certificate authorities to trust instead of the system's. */
-  ca?: Pem;
-  /** wss: client certificate and key. */
-  cert?: Pem;
-  key?: Pem;
-  passphrase?: string;
-  /** wss: server name for SNI and the certificate check. */
-  servername?: string;
-  /** wss: verify the server's certificate (default true). */
-  rejectUnauthorized?: boolean;
   /** The Origin header to send (a browser sends its page's origin by itself). */
   origin?: string;
   /** Further HTTP headers of the upgrade request. */
   headers?: Record<string, string>;
 }
 
-/** Options of `listen("ws://…")` and `listen("wss://…")`. */
-export interface WsListenOptions extends ListenOptions {
+/**
+ * Options of `listen("ws://…")` and `listen("wss://…")`. wss on a port of its
+ * own takes the TLS server options of `tls://` (key, cert, ca, passphrase,
+ * requestCert, rejectUnauthorized, tls).
+ */
+export interface WsListenOptions extends ListenOptions, Pick<TlsListenOptions, "key" | "cert" | "ca" | "passphrase" | "requestCert" | "rejectUnauthorized" | "tls"> {
   /** Take the upgrades on the URL's path of this server instead of opening a port (its host and port are the server's). */
   server?: http.Server | https.Server;
   /** Browser origins allowed to connect (`https://app.example`); absent: any. An upgrade without Origin always passes. */
   origins?: readonly string[];
   /** As for connect. */
   pingIntervalMs?: number;
-  /** wss (own port): key and certificate, as for tls://. */
-  key?: Pem;
-  cert?: Pem;
-  ca?: Pem;
-  passphrase?: string;
-  requestCert?: boolean;
-  rejectUnauthorized?: boolean;
-  /** Further node:tls server options for wss, applied last. */
-  tls?: tls.TlsOptions;
 }
 
 function validPing(v: unknown): number {
   if (v === undefined) return DEFAULT_WS_PING_INTERVAL_MS;
   if (typeof v !== "number" || !(v >= 0)) throw new RangeError(`pingIntervalMs must be a number of ms (0 or Infinity: no pings), got ${String(v)}`);
   return v === 0 ? Infinity : v;
-}
-
-function defined<T extends object>(o: T): Partial<T> {
-  const out: Partial<T> = {};
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
-  return out;
 }
 
 /** The largest WebSocket payload a receiver with these limits takes: the message and one header per frame. */

@@ -1,7 +1,7 @@
 /**
  * Plumbing shared by the node:net and node:tls transports: URL targets,
  * waiting for a socket or server event with an abort signal, connection
- * parameters from options.
+ * parameters from options (node:net, node:tls and ws options alike).
  * Internal module: not part of the public API.
  */
 import { abortReason } from "../../core/errors.js";
@@ -111,4 +111,11 @@ export function waitFor<T>(
     emitter.once("error", onError);
     signal?.addEventListener("abort", onAbortEvent, { once: true });
   });
+}
+
+/** `o` without its undefined fields, so that a library's own defaults apply to what the caller left out. */
+export function defined<T extends object>(o: T): Partial<T> {
+  const out: Partial<T> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  return out;
 }
