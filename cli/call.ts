@@ -188,7 +188,7 @@ export async function inspectCommand(argv: string[]): Promise<number> {
   const client = new RpcClient(url, { loop, ...(a.timeout ? { timeout: a.timeout } : {}) });
   try {
     const { methods } = await client.inspect();
-    const instances = await listInstances(client, loop, a.timeout);
+    const instances = await listInstances(client, loop);
     if (a.json) {
       process.stdout.write(`${toJson({ url, methods, ...(instances ? { instances } : {}) }, process.stdout.isTTY === true)}\n`);
       return 0;
@@ -214,38 +214,26 @@ export interface InstanceRow {
 }
 
 /**
- * The instances of a service behind a group URL (drpc+nats://…/SERVICE), each
- * asked for its status (`.debug.status`) over a connection of its own; none
- * for a URL of one endpoint.
+ * The instances of a service behind a group URL (drpc+nats://…/SERVICE), as
+ * each announced itself when it answered discovery: id, host, pid, start
+ * time and calls in flight (the debug API is off on NATS listeners, so this
+ * is what there is); none for a URL of one endpoint.
  */
-async function listInstances(client: RpcClient, loop: NodeLoop, timeout: number | undefined): Promise<InstanceRow[] | undefined> {
+async function listInstances(client: RpcClient, loop: NodeLoop): Promise<InstanceRow[] | undefined> {
   if (client.endpoints().length === 0) return undefined;
-  // The others answer discovery within moments of the first: give them a moment, then their connections.
+  // The others answer discovery within moments of the first: give them a moment.
   await sleep(loop, 250);
   for (let i = 0; i < 20 && client.endpoints().some((e) => !e.ready && !e.leaving); i++) await sleep(loop, 25);
-  return Promise.all(
-    client.endpoints().map(async (e) => {
-      const one = new RpcClient(e.url, { loop, timeout: timeout ?? 5000 });
-      const startedAt = typeof e.info.startedAt === "number" ? e.info.startedAt : undefined;
-      const row: InstanceRow = {
-        id: e.id,
-        host: typeof e.info.host === "string" ? e.info.host : "?",
-        pid: typeof e.info.pid === "number" ? e.info.pid : undefined,
-        uptimeMs: startedAt === undefined ? undefined : Math.max(0, Math.round(loop.wallTime() - startedAt)),
-        callsInFlight: typeof e.info.callsInFlight === "number" ? e.info.callsInFlight : undefined,
-      };
-      try {
-        const st = (await one.call(".debug.status", [])) as { uptimeMs?: number; activeCalls?: unknown[] };
-        if (typeof st.uptimeMs === "number") row.uptimeMs = st.uptimeMs;
-        if (Array.isArray(st.activeCalls)) row.callsInFlight = st.activeCalls.length;
-      } catch {
-        // the debug API is off (NATS is not loopback), or it left meanwhile: what it announced is all there is
-      } finally {
-        await one.close();
-      }
-      return row;
-    }),
-  );
+  return client.endpoints().map((e) => {
+    const startedAt = typeof e.info.startedAt === "number" ? e.info.startedAt : undefined;
+    return {
+      id: e.id,
+      host: typeof e.info.host === "string" ? e.info.host : "?",
+      pid: typeof e.info.pid === "number" ? e.info.pid : undefined,
+      uptimeMs: startedAt === undefined ? undefined : Math.max(0, Math.round(loop.wallTime() - startedAt)),
+      callsInFlight: typeof e.info.callsInFlight === "number" ? e.info.callsInFlight : undefined,
+    };
+  });
 }
 
 /** A table: instance, host, pid, uptime, calls in flight. */
