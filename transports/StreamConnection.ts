@@ -36,17 +36,18 @@ import { RESOLVED } from "../core/resolved.js";
 const BATCH_MAX = 256 * 1024;
 const EMPTY = Buffer.alloc(0);
 
-/** Where every socket read through `onread` lands; each read is copied out of it at once. */
+/** Where every socket read through `onread` lands; what is kept of a read is copied out of it at once. */
 const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
-/** Reads are copied into slabs of this size, one slab per connection at a time. */
-const READ_SLAB = 64 * 1024;
 
 /**
  * The `onread` option of `net.connect()`, for a StreamConnection to read
  * through: Node reads into one buffer shared by all such sockets and calls
- * back with the count, and the bytes are copied at once into a slab of this
- * connection's own (so what the decoder and the handler keep is theirs, and a
- * chunk's memory holds no other connection's bytes). This skips the stream
+ * back with the count; the decoder takes the read from there as a transient
+ * chunk and copies out only what it keeps (the rest of the read from the
+ * first whole frame on, into a slab of the connection's own; the bytes of a
+ * frame split across reads, straight into that frame's buffer). What the
+ * handler keeps is the connection's own memory, holding no other
+ * connection's bytes, and a large message is copied once, not twice. This skips the stream
  * machinery's 'data' path (push, flowing state, emit, a nextTick per read),
  * which costs about as much per small message as all the rest of a read.
  * `pause()` and `resume()` work as usual. Node offers it only for sockets it
@@ -59,27 +60,15 @@ const READ_SLAB = 64 * 1024;
 export class SocketReader {
   /** Pass as `net.connect({ onread })`. */
   readonly onread: OnReadOpts = { buffer: READ_BUFFER, callback: (n) => this.#read(n) };
-  /** Set by the StreamConnection built on the socket. */
-  target: ((chunk: Buffer) => void) | undefined = undefined;
-  /** Reads before the connection was built (none expected: it pauses the socket first). */
+  /** Set by the StreamConnection built on the socket: takes each read as a transient chunk. */
+  target: ((chunk: Buffer, transient: boolean) => void) | undefined = undefined;
+  /** Reads before the connection was built (none expected: it pauses the socket first), copied. */
   early: Buffer[] | undefined = undefined;
-  #slab: Buffer | undefined = undefined;
-  #pos = 0;
 
   #read(n: number): boolean {
-    let slab = this.#slab;
-    if (slab === undefined || slab.length - this.#pos < n) {
-      // The old slab stays alive while chunks cut from it are kept.
-      slab = this.#slab = Buffer.allocUnsafeSlow(Math.max(READ_SLAB, n));
-      this.#pos = 0;
-    }
-    const start = this.#pos;
-    READ_BUFFER.copy(slab, start, 0, n);
-    this.#pos = start + n;
-    const chunk = slab.subarray(start, start + n);
     const t = this.target;
-    if (t !== undefined) t(chunk);
-    else (this.early ??= []).push(chunk);
+    if (t !== undefined) t(READ_BUFFER.subarray(0, n), true);
+    else (this.early ??= []).push(Buffer.from(READ_BUFFER.subarray(0, n)));
     return true;
   }
 }
@@ -89,6 +78,11 @@ export class StreamConnection extends ConnectionBase {
   readonly #encoder = new FrameEncoder();
   readonly #decoder: FrameDecoder;
   #flushQueued = false;
+  /**
+   * Whether a batch the socket took at once leaves no reference behind (a
+   * plain socket; a TLS socket's writes go through its own layers).
+   */
+  readonly #reuse: boolean;
   /** Inside our socket's 'data' event: sends are flushed when it returns. */
   #inData = false;
   /** No more sends: we closed, the peer ended, or we are destroyed. */
@@ -112,6 +106,7 @@ export class StreamConnection extends ConnectionBase {
   constructor(loop: Loop, socket: Socket, params: ConnectionParams, reader?: SocketReader) {
     super(loop, params);
     this.#socket = socket;
+    this.#reuse = (socket as { encrypted?: boolean }).encrypted !== true;
     this.#decoder = new FrameDecoder(this.#onMessage, this.#onBadInput, params.limits, this.#onFrame);
     socket.pause();
     if (reader === undefined) socket.on("data", this.#onData);
@@ -214,6 +209,8 @@ export class StreamConnection extends ConnectionBase {
         socket.write(chunks[n - 1]!, done);
         socket.uncork();
       }
+      // Nothing left in Node's hands: the kernel took every byte, and the slab may be written over.
+      if (this.#reuse && socket.writableLength === 0) this.#encoder.written();
     } catch (e) {
       this.destroy(toError(e));
     }
@@ -271,13 +268,14 @@ export class StreamConnection extends ConnectionBase {
     this.#resumeTask();
   }
 
-  readonly #onData = (chunk: Buffer): void => {
+  /** A received chunk; `transient` (from a SocketReader): its memory is reused once this returns. */
+  readonly #onData = (chunk: Buffer, transient = false): void => {
     if (this.#discard) return;
     // Replies sent by the handler while this chunk is decoded (the echo and
     // RPC pattern) go out in one write right after it, without a microtask.
     this.#inData = true;
     try {
-      this.#decoder.push(chunk);
+      this.#decoder.push(chunk, transient);
     } finally {
       this.#inData = false;
     }

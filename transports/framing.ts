@@ -132,10 +132,17 @@ export function encodeMessage(msg: Message): Buffer {
  */
 const EXACT_MAX = 256 * 1024;
 const GROW_FROM = 16 * 1024;
+/** Size of the slabs a decoder copies the kept parts of transient chunks into. */
+const OWN_SLAB = 64 * 1024;
 
 /** Frames up to this size are copied into the batch slab; larger ones are written as they are (no copy). */
 const COPY_MAX = 8 * 1024;
 const SLAB_SIZE = 64 * 1024;
+/**
+ * A frame written in place (`pushFrame`) up to this size goes into the slab,
+ * which grows to hold it; a slab larger than this is not kept for reuse.
+ */
+const SLAB_KEEP = 256 * 1024;
 
 /** Write a frame header (big-endian) at `p`; returns the position after it. */
 function putHeader(slab: Uint8Array, p: number, word: number): number {
@@ -155,6 +162,13 @@ function putHeader(slab: Uint8Array, p: number, word: number): number {
  * A frame larger than 8 KiB is written from the caller's memory when the
  * batch flushes: the caller must not modify it after `push` (as with
  * `socket.write`).
+ *
+ * Once the writer says the batch taken last is out of its hands
+ * (`written()`: the socket took every byte at once), the slab is written
+ * over from its start again: a connection that keeps up reuses one slab
+ * rather than a fresh one per batch, which spares the allocator, the page
+ * faults of new memory and the garbage collector (at 64 KiB messages these
+ * cost more than the copies themselves).
  */
 export class FrameEncoder {
   #slab: Buffer = Buffer.allocUnsafeSlow(SLAB_SIZE);
@@ -197,7 +211,7 @@ export class FrameEncoder {
 
   /** Append a message of one frame of `size` bytes that `writer` writes in place (its size checked by the caller). */
   pushFrame(size: number, writer: FrameWriter): void {
-    if (size <= COPY_MAX) {
+    if (size <= SLAB_KEEP - HEADER_SIZE) {
       this.#reserve(HEADER_SIZE + size);
       const p = putHeader(this.#slab, this.#pos, size);
       writer.writeFrame(this.#slab, p);
@@ -220,6 +234,17 @@ export class FrameEncoder {
     return c;
   }
 
+  /**
+   * The chunks taken last are written and no longer referenced (the socket
+   * took them whole, synchronously): the slab is reused from its start.
+   */
+  written(): void {
+    if (this.#chunks.length > 0 || this.#pos > this.#runStart) return; // more came since: keep it
+    if (this.#slab.length > SLAB_KEEP) this.#slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+    this.#pos = 0;
+    this.#runStart = 0;
+  }
+
   /** Forget everything pending. */
   clear(): void {
     this.#chunks = [];
@@ -230,8 +255,9 @@ export class FrameEncoder {
   #reserve(n: number): void {
     if (this.#slab.length - this.#pos >= n) return;
     this.#cut();
-    // The old slab's cut chunks stay alive until written; the new slab is ours.
-    this.#slab = Buffer.allocUnsafeSlow(Math.max(SLAB_SIZE, n));
+    // The old slab's cut chunks stay alive until written; the new slab is ours
+    // (for a large frame, its size rounded up to 16 KiB: room for the messages around it).
+    this.#slab = Buffer.allocUnsafeSlow(n <= SLAB_SIZE ? SLAB_SIZE : Math.ceil(n / 16384) * 16384);
     this.#pos = 0;
     this.#runStart = 0;
   }
@@ -321,14 +347,38 @@ export class FrameDecoder {
     return this.#halted;
   }
 
-  /** Feed the next chunk of the stream. */
-  push(chunk: Buffer): void {
+  /**
+   * Feed the next chunk of the stream. `transient`: the chunk's memory is
+   * written over once this returns (a socket's shared read buffer): what the
+   * decoder hands on or keeps is copied out of it first, and only that (the
+   * bytes of a frame split across chunks go straight into its own buffer).
+   */
+  push(chunk: Buffer, transient = false): void {
     if (this.#failed) return;
     if (this.#halted || this.#held.length > 0) {
-      this.#held.push(chunk);
+      this.#held.push(transient ? this.#own(chunk, 0) : chunk);
       return;
     }
-    this.#decode(chunk, 0);
+    this.#decode(chunk, 0, transient);
+  }
+
+  /** Decoder-owned memory for copies out of transient chunks: a slab cut in turn. */
+  #slab: Buffer | undefined = undefined;
+  #slabPos = 0;
+
+  /** A copy of `chunk` from `off` to its end, in memory of the decoder's own. */
+  #own(chunk: Buffer, off: number): Buffer {
+    const n = chunk.length - off;
+    let slab = this.#slab;
+    if (slab === undefined || slab.length - this.#slabPos < n) {
+      // The old slab stays alive while what was cut from it is kept.
+      slab = this.#slab = Buffer.allocUnsafeSlow(Math.max(OWN_SLAB, n));
+      this.#slabPos = 0;
+    }
+    const start = this.#slabPos;
+    chunk.copy(slab, start, off);
+    this.#slabPos = start + n;
+    return slab.subarray(start, start + n);
   }
 
   /** Stop delivering after the current message; input is kept. */
@@ -393,8 +443,8 @@ export class FrameDecoder {
     this.#onError(err);
   }
 
-  #decode(chunk: Buffer, off: number): void {
-    const end = chunk.length;
+  #decode(chunk: Buffer, off: number, transient = false): void {
+    let end = chunk.length;
     while (off < end) {
       let frame: Buffer;
       let more: boolean;
@@ -443,6 +493,13 @@ export class FrameDecoder {
           return;
         }
         if (end - off >= len) {
+          if (transient) {
+            // A whole frame is handed on as a view: from here on, the rest of the chunk is a copy of our own.
+            chunk = this.#own(chunk, off);
+            off = 0;
+            end = chunk.length;
+            transient = false;
+          }
           if (!more && this.#frames.length === 0 && this.#onFrame !== undefined) {
             // A whole message in this chunk: its bounds, without a view or an array.
             if (this.#charged !== 0) this.#release();
@@ -491,8 +548,8 @@ export class FrameDecoder {
       this.#onMessage(msg);
       if (this.#halted || this.#failed) {
         if (!this.#failed && off < end) {
-          this.#held.unshift(chunk);
-          this.#heldOffset = off;
+          this.#held.unshift(transient ? this.#own(chunk, off) : chunk);
+          this.#heldOffset = transient ? 0 : off;
         }
         return;
       }

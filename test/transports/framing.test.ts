@@ -8,7 +8,7 @@ import { describe, test } from "node:test";
 import fc from "fast-check";
 import { isTilthError } from "../../core/errors.js";
 import { ByteBudget } from "../../core/Budget.js";
-import type { Message } from "../../core/Transport.js";
+import type { FrameWriter, Message } from "../../core/Transport.js";
 import {
   checkMessage,
   DEFAULT_MAX_MESSAGE_SIZE,
@@ -116,6 +116,98 @@ describe("framing", () => {
     assert.equal(c2.length, 2);
     assert.strictEqual(c2[1], big, "the large frame is the caller's buffer");
     assert.deepEqual(enc.take(), []);
+  });
+
+  it("transient chunks (a shared read buffer written over after each push): every message arrives intact, with halts and with frames handed on by bounds (property)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(messageArb, fc.integer({ min: 8000, max: 140_000 }).map((n) => [Buffer.alloc(n, n & 0xff)])), { minLength: 1, maxLength: 12 }),
+        fc.array(fc.integer({ min: 1, max: 70_000 }), { minLength: 1, maxLength: 10 }),
+        fc.array(fc.boolean(), { minLength: 1, maxLength: 7 }),
+        fc.boolean(),
+        (msgs, cuts, halts, byBounds) => {
+          const wire = Buffer.concat(msgs.map(encodeMessage));
+          const got: Buffer[][] = [];
+          let k = 0;
+          let d!: FrameDecoder;
+          const halt = (): void => {
+            if (halts[k++ % halts.length]) d.halt();
+          };
+          d = new FrameDecoder(
+            (m) => {
+              got.push(m.map((f) => f as Buffer));
+              halt();
+            },
+            (e) => assert.fail(e),
+            framingLimits(),
+            byBounds
+              ? (chunk, start, end) => {
+                  got.push([chunk.subarray(start, end)]);
+                  halt();
+                }
+              : undefined,
+          );
+          // One buffer for every read, as Node's onread has: what the decoder kept must be its own copy.
+          const shared = Buffer.alloc(70_000);
+          for (let off = 0, i = 0; off < wire.length; i++) {
+            const n = Math.min(cuts[i % cuts.length]!, wire.length - off);
+            wire.copy(shared, 0, off, off + n);
+            d.push(shared.subarray(0, n), true);
+            shared.fill(0xee);
+            off += n;
+            while (d.halted) d.resume();
+          }
+          assert.equal(d.midMessage, false);
+          assert.deepEqual(got.map(b), msgs.map((m) => b(m)));
+        },
+      ),
+      { numRuns: 150, seed: 23 },
+    );
+  });
+
+  it("a large frame read transiently is copied once, straight into its own buffer; small frames with it come out of a slab of the decoder's", () => {
+    const big = Buffer.alloc(100_000, 7);
+    const wire = Buffer.concat([encodeMessage([big]), encodeMessage([Buffer.from("after")])]);
+    const got: Message[] = [];
+    const d = new FrameDecoder((m) => got.push(m), (e) => assert.fail(e));
+    const shared = Buffer.alloc(65_536);
+    for (let off = 0; off < wire.length; off += shared.length) {
+      const n = Math.min(shared.length, wire.length - off);
+      wire.copy(shared, 0, off, off + n);
+      d.push(shared.subarray(0, n), true);
+      shared.fill(0);
+    }
+    assert.equal(got.length, 2);
+    assert.equal(got[0]![0]!.byteLength, 100_000);
+    assert.equal(got[0]![0]!.byteOffset, 0, "the frame is a buffer of its own, not a slice of a copied read");
+    assert.equal(got[0]![0]!.buffer.byteLength, 100_000);
+    assert.ok(got[0]![0]!.every((x) => x === 7));
+    assert.equal(Buffer.from(got[1]![0]!).toString(), "after");
+    assert.notEqual(got[1]![0]!.buffer, shared.buffer);
+  });
+
+  it("the encoder reuses its slab once told the last batch is written, and only then", () => {
+    const enc = new FrameEncoder();
+    const frame = (size: number, fill: number): FrameWriter => ({ writeFrame: (dst, at) => void dst.fill(fill, at, at + size) });
+    enc.pushFrame(70_000, frame(70_000, 1));
+    const [first] = enc.take();
+    const kept = Buffer.from(first!);
+    enc.pushFrame(70_000, frame(70_000, 2));
+    const [second] = enc.take();
+    assert.notEqual(second!.buffer, first!.buffer, "not told: a new slab, the first batch untouched");
+    assert.deepEqual(Buffer.from(first!), kept);
+    enc.written();
+    enc.pushFrame(70_000, frame(70_000, 3));
+    const [third] = enc.take();
+    assert.equal(third!.buffer, second!.buffer, "told: the same memory again");
+    assert.equal(third!.byteOffset, second!.byteOffset);
+    enc.pushFrame(16, frame(16, 4));
+    enc.written(); // a batch not yet taken: nothing is reused under it
+    const [fourth] = enc.take();
+    assert.equal(fourth!.byteOffset, third!.byteOffset + third!.byteLength, "the pending batch kept its place");
+    const { msgs } = decodeAll([Buffer.concat([Buffer.from(third!), Buffer.from(fourth!)])]);
+    assert.deepEqual(msgs.map((m) => m[0]!.byteLength), [70_000, 16]);
+    assert.ok(msgs[0]![0]!.every((x) => x === 3));
   });
 
   it("frames inside one chunk are views of it (no copy); split frames are copied once", () => {

@@ -188,3 +188,33 @@ test("a handler with frame() gets each message of one frame as its bounds in the
   await listener.close();
   await done();
 });
+
+test("large frames written in place to a peer that reads late arrive intact (the batch memory is reused only when the socket took every byte at once)", { timeout: 60_000 }, async () => {
+  const done = leakCheck();
+  const loop = registerTransports(new NodeLoop());
+  const listener = await loop.listen("tcp://127.0.0.1:0");
+  const accepted = defer<Connection>();
+  listener.start((c) => accepted.resolve(c));
+  const client = await loop.connect(listener.url, { highWaterMark: 64 << 20 });
+  const server = await accepted.promise;
+  server.pause(); // nothing read yet: the kernel's buffers fill and Node holds the rest of the writes
+  const got = collect(server);
+  const size = 70_000;
+  const count = 120;
+  const fill = (i: number): FrameWriter => ({ writeFrame: (dst, at) => void dst.fill(i, at, at + size) });
+  // Several turns of writes, each flushed on its own: some taken at once by the kernel, the later ones held by Node.
+  for (let turn = 0; turn < count / 10; turn++) {
+    for (let i = turn * 10; i < turn * 10 + 10; i++) client.sendFrame!(size, fill(i));
+    await new Promise<void>((r) => loop.post(r));
+  }
+  server.resume();
+  await got.until(count);
+  got.msgs.forEach((m, i) => {
+    assert.equal(m[0]!.byteLength, size);
+    assert.ok(m[0]!.every((x) => x === i), `message ${i} is intact`);
+  });
+  await client.close();
+  await server.closed;
+  await listener.close();
+  await done();
+});
