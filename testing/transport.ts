@@ -452,6 +452,50 @@ export function transportConformance(make: () => TransportCase): void {
       await server.closed;
     });
 
+    it("sendFrame (where a connection has it): frames written in place, small and large, in order with send(), to message() and to frame() handlers; one above maxMessageSize is refused before anything is written", async (c, loop) => {
+      const { listener, client, server } = await connectPair(c, loop, { connect: { maxMessageSize: 200_000 }, listen: { maxMessageSize: 200_000 } });
+      if (client.sendFrame === undefined) {
+        await client.close();
+        await listener.close();
+        await server.closed;
+        return;
+      }
+      const seen: string[] = [];
+      const all = defer<void>();
+      const sizes = [0, 3, 1000, 9000, 70_000, 150_000];
+      const expected = sizes.length * 2;
+      const note = (bytes: Uint8Array): void => {
+        const fill = bytes.length === 0 ? 0 : bytes[0]!;
+        assert.ok(bytes.every((x) => x === fill), `a frame of ${bytes.length} bytes is intact`);
+        seen.push(`${bytes.length}:${fill}`);
+        if (seen.length === expected) all.resolve();
+      };
+      // Half the messages go to frame() (one-frame messages whole in what was received), the others to message().
+      server.start({
+        message: (m) => note(m[0]!),
+        frame: (bytes, start, end) => note(bytes.subarray(start, end)),
+        end: () => {},
+      });
+      const writes: number[] = [];
+      sizes.forEach((n, i) => {
+        client.sendFrame!(n, { writeFrame: (dst, at) => void (writes.push(n), dst.fill(i + 1, at, at + n)) });
+        client.send([new Uint8Array(n).fill(i + 101)]);
+      });
+      assert.deepEqual(writes, sizes, "each frame written once, when sent");
+      assert.throws(
+        () => client.sendFrame!(200_001, { writeFrame: () => assert.fail("a refused frame is not written") }),
+        (e) => assertCode(e, "ERR_MESSAGE_TOO_LARGE"),
+      );
+      await all.promise;
+      assert.deepEqual(
+        seen,
+        sizes.flatMap((n, i) => [`${n}:${n === 0 ? 0 : i + 1}`, `${n}:${n === 0 ? 0 : i + 101}`]),
+      );
+      await client.close();
+      await listener.close();
+      await server.closed;
+    });
+
     it("send() refuses a message above maxMessageSize; the connection stays usable", async (c, loop) => {
       const { listener, client, server } = await connectPair(c, loop, { connect: { maxMessageSize: 1000 } });
       const got = collect(client);

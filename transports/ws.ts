@@ -42,10 +42,10 @@ import type net from "node:net";
 import { WebSocket, WebSocketServer, type RawData } from "ws";
 import { BrokenError, formatMs } from "../core/errors.js";
 import type { Loop, Timer } from "../core/Loop.js";
-import { schemeOf, type Connection, type ConnectOptions, type Listener, type ListenOptions, type Message, type Transport } from "../core/Transport.js";
+import { schemeOf, type Connection, type ConnectOptions, type FrameWriter, type Listener, type ListenOptions, type Message, type Transport } from "../core/Transport.js";
 import { RESOLVED } from "../core/resolved.js";
 import { ConnectFailedError, connectError, ioError, listenError, ListenFailedError, MalformedFrameError, MessageTooLargeError, TextMessageError } from "./errors.js";
-import { checkMessage } from "./framing.js";
+import { checkFrameSize, checkMessage } from "./framing.js";
 import { ConnectionBase, type ConnectionParams } from "./internal/ConnectionBase.js";
 import { ListenerBase } from "./internal/ListenerBase.js";
 import { connectionParams, defined, formatHostPort, hostPort, waitFor } from "./internal/socket.js";
@@ -213,6 +213,27 @@ export class WsConnection extends ConnectionBase {
     return ws.bufferedAmount < this.highWaterMark;
   }
 
+  /** A message of one frame of `size` bytes, written by `writer` straight into the WebSocket frame that carries it. */
+  sendFrame(size: number, writer: FrameWriter): boolean {
+    if (this.#writeClosed || this.ended !== undefined || this.#ws.readyState !== WebSocket.OPEN) throw this.sendError();
+    checkFrameSize(size, this.limits);
+    const wire = size + WS_HEADER;
+    if (wire > COPY_MAX) {
+      const f = Buffer.allocUnsafe(size);
+      writer.writeFrame(f, 0);
+      return this.send([f]);
+    }
+    this.checkBuffered(wire);
+    this.#cork();
+    const hl = wsFrameHeaderSize(wire, this.#masked);
+    const buf = allocBuffer(hl + wire);
+    putFrameHeader(buf, wire, this.#masked);
+    putWsHeader(buf, hl, size, false);
+    writer.writeFrame(buf, hl + WS_HEADER);
+    this.#socket.write(buf);
+    return this.#ws.bufferedAmount < this.highWaterMark;
+  }
+
   /** Writes of one run of code go out together: corked until the microtask after it. */
   #cork(): void {
     if (this.#corked) return;
@@ -292,6 +313,15 @@ export class WsConnection extends ConnectionBase {
       this.#fail(new TextMessageError(), 1003, "binary messages only");
       return;
     }
+    const deliverNow = this.#reading && !this.#paused && !this.#posted && this.#heldAt === this.#held.length;
+    if (deliverNow && data.length >= WS_HEADER && data[0]! < 0x40) {
+      // The usual message, one frame (no MORE or reserved bit) filling it: its bounds, without a view or an array.
+      const n = ((data[0]! << 24) | (data[1]! << 16) | (data[2]! << 8) | data[3]!) >>> 0;
+      if (n === data.length - WS_HEADER && n <= this.limits.maxMessageSize) {
+        this.deliverFrame(data, WS_HEADER, data.length);
+        return;
+      }
+    }
     const d = decodeWsMessage(data, this.limits.maxMessageSize, this.limits.maxFrames);
     if ("error" in d) {
       if (d.tooLarge === true) {
@@ -302,7 +332,7 @@ export class WsConnection extends ConnectionBase {
       } else this.#fail(new MalformedFrameError(d.error), 1002, "malformed tilth message");
       return;
     }
-    if (this.#reading && !this.#paused && !this.#posted && this.#heldAt === this.#held.length) {
+    if (deliverNow) {
       this.deliver(d.frames);
       return;
     }
