@@ -340,7 +340,8 @@ export class Balancer {
         const m = this.#pick(tried) ?? (await this.#member(deadline, timeout, signal, tried, gaveUp));
         if (cancelled !== undefined) throw cancelled;
         const sentAt = loop.now();
-        const left = deadline === undefined ? timeout : Math.max(0, deadline - sentAt);
+        // Whole ms (the wire carries an integer; and a call in the same ms as its start keeps its options as they are).
+        const left = deadline === undefined ? timeout : Math.max(0, Math.ceil(deadline - sentAt));
         const call = (current = m.client.call<unknown>(method, args, left === timeout ? options : { ...options, timeout: left, limitMs: timeout }));
         try {
           await call;

@@ -69,7 +69,8 @@ export class ClientSession extends Peer implements CallSender, ClientSessionLike
       // Metadata only to a server that reads it (its HELLO has `meta`): an older one gets the CALL of 7 items it knows.
       if (hello.meta !== true) meta = undefined;
     }
-    this.sendCallMessage(call.id, call.method, call.args, kwargs, timeoutMs ?? null, STREAM_WINDOW, meta);
+    // The time left in whole ms: an integer takes the CALL's fast paths both ends (a fraction would go as a float64).
+    this.sendCallMessage(call.id, call.method, call.args, kwargs, timeoutMs === undefined ? null : Math.ceil(timeoutMs), STREAM_WINDOW, meta);
   }
 
   /** The server's HELLO came: calls with metadata held for it go out, their time limits less the wait. */

@@ -81,3 +81,37 @@ test("drpc: a CALL whose deadline is Infinity on the wire is a call without a de
   });
   assert.equal(loop.pendingTimers, 0);
 });
+
+test("drpc: the time left goes on the wire in whole ms (an integer, not a float64), from a client given a fraction (as a balancer's time left is, on a real clock) and through a balancer, so both ends take the CALL's fast paths", async () => {
+  const loop = registerTransports(new VirtualLoop());
+  await loop.run(async () => {
+    const listener = await loop.listen("inproc://whole-ms");
+    const deadlines: string[] = [];
+    listener.start((conn) => {
+      conn.start({
+        message: (m) => {
+          const f = m[0]!;
+          const msg = decode(f) as unknown[];
+          if (msg[0] === T.HELLO) conn.send([encode([T.HELLO, "drpc", 1, { heartbeatMs: 0, maxMessageSize: 1 << 20 }])]);
+          else if (msg[0] === T.CALL) {
+            // [CALL, id, method, kwargs, deadline, ...]: the byte that starts the deadline says how it was encoded.
+            const name = msg[2] as string;
+            const at = 2 + 1 + 1 + name.length + 1;
+            deadlines.push(`${msg[5]}:${f[at] === 0xcb ? "float64" : "integer"}`);
+            conn.send([encode([T.RESULT, msg[1] as number, 1])]);
+          }
+        },
+        end() {},
+      });
+    });
+    const direct = await connect<{ m(): number }>("drpc+inproc://whole-ms", { loop, timeout: 1500.25, heartbeatMs: 0 });
+    await direct.m();
+    const balanced = await connect<{ m(): number }>(["drpc+inproc://whole-ms"], { loop, timeout: 2000, heartbeatMs: 0 });
+    await balanced.m();
+    assert.deepEqual(deadlines, ["1501:integer", "2000:integer"]);
+    await close(direct);
+    await close(balanced);
+    await listener.close();
+  });
+  assert.equal(loop.pendingTimers, 0);
+});
