@@ -129,3 +129,23 @@ test("types: a typed client takes the schemas' input types and returns their out
   assert.equal(typeof result, "function");
   assert.equal(typeof wrong, "function");
 });
+
+test("tilth/rpc does not load zod: no compiled module of core, adapters, transports or rpc imports it at run time (the schemas a user passes bring their own methods; app settings use it)", async () => {
+  const { readdirSync, readFileSync, statSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const { fileURLToPath } = await import("node:url");
+  const dist = join(fileURLToPath(new URL(".", import.meta.url)), "..", "..");
+  const runtimeZod = /(?:^|\n)\s*import\s[^;]*?from\s*["']zod(?:\/[^"']*)?["']|import\(\s*["']zod|require\(\s*["']zod/;
+  const offenders: string[] = [];
+  const walk = (dir: string): void => {
+    for (const name of readdirSync(dir)) {
+      const p = join(dir, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (name.endsWith(".js") && runtimeZod.test(readFileSync(p, "utf8"))) offenders.push(p.slice(dist.length + 1));
+    }
+  };
+  for (const layer of ["core", "adapters", "transports", "rpc"]) walk(join(dist, layer));
+  assert.deepEqual(offenders, []);
+  // The check finds such an import where there is one (app/Settings validates settings files with zod).
+  assert.ok(runtimeZod.test(readFileSync(join(dist, "app", "Settings.js"), "utf8")));
+});
