@@ -506,13 +506,7 @@ export class FrameDecoder {
             const start = off;
             off += len;
             this.#onFrame(chunk, start, off);
-            if (this.#halted || this.#failed) {
-              if (!this.#failed && off < end) {
-                this.#held.unshift(chunk);
-                this.#heldOffset = off;
-              }
-              return;
-            }
+            if (this.#stopped(chunk, off, false)) return;
             continue;
           }
           frame = chunk.subarray(off, off + len);
@@ -546,13 +540,21 @@ export class FrameDecoder {
         this.#size = 0;
       }
       this.#onMessage(msg);
-      if (this.#halted || this.#failed) {
-        if (!this.#failed && off < end) {
-          this.#held.unshift(transient ? this.#own(chunk, off) : chunk);
-          this.#heldOffset = transient ? 0 : off;
-        }
-        return;
-      }
+      if (this.#stopped(chunk, off, transient)) return;
     }
+  }
+
+  /**
+   * After a delivery: whether the handler halted the decoder (or it failed).
+   * When halted, the rest of `chunk` from `off` is kept for `resume()` (a
+   * copy of its own when the chunk is transient).
+   */
+  #stopped(chunk: Buffer, off: number, transient: boolean): boolean {
+    if (!this.#halted && !this.#failed) return false;
+    if (!this.#failed && off < chunk.length) {
+      this.#held.unshift(transient ? this.#own(chunk, off) : chunk);
+      this.#heldOffset = transient ? 0 : off;
+    }
+    return true;
   }
 }
