@@ -49,7 +49,7 @@ import { checkFrameSize, checkMessage } from "./framing.js";
 import { ConnectionBase, type ConnectionParams } from "./internal/ConnectionBase.js";
 import { ListenerBase } from "./internal/ListenerBase.js";
 import { connectionParams, defined, formatHostPort, hostPort, waitFor } from "./internal/socket.js";
-import { decodeWsMessage, encodeWsMessage, putWsHeader, WS_HEADER, wsWireSize } from "./internal/wsCodec.js";
+import { decodeWsMessage, putWsHeader, putWsMessage, WS_HEADER, wsWireSize } from "./internal/wsCodec.js";
 import type { TlsConnectOptions, TlsListenOptions } from "./tls.js";
 
 
@@ -192,12 +192,9 @@ export class WsConnection extends ConnectionBase {
     this.#cork();
     const ws = this.#ws;
     if (wire <= COPY_MAX) {
-      // One WebSocket frame, header and payload in one buffer, written to the socket as it is: what ws's
-      // sender would write (FIN, binary, no compression; from a client, masked with the all-zero key, see
-      // connect), without its header buffer, its second write per message and its option handling.
-      const hl = wsFrameHeaderSize(wire, this.#masked);
-      const buf = encodeWsMessage(msg, n, allocBuffer, hl) as Buffer;
-      putFrameHeader(buf, wire, this.#masked);
+      // One WebSocket frame, header and payload in one buffer, written to the socket as it is.
+      const buf = this.#frameBuffer(wire);
+      putWsMessage(msg, buf, buf.length - wire);
       this.#socket.write(buf);
     } else {
       // One WebSocket message in fragments: each frame's header, then the frame as it is.
@@ -225,13 +222,25 @@ export class WsConnection extends ConnectionBase {
     }
     this.checkBuffered(wire);
     this.#cork();
-    const hl = wsFrameHeaderSize(wire, this.#masked);
-    const buf = allocBuffer(hl + wire);
-    putFrameHeader(buf, wire, this.#masked);
-    putWsHeader(buf, hl, size, false);
-    writer.writeFrame(buf, hl + WS_HEADER);
+    const buf = this.#frameBuffer(wire);
+    const at = buf.length - wire;
+    putWsHeader(buf, at, size, false);
+    writer.writeFrame(buf, at + WS_HEADER);
     this.#socket.write(buf);
     return this.#ws.bufferedAmount < this.highWaterMark;
+  }
+
+  /**
+   * A buffer for one WebSocket frame (FIN, binary) of `wire` payload bytes,
+   * its header written; the payload goes in its last `wire` bytes. What ws's
+   * sender would write (no compression; from a client, masked with the
+   * all-zero key, see connect), without its header buffer, its second write
+   * per message and its option handling.
+   */
+  #frameBuffer(wire: number): Buffer {
+    const buf = allocBuffer(wsFrameHeaderSize(wire, this.#masked) + wire);
+    putFrameHeader(buf, wire, this.#masked);
+    return buf;
   }
 
   /** Writes of one run of code go out together: corked until the microtask after it. */

@@ -29,20 +29,23 @@ export function putWsHeader(dst: Uint8Array, at: number, length: number, more: b
 
 /**
  * Encode a message (frames already checked) into one buffer of `wsWireSize`
- * bytes, made by `alloc`; with `headroom`, that many bytes are left free at
- * its start (for the WebSocket frame header, written by the caller).
+ * bytes, made by `alloc`.
  */
-export function encodeWsMessage(msg: readonly Uint8Array[], payload: number, alloc: (n: number) => Uint8Array, headroom = 0): Uint8Array {
-  const out = alloc(headroom + wsWireSize(payload, msg.length));
-  let p = headroom;
+export function encodeWsMessage(msg: readonly Uint8Array[], payload: number, alloc: (n: number) => Uint8Array): Uint8Array {
+  const out = alloc(wsWireSize(payload, msg.length));
+  putWsMessage(msg, out, 0);
+  return out;
+}
+
+/** Write a message's frames, each after its header, into `dst` from `at` (room for `wsWireSize` bytes). */
+export function putWsMessage(msg: readonly Uint8Array[], dst: Uint8Array, at: number): void {
   const last = msg.length - 1;
   for (let i = 0; i <= last; i++) {
     const f = msg[i]!;
-    putWsHeader(out, p, f.byteLength, i < last);
-    out.set(f, p + WS_HEADER);
-    p += WS_HEADER + f.byteLength;
+    putWsHeader(dst, at, f.byteLength, i < last);
+    dst.set(f, at + WS_HEADER);
+    at += WS_HEADER + f.byteLength;
   }
-  return out;
 }
 
 /** Why a WebSocket message is not a tilth message (as a sentence), or the frames it carries. */
