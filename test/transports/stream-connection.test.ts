@@ -11,8 +11,8 @@ import { NodeLoop } from "../../adapters/node.js";
 import { encodeMessage, registerTransports, SocketReader, StreamConnection } from "../../transports/index.js";
 import { connectionParams } from "../../transports/internal/socket.js";
 import { leakCheck } from "../helpers/leaks.js";
-import { collect, defer } from "./util.js";
-import type { Connection, FrameWriter } from "../../core/Transport.js";
+import { cases, collect, connectPair, defer } from "./util.js";
+import type { FrameWriter } from "../../core/Transport.js";
 
 test("bytes a SocketReader read before its StreamConnection was built are delivered first, in order, once started", { timeout: 60_000 }, async () => {
   const done = leakCheck();
@@ -117,11 +117,7 @@ test("drain() resolves whatever the mix of writes made before and while someone 
 test("sendFrame writes a frame in place: in order with send, small and large, and a frame above the limit is refused before anything is written", { timeout: 30_000 }, async () => {
   const done = leakCheck();
   const loop = registerTransports(new NodeLoop());
-  const listener = await loop.listen("tcp://127.0.0.1:0", { maxMessageSize: 20_000 });
-  const accepted = defer<Connection>();
-  listener.start((c) => accepted.resolve(c));
-  const client = await loop.connect(listener.url, { maxMessageSize: 20_000 });
-  const server = await accepted.promise;
+  const { listener, client, server } = await connectPair(cases.tcp(), loop, { listen: { maxMessageSize: 20_000 }, connect: { maxMessageSize: 20_000 } });
   const got = collect(server);
   const writer = (fill: number): FrameWriter => ({
     writeFrame(dst, at) {
@@ -157,11 +153,7 @@ test("sendFrame writes a frame in place: in order with send, small and large, an
 test("a handler with frame() gets each message of one frame as its bounds in the received bytes, split frames and messages of several frames through message(), in order", { timeout: 30_000 }, async () => {
   const done = leakCheck();
   const loop = registerTransports(new NodeLoop());
-  const listener = await loop.listen("tcp://127.0.0.1:0");
-  const accepted = defer<Connection>();
-  listener.start((c) => accepted.resolve(c));
-  const client = await loop.connect(listener.url);
-  const server = await accepted.promise;
+  const { listener, client, server } = await connectPair(cases.tcp(), loop);
   const seen: string[] = [];
   const ended = defer<void>();
   server.start({
@@ -192,11 +184,7 @@ test("a handler with frame() gets each message of one frame as its bounds in the
 test("large frames written in place to a peer that reads late arrive intact (the batch memory is reused only when the socket took every byte at once)", { timeout: 60_000 }, async () => {
   const done = leakCheck();
   const loop = registerTransports(new NodeLoop());
-  const listener = await loop.listen("tcp://127.0.0.1:0");
-  const accepted = defer<Connection>();
-  listener.start((c) => accepted.resolve(c));
-  const client = await loop.connect(listener.url, { highWaterMark: 64 << 20 });
-  const server = await accepted.promise;
+  const { listener, client, server } = await connectPair(cases.tcp(), loop, { connect: { highWaterMark: 64 << 20 } });
   server.pause(); // nothing read yet: the kernel's buffers fill and Node holds the rest of the writes
   const got = collect(server);
   const size = 70_000;
