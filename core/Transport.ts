@@ -124,8 +124,8 @@ export interface Connection extends AsyncDisposable {
   readonly bufferedAmount: number;
   /**
    * Optional: bytes received on this connection so far, as its transport
-   * counts them (tcp, ipc, tls: the socket's count, framing included; the
-   * accepting end of zmq: the messages' bytes). Read for metrics; absent
+   * counts them (tcp, ipc, tls, ws, wss: the socket's count, framing
+   * included; the accepting end of zmq: the messages' bytes). Read for metrics; absent
    * where the transport does not count.
    */
   readonly bytesIn?: number;

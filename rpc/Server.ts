@@ -247,8 +247,8 @@ export class RpcServer implements ServerCore, AsyncDisposable {
 
   /**
    * Bytes received and sent on the server's connections so far, ended ones
-   * included, where their transport counts them (tcp, ipc, tls, the accepting
-   * end of zmq; not inproc, local, ws or nats). Read for metrics.
+   * included, where their transport counts them (tcp, ipc, tls, ws, wss, the
+   * accepting end of zmq; not inproc, local or nats). Read for metrics.
    */
   get bytes(): { received: number; sent: number } {
     let received = this.#doneIn;
